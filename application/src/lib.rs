@@ -1,0 +1,10 @@
+//! The ports and services of llxprt.
+//!
+//! Services orchestrate sign-in, refresh and sending over the ports in [`ports`]; the decisions
+//! themselves come from `llxprt-domain`. This crate does no I/O of its own: every file, socket,
+//! clock and terminal is reached through a port.
+
+pub mod ports;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;

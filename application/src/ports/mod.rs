@@ -1,0 +1,14 @@
+//! The ports: what the services need from the outside world, named by role.
+//!
+//! Adapters implement them; services depend only on these traits. Each port has one error type,
+//! classified for the caller, never a leaked transport or file-system error.
+
+pub mod clock;
+pub mod oauth_flow;
+pub mod prompt;
+pub mod token_store;
+
+pub use clock::{Clock, SystemClock};
+pub use oauth_flow::{Browser, BrowserError, FlowError, OAuthFlow, RefreshError};
+pub use prompt::{PromptError, UserPrompt};
+pub use token_store::{BucketLock, StoreError, TokenStore};

@@ -1,0 +1,82 @@
+//! The sign-in port: one OAuth flow per provider, and the browser it may open.
+
+use async_trait::async_trait;
+use llxprt_domain::{OAuthProvider, Secret, Token};
+
+use super::prompt::{PromptError, UserPrompt};
+
+/// Why a login did not produce a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    /// The user or the provider refused (`error=access_denied`, device flow denied).
+    #[error("sign-in was denied: {0}")]
+    Denied(String),
+    /// The flow ran out of time (device code expired, nobody came back).
+    #[error("sign-in timed out: {0}")]
+    Expired(String),
+    /// What came back does not belong to this login (wrong state, malformed code or URL).
+    #[error("sign-in failed: {0}")]
+    Invalid(String),
+    /// The provider's token endpoint refused the exchange.
+    #[error("the provider refused the sign-in: {0}")]
+    Rejected(String),
+    /// The network or the provider failed; trying again may work.
+    #[error("could not reach the provider: {0}")]
+    Transient(String),
+    /// The user could not be asked.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+}
+
+/// Why a refresh did not produce a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// The refresh token is invalid, revoked or already used: the bucket needs a new login.
+    #[error("the provider rejected the refresh token ({0}); sign in again")]
+    NeedsLogin(String),
+    /// The network or the provider failed; nothing changed and trying later may work.
+    #[error("the token could not be refreshed right now: {0}")]
+    Transient(String),
+}
+
+/// One provider's sign-in and refresh.
+#[async_trait]
+pub trait OAuthFlow: Send + Sync {
+    /// The provider this flow signs in to.
+    fn provider(&self) -> OAuthProvider;
+
+    /// Runs the interactive sign-in, talking to the user through `prompt`.
+    ///
+    /// # Errors
+    /// A [`FlowError`] saying why no token was obtained.
+    async fn login(&self, prompt: &dyn UserPrompt) -> Result<Token, FlowError>;
+
+    /// Trades a refresh token for a new token. The result holds only what the provider returned;
+    /// the caller merges it into the stored token.
+    ///
+    /// # Errors
+    /// [`RefreshError::NeedsLogin`] when the provider rejects the refresh token,
+    /// [`RefreshError::Transient`] for network and server failures.
+    async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError>;
+}
+
+/// The browser could not be opened; the flow falls back to asking the user to paste.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrowserError {
+    /// Opening is not possible here (`--nobrowser`, no display, SSH session).
+    #[error("no browser available: {0}")]
+    Unavailable(String),
+    /// The launch was tried and failed.
+    #[error("the browser could not be launched: {0}")]
+    LaunchFailed(String),
+}
+
+/// Opens a URL for the user.
+#[async_trait]
+pub trait Browser: Send + Sync {
+    /// Opens `url`.
+    ///
+    /// # Errors
+    /// [`BrowserError`] when no browser can be opened; the caller then asks the user to paste.
+    async fn open(&self, url: &str) -> Result<(), BrowserError>;
+}

@@ -1,0 +1,32 @@
+//! The user interaction port: everything that tells the user something or asks them.
+
+use async_trait::async_trait;
+
+/// The user could not or would not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromptError {
+    /// The user cancelled (Ctrl-C) while asked.
+    #[error("cancelled")]
+    Cancelled,
+    /// There is no more input (end of file, or no terminal).
+    #[error("no input available to answer: {0}")]
+    NoInput(String),
+}
+
+/// How services talk to the person at the keyboard. The REPL, the non-terminal line mode and
+/// tests each implement it; only its adapters print.
+#[async_trait]
+pub trait UserPrompt: Send + Sync {
+    /// Shows one line of information (a URL to open, a device code, a warning).
+    fn show(&self, line: &str);
+
+    /// Shows that something is being waited for (a spinner on a terminal). Called repeatedly
+    /// while waiting; `done` clears it.
+    fn waiting(&self, what: &str, done: bool);
+
+    /// Asks a question and returns the answer with surrounding white space removed.
+    ///
+    /// # Errors
+    /// [`PromptError::Cancelled`] or [`PromptError::NoInput`].
+    async fn ask(&self, question: &str) -> Result<String, PromptError>;
+}

@@ -1,0 +1,1 @@
+//! Test support for other teams' adapters: contract suites every port implementation passes.

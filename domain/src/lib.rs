@@ -1,0 +1,18 @@
+//! The pure decision core of llxprt.
+//!
+//! Everything here decides and nothing here does: no I/O, no clock reads (the current time is
+//! always a parameter), no async runtime, no serialisation. Which credential a request uses,
+//! which bucket it goes to next, whether a token is fresh and what a 429 means are all answered
+//! by plain functions over plain values, so they can be property-tested exhaustively.
+
+pub mod bucket;
+pub mod provider;
+pub mod secret;
+pub mod time;
+pub mod token;
+
+pub use bucket::{BucketId, BucketName, InvalidBucketName};
+pub use provider::{ChatProvider, OAuthProvider, UnknownProvider};
+pub use secret::Secret;
+pub use time::UnixSeconds;
+pub use token::{Freshness, Token};
