@@ -1,0 +1,1 @@
+//! Settings and profiles: `settings.json`, environment overrides, `--set`, `profiles/*.json`.

@@ -1,0 +1,1 @@
+//! The provider simulator: strict fakes of every provider on loopback, for tests and `--sandbox`.

@@ -1,0 +1,1 @@
+//! Token stores: the file store (the default) and the in-memory store.
