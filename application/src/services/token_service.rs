@@ -1,0 +1,438 @@
+//! Keeping the user signed in: a valid token for a bucket, refreshed by exactly one caller.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use llxprt_domain::{BucketId, OAuthProvider, Secret, Token};
+
+use crate::ports::{Clock, OAuthFlow, RefreshError, StoreError, TokenStore};
+
+/// How long a caller waits for another process that holds a bucket's lock.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why no valid token could be had for a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The bucket has never been logged in (or was logged out).
+    #[error("{0} is not logged in; run `/auth {provider} login{bucket}`", provider = .0.provider, bucket = login_suffix(.0))]
+    NotLoggedIn(BucketId),
+    /// The provider rejected the refresh token: only a new login helps. The token file is kept.
+    #[error("{bucket} needs a new login ({reason}); run `/auth {provider} login{suffix}`", provider = .bucket.provider, suffix = login_suffix(.bucket))]
+    NeedsLogin {
+        /// The bucket that needs a login.
+        bucket: BucketId,
+        /// What the provider said.
+        reason: String,
+    },
+    /// The refresh could not be done now (network, provider down); nothing was changed.
+    #[error("could not refresh {bucket}: {message}")]
+    Transient {
+        /// The bucket whose refresh failed.
+        bucket: BucketId,
+        /// What went wrong.
+        message: String,
+    },
+    /// The token store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No sign-in flow is registered for the provider.
+    #[error("no sign-in flow is configured for {0}")]
+    NoFlow(OAuthProvider),
+}
+
+/// The ` BUCKET` part of a login command: empty for the default bucket.
+fn login_suffix(bucket: &BucketId) -> String {
+    if bucket.bucket.is_default() {
+        String::new()
+    } else {
+        format!(" {}", bucket.bucket)
+    }
+}
+
+/// The sign-in flow of each provider.
+#[derive(Clone, Default)]
+pub struct FlowRegistry {
+    flows: HashMap<OAuthProvider, Arc<dyn OAuthFlow>>,
+}
+
+impl FlowRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a flow under the provider it says it serves.
+    pub fn register(&mut self, flow: Arc<dyn OAuthFlow>) {
+        self.flows.insert(flow.provider(), flow);
+    }
+
+    /// The flow of a provider, if one is registered.
+    pub fn get(&self, provider: OAuthProvider) -> Option<Arc<dyn OAuthFlow>> {
+        self.flows.get(&provider).cloned()
+    }
+}
+
+/// Hands out valid tokens, refreshing them when they are about to expire or were rejected.
+///
+/// Exactly one refresh per bucket runs at a time: callers in this process queue on a per-bucket
+/// mutex (single flight), and across processes the store's lock is held from the re-read through
+/// the write, so a rotating refresh token is never spent twice.
+pub struct TokenService {
+    store: Arc<dyn TokenStore>,
+    flows: FlowRegistry,
+    clock: Arc<dyn Clock>,
+    lock_timeout: Duration,
+    in_flight: Mutex<HashMap<BucketId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl TokenService {
+    /// A service over a store, the providers' flows and a clock.
+    pub fn new(store: Arc<dyn TokenStore>, flows: FlowRegistry, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            flows,
+            clock,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Changes how long to wait for another process's lock.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The store the service reads and writes.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.store
+    }
+
+    /// A token for `bucket` that is fresh now: the stored one, or a refreshed one when it expires
+    /// within the refresh window or has expired.
+    ///
+    /// # Errors
+    /// [`TokenError::NotLoggedIn`] without a stored token, [`TokenError::NeedsLogin`] when the
+    /// refresh is rejected, [`TokenError::Transient`] when it cannot be done now, and
+    /// [`TokenError::Store`] when storage fails.
+    pub async fn valid_token(&self, bucket: &BucketId) -> Result<Token, TokenError> {
+        let token = self.load(bucket).await?;
+        if !token.needs_refresh(self.clock.now()) {
+            return Ok(token);
+        }
+        self.refresh_unless(bucket, |stored| !stored.needs_refresh(self.clock.now()))
+            .await
+    }
+
+    /// Refreshes `bucket` after the API rejected `rejected` (a 401), unless another caller has
+    /// already replaced that access token, in which case the newer token is returned.
+    ///
+    /// # Errors
+    /// As [`TokenService::valid_token`].
+    pub async fn refresh_rejected(
+        &self,
+        bucket: &BucketId,
+        rejected: &Secret,
+    ) -> Result<Token, TokenError> {
+        self.refresh_unless(bucket, |stored| &stored.access_token != rejected)
+            .await
+    }
+
+    async fn load(&self, bucket: &BucketId) -> Result<Token, TokenError> {
+        self.store
+            .load(bucket)
+            .await?
+            .ok_or_else(|| TokenError::NotLoggedIn(bucket.clone()))
+    }
+
+    /// Refreshes the bucket's token unless, once this caller holds both locks, the stored token
+    /// already satisfies `good_enough` (another task or process refreshed it meanwhile).
+    async fn refresh_unless(
+        &self,
+        bucket: &BucketId,
+        good_enough: impl Fn(&Token) -> bool,
+    ) -> Result<Token, TokenError> {
+        let flight = self.flight(bucket);
+        let _in_process = flight.lock().await;
+        let stored = self.load(bucket).await?;
+        if good_enough(&stored) {
+            return Ok(stored);
+        }
+        let _across_processes = self.store.lock(bucket, self.lock_timeout).await?;
+        let stored = self.load(bucket).await?;
+        if good_enough(&stored) {
+            tracing::debug!(%bucket, "another process refreshed the token");
+            return Ok(stored);
+        }
+        let refresh_token = stored
+            .refresh_token
+            .clone()
+            .ok_or_else(|| TokenError::NeedsLogin {
+                bucket: bucket.clone(),
+                reason: "no refresh token was issued".to_owned(),
+            })?;
+        let flow = self
+            .flows
+            .get(bucket.provider)
+            .ok_or(TokenError::NoFlow(bucket.provider))?;
+        tracing::info!(%bucket, "refreshing the access token");
+        let refreshed = flow.refresh(&refresh_token).await.map_err(|e| match e {
+            RefreshError::NeedsLogin(reason) => TokenError::NeedsLogin {
+                bucket: bucket.clone(),
+                reason,
+            },
+            RefreshError::Transient(message) => TokenError::Transient {
+                bucket: bucket.clone(),
+                message,
+            },
+        })?;
+        let merged = stored.merge_refresh(refreshed);
+        self.store.save(bucket, &merged).await?;
+        Ok(merged)
+    }
+
+    /// The in-process single-flight mutex of a bucket.
+    fn flight(&self, bucket: &BucketId) -> Arc<tokio::sync::Mutex<()>> {
+        // A poisoned map only means another thread panicked while inserting; the map itself is
+        // still a valid map of mutexes.
+        let mut map = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(bucket.clone()).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{FlowError, UserPrompt};
+
+    #[allow(unused_parens)] // mockall needs the explicit object lifetime to match async_trait's.
+    mod mock {
+        use super::*;
+        mockall::mock! {
+            pub OAuthFlow {}
+            #[async_trait]
+            impl OAuthFlow for OAuthFlow {
+                fn provider(&self) -> OAuthProvider;
+                async fn login<'a, 'b>(&'a self, prompt: &'b (dyn UserPrompt + 'b)) -> Result<Token, FlowError>;
+                async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError>;
+            }
+        }
+    }
+    use crate::ports::BucketLock;
+    use async_trait::async_trait;
+    use llxprt_domain::{BucketName, UnixSeconds};
+    use mock::MockOAuthFlow;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const NOW: i64 = 1_000_000;
+
+    struct FixedClock;
+    impl Clock for FixedClock {
+        fn now(&self) -> UnixSeconds {
+            UnixSeconds(NOW)
+        }
+    }
+
+    /// A store in a map, with one process-wide lock, that can play "another process" which
+    /// refreshes the token while this one waits for the lock.
+    #[derive(Default)]
+    struct MapStore {
+        tokens: Mutex<HashMap<BucketId, Token>>,
+        lock: Arc<tokio::sync::Mutex<()>>,
+        on_lock: Mutex<Option<Token>>,
+        saves: AtomicUsize,
+    }
+
+    struct Held(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+    impl BucketLock for Held {}
+
+    #[async_trait]
+    impl TokenStore for MapStore {
+        async fn load(&self, bucket: &BucketId) -> Result<Option<Token>, StoreError> {
+            Ok(self.tokens.lock().unwrap().get(bucket).cloned())
+        }
+        async fn save(&self, bucket: &BucketId, token: &Token) -> Result<(), StoreError> {
+            self.saves.fetch_add(1, Ordering::SeqCst);
+            self.tokens
+                .lock()
+                .unwrap()
+                .insert(bucket.clone(), token.clone());
+            Ok(())
+        }
+        async fn delete(&self, bucket: &BucketId) -> Result<bool, StoreError> {
+            Ok(self.tokens.lock().unwrap().remove(bucket).is_some())
+        }
+        async fn list(
+            &self,
+            provider: OAuthProvider,
+        ) -> Result<Vec<llxprt_domain::BucketName>, StoreError> {
+            let map = self.tokens.lock().unwrap();
+            Ok(map
+                .keys()
+                .filter(|b| b.provider == provider)
+                .map(|b| b.bucket.clone())
+                .collect())
+        }
+        async fn lock(
+            &self,
+            bucket: &BucketId,
+            _timeout: Duration,
+        ) -> Result<Box<dyn BucketLock>, StoreError> {
+            let guard = self.lock.clone().lock_owned().await;
+            if let Some(other) = self.on_lock.lock().unwrap().take() {
+                self.tokens.lock().unwrap().insert(bucket.clone(), other);
+            }
+            Ok(Box::new(Held(guard)))
+        }
+    }
+
+    fn bucket() -> BucketId {
+        BucketId::new(OAuthProvider::Anthropic, BucketName::parse("work").unwrap())
+    }
+
+    fn token(access: &str, refresh: Option<&str>, expiry: i64) -> Token {
+        let mut t = Token::new(Secret::new(access), UnixSeconds(expiry));
+        t.refresh_token = refresh.map(Secret::new);
+        t
+    }
+
+    fn service(store: Arc<MapStore>, flow: MockOAuthFlow) -> TokenService {
+        let mut flows = FlowRegistry::new();
+        flows.flows.insert(OAuthProvider::Anthropic, Arc::new(flow));
+        TokenService::new(store, flows, Arc::new(FixedClock))
+    }
+
+    fn store_with(t: Token) -> Arc<MapStore> {
+        let store = Arc::new(MapStore::default());
+        store.tokens.lock().unwrap().insert(bucket(), t);
+        store
+    }
+
+    #[tokio::test]
+    async fn a_fresh_token_is_used_without_refreshing() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_refresh().times(0);
+        let store = store_with(token("at-1", Some("rt-1"), NOW + 3600));
+        let got = service(store, flow).valid_token(&bucket()).await.unwrap();
+        assert_eq!(got.access_token.expose(), "at-1");
+    }
+
+    #[tokio::test]
+    async fn a_token_inside_the_window_is_refreshed_and_the_merge_saved() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_refresh()
+            .withf(|rt| rt.expose() == "rt-1")
+            .times(1)
+            .returning(|_| Ok(token("at-2", None, NOW + 3600)));
+        let store = store_with(token("at-1", Some("rt-1"), NOW + 30));
+        let svc = service(store.clone(), flow);
+        let got = svc.valid_token(&bucket()).await.unwrap();
+        assert_eq!(got.access_token.expose(), "at-2");
+        let saved = store.load(&bucket()).await.unwrap().unwrap();
+        assert_eq!(saved.access_token.expose(), "at-2");
+        assert_eq!(saved.refresh_token.unwrap().expose(), "rt-1");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_concurrent_callers_make_exactly_one_refresh() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_refresh()
+            .times(1)
+            .returning(|_| Ok(token("at-2", Some("rt-2"), NOW + 3600)));
+        let store = store_with(token("at-1", Some("rt-1"), NOW - 5));
+        let svc = Arc::new(service(store.clone(), flow));
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let svc = svc.clone();
+                tokio::spawn(async move { svc.valid_token(&bucket()).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap().access_token.expose(), "at-2");
+        }
+        assert_eq!(store.saves.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn uses_the_token_another_process_refreshed_while_it_waited_for_the_lock() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_refresh().times(0);
+        let store = store_with(token("at-1", Some("rt-1"), NOW - 5));
+        *store.on_lock.lock().unwrap() = Some(token("at-other", Some("rt-2"), NOW + 3600));
+        let got = service(store, flow).valid_token(&bucket()).await.unwrap();
+        assert_eq!(got.access_token.expose(), "at-other");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_refresh_says_to_log_in_and_keeps_the_file() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_refresh()
+            .times(1)
+            .returning(|_| Err(RefreshError::NeedsLogin("invalid_grant".into())));
+        let store = store_with(token("at-1", Some("rt-1"), NOW - 5));
+        let err = service(store.clone(), flow)
+            .valid_token(&bucket())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TokenError::NeedsLogin { .. }));
+        assert!(
+            err.to_string().contains("/auth anthropic login work"),
+            "{err}"
+        );
+        assert_eq!(store.saves.load(Ordering::SeqCst), 0);
+        assert!(store.load(&bucket()).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_network_failure_changes_nothing() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_refresh()
+            .times(1)
+            .returning(|_| Err(RefreshError::Transient("connection refused".into())));
+        let store = store_with(token("at-1", Some("rt-1"), NOW - 5));
+        let err = service(store.clone(), flow)
+            .valid_token(&bucket())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TokenError::Transient { .. }));
+        assert_eq!(store.saves.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_access_token_is_refreshed_once_even_if_not_expired() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_refresh()
+            .times(1)
+            .returning(|_| Ok(token("at-2", Some("rt-2"), NOW + 3600)));
+        let store = store_with(token("at-1", Some("rt-1"), NOW + 3600));
+        let svc = service(store, flow);
+        let first = svc
+            .refresh_rejected(&bucket(), &Secret::new("at-1"))
+            .await
+            .unwrap();
+        assert_eq!(first.access_token.expose(), "at-2");
+        // A second caller that also saw the old token gets the new one without a refresh.
+        let second = svc
+            .refresh_rejected(&bucket(), &Secret::new("at-1"))
+            .await
+            .unwrap();
+        assert_eq!(second.access_token.expose(), "at-2");
+    }
+
+    #[tokio::test]
+    async fn a_bucket_never_logged_in_names_the_command() {
+        let flow = MockOAuthFlow::new();
+        let err = service(Arc::new(MapStore::default()), flow)
+            .valid_token(&BucketId::default_for(OAuthProvider::Anthropic))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "anthropic/default is not logged in; run `/auth anthropic login`"
+        );
+    }
+}
