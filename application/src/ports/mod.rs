@@ -3,11 +3,13 @@
 //! Adapters implement them; services depend only on these traits. Each port has one error type,
 //! classified for the caller, never a leaked transport or file-system error.
 
+pub mod chat;
 pub mod clock;
 pub mod oauth_flow;
 pub mod prompt;
 pub mod token_store;
 
+pub use chat::{ChatAuth, ChatClient, ChatError, ChatMessage, ChatReply, ChatRequest, Role};
 pub use clock::{Clock, SystemClock};
 pub use oauth_flow::{Browser, BrowserError, FlowError, OAuthFlow, RefreshError};
 pub use prompt::{PromptError, UserPrompt};
