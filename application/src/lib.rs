@@ -8,5 +8,8 @@ pub mod commands;
 pub mod ports;
 pub mod services;
 
+#[cfg(test)]
+mod test_support;
+
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -207,102 +207,17 @@ impl TokenService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{FlowError, UserPrompt};
-
-    #[allow(unused_parens)] // mockall needs the explicit object lifetime to match async_trait's.
-    mod mock {
-        use super::*;
-        mockall::mock! {
-            pub OAuthFlow {}
-            #[async_trait]
-            impl OAuthFlow for OAuthFlow {
-                fn provider(&self) -> OAuthProvider;
-                async fn login<'a, 'b>(&'a self, prompt: &'b (dyn UserPrompt + 'b)) -> Result<Token, FlowError>;
-                async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError>;
-            }
-        }
-    }
-    use crate::ports::BucketLock;
-    use async_trait::async_trait;
-    use llxprt_domain::{BucketName, UnixSeconds};
-    use mock::MockOAuthFlow;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    const NOW: i64 = 1_000_000;
-
-    struct FixedClock;
-    impl Clock for FixedClock {
-        fn now(&self) -> UnixSeconds {
-            UnixSeconds(NOW)
-        }
-    }
-
-    /// A store in a map, with one process-wide lock, that can play "another process" which
-    /// refreshes the token while this one waits for the lock.
-    #[derive(Default)]
-    struct MapStore {
-        tokens: Mutex<HashMap<BucketId, Token>>,
-        lock: Arc<tokio::sync::Mutex<()>>,
-        on_lock: Mutex<Option<Token>>,
-        saves: AtomicUsize,
-    }
-
-    struct Held(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
-    impl BucketLock for Held {}
-
-    #[async_trait]
-    impl TokenStore for MapStore {
-        async fn load(&self, bucket: &BucketId) -> Result<Option<Token>, StoreError> {
-            Ok(self.tokens.lock().unwrap().get(bucket).cloned())
-        }
-        async fn save(&self, bucket: &BucketId, token: &Token) -> Result<(), StoreError> {
-            self.saves.fetch_add(1, Ordering::SeqCst);
-            self.tokens
-                .lock()
-                .unwrap()
-                .insert(bucket.clone(), token.clone());
-            Ok(())
-        }
-        async fn delete(&self, bucket: &BucketId) -> Result<bool, StoreError> {
-            Ok(self.tokens.lock().unwrap().remove(bucket).is_some())
-        }
-        async fn list(
-            &self,
-            provider: OAuthProvider,
-        ) -> Result<Vec<llxprt_domain::BucketName>, StoreError> {
-            let map = self.tokens.lock().unwrap();
-            Ok(map
-                .keys()
-                .filter(|b| b.provider == provider)
-                .map(|b| b.bucket.clone())
-                .collect())
-        }
-        async fn lock(
-            &self,
-            bucket: &BucketId,
-            _timeout: Duration,
-        ) -> Result<Box<dyn BucketLock>, StoreError> {
-            let guard = self.lock.clone().lock_owned().await;
-            if let Some(other) = self.on_lock.lock().unwrap().take() {
-                self.tokens.lock().unwrap().insert(bucket.clone(), other);
-            }
-            Ok(Box::new(Held(guard)))
-        }
-    }
+    use crate::test_support::{flow_with, token, FixedClock, MapStore, MockOAuthFlow, NOW};
+    use llxprt_domain::BucketName;
+    use std::sync::atomic::Ordering;
 
     fn bucket() -> BucketId {
         BucketId::new(OAuthProvider::Anthropic, BucketName::parse("work").unwrap())
     }
 
-    fn token(access: &str, refresh: Option<&str>, expiry: i64) -> Token {
-        let mut t = Token::new(Secret::new(access), UnixSeconds(expiry));
-        t.refresh_token = refresh.map(Secret::new);
-        t
-    }
-
     fn service(store: Arc<MapStore>, flow: MockOAuthFlow) -> TokenService {
         let mut flows = FlowRegistry::new();
-        flows.flows.insert(OAuthProvider::Anthropic, Arc::new(flow));
+        flow_with(&mut flows, flow);
         TokenService::new(store, flows, Arc::new(FixedClock))
     }
 

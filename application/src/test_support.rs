@@ -1,0 +1,118 @@
+//! Doubles shared by the services' unit tests: a fixed clock, a map-backed store that can play
+//! "another process", and a mockall mock of the sign-in flow.
+
+#![allow(unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use llxprt_domain::{BucketId, BucketName, OAuthProvider, Secret, Token, UnixSeconds};
+
+use crate::ports::{
+    BucketLock, Clock, FlowError, OAuthFlow, RefreshError, StoreError, TokenStore, UserPrompt,
+};
+
+pub const NOW: i64 = 1_000_000;
+
+pub struct FixedClock;
+
+impl Clock for FixedClock {
+    fn now(&self) -> UnixSeconds {
+        UnixSeconds(NOW)
+    }
+}
+
+#[allow(unused_parens)] // mockall needs the explicit object lifetime to match async_trait's.
+mod mock {
+    use super::*;
+    mockall::mock! {
+        pub OAuthFlow {}
+        #[async_trait]
+        impl OAuthFlow for OAuthFlow {
+            fn provider(&self) -> OAuthProvider;
+            async fn login<'a, 'b>(&'a self, prompt: &'b (dyn UserPrompt + 'b)) -> Result<Token, FlowError>;
+            async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError>;
+        }
+    }
+}
+pub use mock::MockOAuthFlow;
+
+/// A store in a map, with one lock for all buckets; `on_lock` is a token that "another
+/// process" writes while this one waits for the lock.
+#[derive(Default)]
+pub struct MapStore {
+    pub tokens: Mutex<HashMap<BucketId, Token>>,
+    pub lock: Arc<tokio::sync::Mutex<()>>,
+    pub on_lock: Mutex<Option<Token>>,
+    pub saves: AtomicUsize,
+}
+
+struct Held(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+impl BucketLock for Held {}
+
+#[async_trait]
+impl TokenStore for MapStore {
+    async fn load(&self, bucket: &BucketId) -> Result<Option<Token>, StoreError> {
+        Ok(self.tokens.lock().unwrap().get(bucket).cloned())
+    }
+    async fn save(&self, bucket: &BucketId, token: &Token) -> Result<(), StoreError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(bucket.clone(), token.clone());
+        Ok(())
+    }
+    async fn delete(&self, bucket: &BucketId) -> Result<bool, StoreError> {
+        Ok(self.tokens.lock().unwrap().remove(bucket).is_some())
+    }
+    async fn list(&self, provider: OAuthProvider) -> Result<Vec<BucketName>, StoreError> {
+        let map = self.tokens.lock().unwrap();
+        let mut names: Vec<_> = map
+            .keys()
+            .filter(|b| b.provider == provider)
+            .map(|b| b.bucket.clone())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+    async fn lock(
+        &self,
+        bucket: &BucketId,
+        _timeout: Duration,
+    ) -> Result<Box<dyn BucketLock>, StoreError> {
+        let guard = self.lock.clone().lock_owned().await;
+        if let Some(other) = self.on_lock.lock().unwrap().take() {
+            self.tokens.lock().unwrap().insert(bucket.clone(), other);
+        }
+        Ok(Box::new(Held(guard)))
+    }
+}
+
+pub fn token(access: &str, refresh: Option<&str>, expiry: i64) -> Token {
+    let mut t = Token::new(Secret::new(access), UnixSeconds(expiry));
+    t.refresh_token = refresh.map(Secret::new);
+    t
+}
+
+/// A prompt that shows nothing and answers nothing.
+pub struct SilentPrompt;
+
+#[async_trait]
+impl UserPrompt for SilentPrompt {
+    fn show(&self, _line: &str) {}
+    fn waiting(&self, _what: &str, _done: bool) {}
+    async fn ask(&self, _question: &str) -> Result<String, crate::ports::PromptError> {
+        Err(crate::ports::PromptError::NoInput("test".into()))
+    }
+}
+
+/// Registers a mock flow for Anthropic.
+pub fn flow_with(flows: &mut crate::services::FlowRegistry, mut flow: MockOAuthFlow) {
+    flow.expect_provider()
+        .return_const(OAuthProvider::Anthropic);
+    flows.register(Arc::new(flow));
+}
