@@ -17,8 +17,18 @@ pub enum PromptError {
 /// tests each implement it; only its adapters print.
 #[async_trait]
 pub trait UserPrompt: Send + Sync {
-    /// Shows one line of information (a URL to open, a device code, a warning).
+    /// Shows one line of information (a URL to open, a device code, a command's output).
     fn show(&self, line: &str);
+
+    /// Shows one line that reports a failure (`Error: ...`).
+    fn show_error(&self, line: &str) {
+        self.show(line);
+    }
+
+    /// Shows a piece of a reply as it streams in, without a line break.
+    fn stream(&self, text: &str) {
+        self.show(text);
+    }
 
     /// Shows that something is being waited for (a spinner on a terminal). Called repeatedly
     /// while waiting; `done` clears it.
