@@ -6,12 +6,14 @@
 //! by plain functions over plain values, so they can be property-tested exhaustively.
 
 pub mod bucket;
+pub mod precedence;
 pub mod provider;
 pub mod secret;
 pub mod time;
 pub mod token;
 
 pub use bucket::{BucketId, BucketName, InvalidBucketName};
+pub use precedence::{resolve_credential, Credential, CredentialSources, KeySource, OAuthPlan};
 pub use provider::{ChatProvider, OAuthProvider, UnknownProvider};
 pub use secret::Secret;
 pub use time::UnixSeconds;
