@@ -7,6 +7,7 @@
 
 pub mod bucket;
 pub mod failover;
+pub mod loadbalance;
 pub mod precedence;
 pub mod provider;
 pub mod secret;
@@ -19,6 +20,7 @@ pub use failover::{
     bucket_status, BucketHealth, BucketStatus, CooldownCause, Decision, ExhaustedReport,
     FailoverRequest, LoginCause, Outcome, SkipReason,
 };
+pub use loadbalance::{moves_on, LoadBalancePolicy, LoadBalancer, MemberFailure, UnknownPolicy};
 pub use precedence::{resolve_credential, Credential, CredentialSources, KeySource, OAuthPlan};
 pub use provider::{ChatProvider, OAuthProvider, UnknownProvider};
 pub use secret::Secret;
