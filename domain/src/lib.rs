@@ -6,13 +6,24 @@
 //! by plain functions over plain values, so they can be property-tested exhaustively.
 
 pub mod bucket;
+pub mod failover;
+pub mod loadbalance;
+pub mod precedence;
 pub mod provider;
 pub mod secret;
+pub mod stats;
 pub mod time;
 pub mod token;
 
 pub use bucket::{BucketId, BucketName, InvalidBucketName};
+pub use failover::{
+    bucket_status, BucketHealth, BucketStatus, CooldownCause, Decision, ExhaustedReport,
+    FailoverRequest, LoginCause, Outcome, SkipReason,
+};
+pub use loadbalance::{moves_on, LoadBalancePolicy, LoadBalancer, MemberFailure, UnknownPolicy};
+pub use precedence::{resolve_credential, Credential, CredentialSources, KeySource, OAuthPlan};
 pub use provider::{ChatProvider, OAuthProvider, UnknownProvider};
 pub use secret::Secret;
+pub use stats::{BucketStats, StatsDelta, StatsTotals};
 pub use time::UnixSeconds;
 pub use token::{Freshness, Token};
