@@ -116,3 +116,101 @@ pub fn flow_with(flows: &mut crate::services::FlowRegistry, mut flow: MockOAuthF
         .return_const(OAuthProvider::Anthropic);
     flows.register(Arc::new(flow));
 }
+
+/// A clock tests can move on.
+pub struct MovableClock(pub std::sync::atomic::AtomicI64);
+
+impl MovableClock {
+    pub fn at(now: i64) -> Self {
+        Self(std::sync::atomic::AtomicI64::new(now))
+    }
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for MovableClock {
+    fn now(&self) -> UnixSeconds {
+        UnixSeconds(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Statistics kept in memory.
+#[derive(Default)]
+pub struct MemoryStats(pub Mutex<llxprt_domain::stats::StatsTotals>);
+
+#[async_trait]
+impl crate::ports::StatsStore for MemoryStats {
+    async fn load(&self) -> Result<llxprt_domain::stats::StatsTotals, crate::ports::StatsError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+    async fn add(
+        &self,
+        delta: &llxprt_domain::stats::StatsDelta,
+    ) -> Result<llxprt_domain::stats::StatsTotals, crate::ports::StatsError> {
+        let mut totals = self.0.lock().unwrap();
+        totals.apply(delta);
+        Ok(totals.clone())
+    }
+}
+
+/// A chat client that answers from a script per access token (or key) and records every call.
+#[derive(Default)]
+pub struct ScriptedClient {
+    pub script:
+        Mutex<HashMap<String, std::collections::VecDeque<Result<String, crate::ports::ChatError>>>>,
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl ScriptedClient {
+    /// The next answers for requests sent with `credential`; once used up, it answers `ok:CRED`.
+    pub fn answer(&self, credential: &str, answers: Vec<Result<String, crate::ports::ChatError>>) {
+        self.script
+            .lock()
+            .unwrap()
+            .insert(credential.to_owned(), answers.into());
+    }
+}
+
+#[async_trait]
+impl crate::ports::ChatClient for ScriptedClient {
+    fn provider(&self) -> llxprt_domain::ChatProvider {
+        llxprt_domain::ChatProvider::Anthropic
+    }
+    async fn send(
+        &self,
+        _request: &crate::ports::ChatRequest,
+        auth: crate::ports::ChatAuth<'_>,
+        on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
+    ) -> Result<crate::ports::ChatReply, crate::ports::ChatError> {
+        let credential = match auth {
+            crate::ports::ChatAuth::ApiKey(key) => key.expose().to_owned(),
+            crate::ports::ChatAuth::OAuth { token, .. } => token.access_token.expose().to_owned(),
+        };
+        self.calls.lock().unwrap().push(credential.clone());
+        let next = self
+            .script
+            .lock()
+            .unwrap()
+            .get_mut(&credential)
+            .and_then(|answers| answers.pop_front());
+        let text = next.unwrap_or_else(|| Ok(format!("ok:{credential}")))?;
+        on_text(&text);
+        Ok(crate::ports::ChatReply { text })
+    }
+}
+
+/// A prompt that records what it was shown.
+#[derive(Default)]
+pub struct RecordingPrompt(pub Mutex<Vec<String>>);
+
+#[async_trait]
+impl UserPrompt for RecordingPrompt {
+    fn show(&self, line: &str) {
+        self.0.lock().unwrap().push(line.to_owned());
+    }
+    fn waiting(&self, _what: &str, _done: bool) {}
+    async fn ask(&self, _question: &str) -> Result<String, crate::ports::PromptError> {
+        Err(crate::ports::PromptError::NoInput("test".into()))
+    }
+}

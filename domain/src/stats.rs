@@ -146,6 +146,13 @@ impl StatsDelta {
         self.buckets.is_empty()
     }
 
+    /// Adds another delta's counts to this one (a failed save folded into later counts).
+    pub fn merge(&mut self, other: &StatsDelta) {
+        for (bucket, stats) in &other.buckets {
+            self.entry(bucket).add(stats);
+        }
+    }
+
     /// Empties the delta after a successful save, returning what it held.
     pub fn take(&mut self) -> StatsDelta {
         std::mem::take(self)

@@ -113,6 +113,6 @@ pub trait ChatClient: Send + Sync {
         &self,
         request: &ChatRequest,
         auth: ChatAuth<'_>,
-        on_text: &(dyn Fn(&str) + Send + Sync),
+        on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
     ) -> Result<ChatReply, ChatError>;
 }

@@ -7,10 +7,12 @@ pub mod chat;
 pub mod clock;
 pub mod oauth_flow;
 pub mod prompt;
+pub mod stats_store;
 pub mod token_store;
 
 pub use chat::{ChatAuth, ChatClient, ChatError, ChatMessage, ChatReply, ChatRequest, Role};
 pub use clock::{Clock, SystemClock};
 pub use oauth_flow::{Browser, BrowserError, FlowError, OAuthFlow, RefreshError};
 pub use prompt::{PromptError, UserPrompt};
+pub use stats_store::{StatsError, StatsStore};
 pub use token_store::{BucketLock, StoreError, TokenStore};

@@ -1,0 +1,661 @@
+//! Sending one message: credential → buckets in priority order → a valid token → the provider's
+//! API → the outcome classified → the domain's next decision.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use llxprt_domain::failover::{BucketHealth, Decision, ExhaustedReport, Outcome, SkipReason};
+use llxprt_domain::loadbalance::MemberFailure;
+use llxprt_domain::precedence::{Credential, OAuthPlan};
+use llxprt_domain::stats::{StatsDelta, StatsTotals};
+use llxprt_domain::{BucketId, BucketName, ChatProvider, FailoverRequest, Secret, UnixSeconds};
+
+use crate::ports::{
+    ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Clock, StatsError, StatsStore,
+    UserPrompt,
+};
+use crate::services::auth_service::{AuthError, AuthService};
+use crate::services::token_service::{TokenError, TokenService};
+
+/// Why a message got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No key and no OAuth for the provider.
+    #[error("no credentials for {0}: give a key (/key, --key or its environment variable) or run `/auth {oauth} enable`", oauth = .0.oauth_provider())]
+    NoCredential(ChatProvider),
+    /// No client is configured for the provider.
+    #[error("no client is configured for {0}")]
+    NoClient(ChatProvider),
+    /// Every bucket is cooling down or needs a login. The text lists each bucket.
+    #[error("{0}")]
+    Exhausted(String),
+    /// The provider refused or failed, with an API key or after failover gave up.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    /// The lazy login failed.
+    #[error(transparent)]
+    Login(#[from] AuthError),
+    /// Reading tokens failed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+impl SendError {
+    /// How a load balancer sees this failure of one of its members.
+    pub fn member_failure(&self) -> MemberFailure {
+        match self {
+            Self::Exhausted(_) => MemberFailure::BucketsExhausted,
+            Self::NoCredential(_) | Self::Login(_) | Self::Token(_) | Self::NoClient(_) => {
+                MemberFailure::NeedsLogin
+            }
+            Self::Chat(e) => match e {
+                ChatError::RateLimited { .. } => MemberFailure::RateLimited,
+                ChatError::PaymentRequired { .. } => MemberFailure::PaymentRequired,
+                ChatError::Unauthorized(_) => MemberFailure::Unauthorized,
+                ChatError::Forbidden(_) => MemberFailure::Forbidden,
+                ChatError::BadRequest { status, .. } => MemberFailure::ClientError(*status),
+                ChatError::Server { status, .. } => MemberFailure::ServerError(*status),
+                ChatError::Network(_) => MemberFailure::Network,
+            },
+        }
+    }
+}
+
+/// Where one message goes: a provider, a model, and the credential precedence chose.
+#[derive(Debug, Clone)]
+pub struct SendTarget {
+    /// The provider.
+    pub provider: ChatProvider,
+    /// The credential to use (from `resolve_credential`).
+    pub credential: Credential,
+}
+
+/// The chat client of each provider.
+#[derive(Clone, Default)]
+pub struct ChatClients {
+    clients: HashMap<ChatProvider, Arc<dyn ChatClient>>,
+}
+
+impl ChatClients {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a client under the provider it serves.
+    pub fn register(&mut self, client: Arc<dyn ChatClient>) {
+        self.clients.insert(client.provider(), client);
+    }
+
+    fn get(&self, provider: ChatProvider) -> Option<&Arc<dyn ChatClient>> {
+        self.clients.get(&provider)
+    }
+}
+
+/// Sends messages on whichever bucket still has quota, and counts every request.
+pub struct ChatService {
+    tokens: Arc<TokenService>,
+    auth: Arc<AuthService>,
+    clients: ChatClients,
+    clock: Arc<dyn Clock>,
+    stats: Arc<dyn StatsStore>,
+    health: Mutex<HashMap<BucketId, BucketHealth>>,
+    unsaved: Mutex<StatsDelta>,
+}
+
+impl ChatService {
+    /// A service over the token and auth services, the chat clients, a clock and a stats store.
+    pub fn new(
+        tokens: Arc<TokenService>,
+        auth: Arc<AuthService>,
+        clients: ChatClients,
+        clock: Arc<dyn Clock>,
+        stats: Arc<dyn StatsStore>,
+    ) -> Self {
+        Self {
+            tokens,
+            auth,
+            clients,
+            clock,
+            stats,
+            health: Mutex::new(HashMap::new()),
+            unsaved: Mutex::new(StatsDelta::new()),
+        }
+    }
+
+    /// What this process knows about a bucket's health (rate limits, needed logins).
+    pub fn health(&self, bucket: &BucketId) -> BucketHealth {
+        self.health_map()
+            .get(bucket)
+            .copied()
+            .unwrap_or(BucketHealth::Usable)
+    }
+
+    /// Forgets what was known against a bucket, after the user logged it in again.
+    pub fn mark_usable(&self, bucket: &BucketId) {
+        self.health_map().remove(bucket);
+    }
+
+    /// The statistics of every bucket: the stored totals plus this process's unsaved counts.
+    ///
+    /// # Errors
+    /// [`StatsError`] when the stored totals cannot be read.
+    pub async fn statistics(&self) -> Result<StatsTotals, StatsError> {
+        let mut totals = self.stats.load().await?;
+        totals.apply(&self.unsaved_delta().clone());
+        Ok(totals)
+    }
+
+    /// Sends `request` to `target`, with failover over the buckets when it uses OAuth. Pieces of
+    /// a streamed reply go to `prompt` as they arrive.
+    ///
+    /// # Errors
+    /// [`SendError`]: no credential, every bucket exhausted, or the provider's refusal.
+    pub async fn send(
+        &self,
+        target: &SendTarget,
+        request: &ChatRequest,
+        prompt: &dyn UserPrompt,
+    ) -> Result<ChatReply, SendError> {
+        let client = self
+            .clients
+            .get(target.provider)
+            .ok_or(SendError::NoClient(target.provider))?;
+        let on_text = |text: &str| prompt.stream(text);
+        let result = match &target.credential {
+            Credential::None => Err(SendError::NoCredential(target.provider)),
+            Credential::ApiKey { key, .. } => client
+                .send(request, ChatAuth::ApiKey(key), &on_text)
+                .await
+                .map_err(SendError::from),
+            Credential::OAuth(plan) => {
+                self.send_with_failover(client.as_ref(), plan, request, prompt, &on_text)
+                    .await
+            }
+        };
+        self.save_statistics().await;
+        result
+    }
+
+    async fn send_with_failover(
+        &self,
+        client: &dyn ChatClient,
+        plan: &OAuthPlan,
+        request: &ChatRequest,
+        prompt: &dyn UserPrompt,
+        on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
+    ) -> Result<ChatReply, SendError> {
+        let provider = plan.provider();
+        let id = |name: &BucketName| BucketId::new(provider, name.clone());
+        self.log_in_lazily_when_nothing_is_logged_in(plan, prompt)
+            .await?;
+        let buckets = plan
+            .buckets()
+            .iter()
+            .map(|name| (name.clone(), self.health(&id(name))))
+            .collect();
+        let (mut machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
+        let mut last_error: Option<SendError> = None;
+        let mut used_token: HashMap<BucketName, Secret> = HashMap::new();
+        let reply = loop {
+            let (outcome, reply) = match &decision {
+                Decision::Use(name) => {
+                    let bucket = id(name);
+                    match self.tokens.valid_token(&bucket).await {
+                        Ok(token) => {
+                            used_token.insert(name.clone(), token.access_token.clone());
+                            self.attempt(client, &bucket, &token, request, on_text, &mut last_error)
+                                .await
+                        }
+                        Err(e) => (self.token_outcome(&bucket, e, prompt), None),
+                    }
+                }
+                Decision::RefreshThenRetry(name) => {
+                    let bucket = id(name);
+                    let rejected = used_token
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_else(|| Secret::new(""));
+                    match self.tokens.refresh_rejected(&bucket, &rejected).await {
+                        Ok(token) => {
+                            self.attempt(client, &bucket, &token, request, on_text, &mut last_error)
+                                .await
+                        }
+                        Err(e) => (self.token_outcome(&bucket, e, prompt), None),
+                    }
+                }
+                Decision::Done | Decision::Exhausted(_) | Decision::GiveUp(_) => break None,
+            };
+            decision = machine.record(outcome, self.clock.now());
+            if reply.is_some() {
+                break reply;
+            }
+        };
+        let now = self.clock.now();
+        self.unsaved_delta()
+            .record_failover_request(provider, &machine, now);
+        {
+            let mut health = self.health_map();
+            for (name, state) in machine.health() {
+                health.insert(id(name), *state);
+            }
+        }
+        match (reply, decision) {
+            (Some(reply), _) => Ok(reply),
+            (None, Decision::Exhausted(report)) => {
+                Err(SendError::Exhausted(self.exhausted_text(provider, &report)))
+            }
+            (None, _) => Err(last_error.unwrap_or_else(|| {
+                SendError::Chat(ChatError::Network("the request failed".to_owned()))
+            })),
+        }
+    }
+
+    /// Lazy login: the first request for a provider none of whose buckets holds a token runs
+    /// the flow for the first bucket. Once any bucket holds a token, a bucket without one is
+    /// skipped and reported instead, so no browser pops up in the middle of a conversation.
+    async fn log_in_lazily_when_nothing_is_logged_in(
+        &self,
+        plan: &OAuthPlan,
+        prompt: &dyn UserPrompt,
+    ) -> Result<(), SendError> {
+        let provider = plan.provider();
+        let store = self.tokens.store();
+        for name in plan.buckets() {
+            let bucket = BucketId::new(provider, name.clone());
+            // A corrupt file or an unreadable one counts as "something is there": the user
+            // must act on it, a silent login must not overwrite it.
+            if !matches!(store.load(&bucket).await, Ok(None)) {
+                return Ok(());
+            }
+        }
+        let Some(first) = plan.buckets().first() else {
+            return Ok(());
+        };
+        let bucket = BucketId::new(provider, first.clone());
+        prompt.show(&format!(
+            "{provider} is not logged in yet; signing in to {bucket} now."
+        ));
+        self.auth.login(&bucket, prompt).await?;
+        self.mark_usable(&bucket);
+        Ok(())
+    }
+
+    /// Sends once with a bucket's token and classifies the result (the request is counted from
+    /// the failover record afterwards).
+    async fn attempt(
+        &self,
+        client: &dyn ChatClient,
+        bucket: &BucketId,
+        token: &llxprt_domain::Token,
+        request: &ChatRequest,
+        on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
+        last_error: &mut Option<SendError>,
+    ) -> (Outcome, Option<ChatReply>) {
+        let now = self.clock.now();
+        let auth = ChatAuth::OAuth { bucket, token };
+        match client.send(request, auth, on_text).await {
+            Ok(reply) => (Outcome::Success, Some(reply)),
+            Err(error) => {
+                let outcome = classify(&error, now);
+                tracing::info!(%bucket, %error, "request failed");
+                *last_error = Some(SendError::Chat(error));
+                (outcome, None)
+            }
+        }
+    }
+
+    /// The failover outcome of a bucket whose token could not be had, told to the user.
+    fn token_outcome(
+        &self,
+        bucket: &BucketId,
+        error: TokenError,
+        prompt: &dyn UserPrompt,
+    ) -> Outcome {
+        let outcome = match &error {
+            TokenError::NotLoggedIn(_) => Outcome::NoToken,
+            TokenError::NeedsLogin { .. } => Outcome::RefreshFailed { needs_login: true },
+            TokenError::Transient { .. } | TokenError::Store(_) | TokenError::NoFlow(_) => {
+                Outcome::RefreshFailed { needs_login: false }
+            }
+        };
+        prompt.show_error(&format!("Skipping {bucket}: {error}"));
+        outcome
+    }
+
+    fn exhausted_text(
+        &self,
+        provider: llxprt_domain::OAuthProvider,
+        report: &ExhaustedReport,
+    ) -> String {
+        let mut text = ExhaustedReport::HEADLINE.to_owned();
+        for entry in &report.buckets {
+            let reason = match entry.reason {
+                SkipReason::Cooling { until, cause } => {
+                    format!("{cause} until {}", self.clock.time_of_day(until))
+                }
+                SkipReason::NeedsLogin { cause } => format!(
+                    "needs login ({cause}); run `/auth {provider} login{}`",
+                    if entry.bucket.is_default() {
+                        String::new()
+                    } else {
+                        format!(" {}", entry.bucket)
+                    }
+                ),
+                other => other.to_string(),
+            };
+            text.push_str(&format!("\n  {provider}/{}: {reason}", entry.bucket));
+        }
+        if let Some(at) = report.earliest_usable {
+            let wait = at.seconds_since(self.clock.now());
+            text.push_str(&format!(
+                "\n  earliest usable again: {} (in {})",
+                self.clock.time_of_day(at),
+                llxprt_domain::time::humanize_seconds(wait)
+            ));
+        }
+        text
+    }
+
+    async fn save_statistics(&self) {
+        let delta = self.unsaved_delta().take();
+        if delta.is_empty() {
+            return;
+        }
+        if let Err(error) = self.stats.add(&delta).await {
+            // Keep the counts for the next save rather than lose them.
+            tracing::warn!(%error, "could not save bucket statistics");
+            let mut unsaved = self.unsaved_delta();
+            let later = unsaved.take();
+            *unsaved = delta;
+            unsaved.merge(&later);
+        }
+    }
+
+    fn health_map(&self) -> std::sync::MutexGuard<'_, HashMap<BucketId, BucketHealth>> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn unsaved_delta(&self) -> std::sync::MutexGuard<'_, StatsDelta> {
+        self.unsaved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The failover outcome of a provider's refusal at `now`.
+fn classify(error: &ChatError, now: UnixSeconds) -> Outcome {
+    let reset = |retry_after: Option<u64>, reset_at: Option<i64>| {
+        reset_at
+            .map(UnixSeconds)
+            .or_else(|| retry_after.map(|s| now + i64::try_from(s).unwrap_or(i64::MAX)))
+    };
+    match error {
+        ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+        } => Outcome::RateLimited {
+            reset_at: reset(*retry_after_secs, *reset_at),
+        },
+        ChatError::PaymentRequired {
+            retry_after_secs, ..
+        } => Outcome::PaymentRequired {
+            reset_at: reset(*retry_after_secs, None),
+        },
+        ChatError::Unauthorized(_) => Outcome::Unauthorized,
+        ChatError::Forbidden(_) => Outcome::Forbidden,
+        ChatError::BadRequest { .. } | ChatError::Server { .. } | ChatError::Network(_) => {
+            Outcome::Transient
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{ChatMessage, Role, TokenStore};
+    use crate::services::FlowRegistry;
+    use crate::test_support::{
+        flow_with, token, MapStore, MemoryStats, MockOAuthFlow, MovableClock, RecordingPrompt,
+        ScriptedClient, NOW,
+    };
+    use llxprt_domain::precedence::{resolve_credential, CredentialSources};
+    use llxprt_domain::OAuthProvider;
+
+    struct Fixture {
+        store: Arc<MapStore>,
+        client: Arc<ScriptedClient>,
+        clock: Arc<MovableClock>,
+        stats: Arc<MemoryStats>,
+        service: ChatService,
+    }
+
+    fn fixture(flow: MockOAuthFlow) -> Fixture {
+        let store = Arc::new(MapStore::default());
+        let clock = Arc::new(MovableClock::at(NOW));
+        let mut flows = FlowRegistry::new();
+        flow_with(&mut flows, flow);
+        let tokens = Arc::new(TokenService::new(
+            store.clone(),
+            flows.clone(),
+            clock.clone(),
+        ));
+        let auth = Arc::new(AuthService::new(store.clone(), flows));
+        let client = Arc::new(ScriptedClient::default());
+        let mut clients = ChatClients::new();
+        clients.register(client.clone());
+        let stats = Arc::new(MemoryStats::default());
+        let service = ChatService::new(tokens, auth, clients, clock.clone(), stats.clone());
+        Fixture {
+            store,
+            client,
+            clock,
+            stats,
+            service,
+        }
+    }
+
+    fn b(name: &str) -> BucketName {
+        BucketName::parse(name).unwrap()
+    }
+
+    fn id(name: &str) -> BucketId {
+        BucketId::new(OAuthProvider::Anthropic, b(name))
+    }
+
+    async fn log_in(f: &Fixture, name: &str) {
+        let t = token(
+            &format!("at-{name}"),
+            Some(&format!("rt-{name}")),
+            NOW + 100_000,
+        );
+        f.store.save(&id(name), &t).await.unwrap();
+    }
+
+    fn oauth_target(buckets: &[&str]) -> SendTarget {
+        target(None, buckets)
+    }
+
+    fn target(key: Option<&str>, buckets: &[&str]) -> SendTarget {
+        SendTarget {
+            provider: ChatProvider::Anthropic,
+            credential: resolve_credential(CredentialSources {
+                provider: ChatProvider::Anthropic,
+                command_line: None,
+                profile_key: None,
+                settings_key: None,
+                env: vec![("ANTHROPIC_API_KEY", key.map(Secret::new))],
+                oauth_enabled: true,
+                profile_buckets: buckets.iter().map(|n| b(n)).collect(),
+            }),
+        }
+    }
+
+    fn hello() -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            messages: vec![ChatMessage {
+                role: Role::User,
+                text: "hello".into(),
+            }],
+        }
+    }
+
+    fn limited(seconds: u64) -> Result<String, ChatError> {
+        Err(ChatError::RateLimited {
+            retry_after_secs: Some(seconds),
+            reset_at: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_bucket_fails_over_at_once_and_rejoins_after_its_reset() {
+        let f = fixture(MockOAuthFlow::new());
+        for n in ["w1", "w2", "w3"] {
+            log_in(&f, n).await;
+        }
+        f.client.answer("at-w1", vec![limited(120)]);
+        let prompt = RecordingPrompt::default();
+        let t = oauth_target(&["w1", "w2", "w3"]);
+        let reply = f.service.send(&t, &hello(), &prompt).await.unwrap();
+        assert_eq!(reply.text, "ok:at-w2");
+        // While w1 cools down it receives nothing.
+        let reply = f.service.send(&t, &hello(), &prompt).await.unwrap();
+        assert_eq!(reply.text, "ok:at-w2");
+        f.clock.advance(121);
+        let reply = f.service.send(&t, &hello(), &prompt).await.unwrap();
+        assert_eq!(reply.text, "ok:at-w1");
+        assert_eq!(
+            *f.client.calls.lock().unwrap(),
+            vec!["at-w1", "at-w2", "at-w2", "at-w1"]
+        );
+        let totals = f.stats.0.lock().unwrap().clone();
+        let w1 = totals.get(&id("w1")).unwrap();
+        assert_eq!((w1.requests, w1.rate_limits, w1.failovers), (2, 1, 1));
+        assert_eq!(totals.get(&id("w2")).unwrap().requests, 2);
+    }
+
+    #[tokio::test]
+    async fn a_401_refreshes_once_and_the_same_bucket_answers() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_refresh()
+            .times(1)
+            .returning(|_| Ok(token("at-w1-new", Some("rt-2"), NOW + 3600)));
+        let f = fixture(flow);
+        log_in(&f, "w1").await;
+        log_in(&f, "w2").await;
+        f.client.answer(
+            "at-w1",
+            vec![Err(ChatError::Unauthorized("expired".into()))],
+        );
+        let reply = f
+            .service
+            .send(
+                &oauth_target(&["w1", "w2"]),
+                &hello(),
+                &RecordingPrompt::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.text, "ok:at-w1-new");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_bucket_is_marked_needs_login_and_the_next_answers() {
+        let f = fixture(MockOAuthFlow::new());
+        log_in(&f, "w1").await;
+        log_in(&f, "w2").await;
+        f.client
+            .answer("at-w1", vec![Err(ChatError::Forbidden("revoked".into()))]);
+        let reply = f
+            .service
+            .send(
+                &oauth_target(&["w1", "w2"]),
+                &hello(),
+                &RecordingPrompt::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.text, "ok:at-w2");
+        assert!(matches!(
+            f.service.health(&id("w1")),
+            BucketHealth::NeedsLogin { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn all_buckets_limited_reports_each_and_the_earliest_reset() {
+        let f = fixture(MockOAuthFlow::new());
+        log_in(&f, "w1").await;
+        log_in(&f, "w2").await;
+        f.client.answer("at-w1", vec![limited(300)]);
+        f.client.answer("at-w2", vec![limited(60)]);
+        let err = f
+            .service
+            .send(
+                &oauth_target(&["w1", "w2"]),
+                &hello(),
+                &RecordingPrompt::default(),
+            )
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("All OAuth buckets exhausted. Please wait for rate limits to reset."),
+            "{text}"
+        );
+        assert!(text.contains("anthropic/w1: rate limited until"), "{text}");
+        assert!(text.contains("anthropic/w2: rate limited until"), "{text}");
+        assert!(text.contains("(in 1 minute)"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn with_a_key_no_token_is_read_and_no_flow_starts() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_login().times(0);
+        flow.expect_refresh().times(0);
+        let f = fixture(flow);
+        let reply = f
+            .service
+            .send(
+                &target(Some("sk-sim"), &[]),
+                &hello(),
+                &RecordingPrompt::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.text, "ok:sk-sim");
+    }
+
+    #[tokio::test]
+    async fn the_first_request_with_nothing_logged_in_runs_the_login_then_answers() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_login()
+            .times(1)
+            .returning(|_| Ok(token("at-fresh", Some("rt"), NOW + 3600)));
+        let f = fixture(flow);
+        let prompt = RecordingPrompt::default();
+        let reply = f
+            .service
+            .send(&oauth_target(&[]), &hello(), &prompt)
+            .await
+            .unwrap();
+        assert_eq!(reply.text, "ok:at-fresh");
+        assert!(f.store.load(&id("default")).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_bucket_without_a_token_is_skipped_not_logged_in_mid_conversation() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_login().times(0);
+        let f = fixture(flow);
+        log_in(&f, "w2").await;
+        let prompt = RecordingPrompt::default();
+        let reply = f
+            .service
+            .send(&oauth_target(&["w1", "w2"]), &hello(), &prompt)
+            .await
+            .unwrap();
+        assert_eq!(reply.text, "ok:at-w2");
+        let shown = prompt.0.lock().unwrap().join("\n");
+        assert!(shown.contains("anthropic/w1"), "{shown}");
+    }
+}
