@@ -6,12 +6,16 @@
 //! by plain functions over plain values, so they can be property-tested exhaustively.
 
 pub mod bucket;
+pub mod profile;
 pub mod provider;
 pub mod secret;
 pub mod time;
 pub mod token;
 
 pub use bucket::{BucketId, BucketName, InvalidBucketName};
+pub use profile::{
+    BalancePolicy, InvalidProfile, InvalidProfileName, Profile, ProfileName, UnknownBalancePolicy,
+};
 pub use provider::{ChatProvider, OAuthProvider, UnknownProvider};
 pub use secret::Secret;
 pub use time::UnixSeconds;
