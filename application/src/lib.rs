@@ -5,6 +5,7 @@
 //! clock and terminal is reached through a port.
 
 pub mod ports;
+pub mod settings;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

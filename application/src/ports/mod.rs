@@ -4,11 +4,13 @@
 //! classified for the caller, never a leaked transport or file-system error.
 
 pub mod clock;
+pub mod config_store;
 pub mod oauth_flow;
 pub mod prompt;
 pub mod token_store;
 
 pub use clock::{Clock, SystemClock};
+pub use config_store::{ConfigError, ConfigStore};
 pub use oauth_flow::{Browser, BrowserError, FlowError, OAuthFlow, RefreshError};
 pub use prompt::{PromptError, UserPrompt};
 pub use token_store::{BucketLock, StoreError, TokenStore};
