@@ -9,6 +9,7 @@ pub mod bucket;
 pub mod failover;
 pub mod loadbalance;
 pub mod precedence;
+pub mod profile;
 pub mod provider;
 pub mod secret;
 pub mod stats;
@@ -22,6 +23,9 @@ pub use failover::{
 };
 pub use loadbalance::{moves_on, LoadBalancePolicy, LoadBalancer, MemberFailure, UnknownPolicy};
 pub use precedence::{resolve_credential, Credential, CredentialSources, KeySource, OAuthPlan};
+pub use profile::{
+    BalancePolicy, InvalidProfile, InvalidProfileName, Profile, ProfileName, UnknownBalancePolicy,
+};
 pub use provider::{ChatProvider, OAuthProvider, UnknownProvider};
 pub use secret::Secret;
 pub use stats::{BucketStats, StatsDelta, StatsTotals};

@@ -1,1 +1,0 @@
-//! Settings and profiles: `settings.json`, environment overrides, `--set`, `profiles/*.json`.
