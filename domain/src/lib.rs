@@ -23,9 +23,7 @@ pub use failover::{
 };
 pub use loadbalance::{moves_on, LoadBalancePolicy, LoadBalancer, MemberFailure, UnknownPolicy};
 pub use precedence::{resolve_credential, Credential, CredentialSources, KeySource, OAuthPlan};
-pub use profile::{
-    BalancePolicy, InvalidProfile, InvalidProfileName, Profile, ProfileName, UnknownBalancePolicy,
-};
+pub use profile::{InvalidProfile, InvalidProfileName, Profile, ProfileName};
 pub use provider::{ChatProvider, OAuthProvider, UnknownProvider};
 pub use secret::Secret;
 pub use stats::{BucketStats, StatsDelta, StatsTotals};

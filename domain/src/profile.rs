@@ -1,8 +1,8 @@
 //! Profiles: saved choices of provider, model, key and buckets, or of other profiles to balance
 //! requests over.
 
+use crate::loadbalance::LoadBalancePolicy;
 use std::fmt;
-use std::str::FromStr;
 
 use crate::bucket::{BucketId, BucketName, InvalidBucketName};
 use crate::provider::ChatProvider;
@@ -58,55 +58,6 @@ impl fmt::Display for ProfileName {
     }
 }
 
-/// The text a user typed did not name a load-balancing policy.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown policy '{given}'; valid policies are: failover, roundrobin")]
-pub struct UnknownBalancePolicy {
-    /// What the user typed.
-    pub given: String,
-}
-
-/// How a loadbalancer profile spreads requests over its member profiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BalancePolicy {
-    /// Always start with the first member; move to the next one when a member fails.
-    Failover,
-    /// Take the members in turn, skipping one that fails.
-    RoundRobin,
-}
-
-impl BalancePolicy {
-    /// Every policy, in the order they are listed to users.
-    pub const ALL: [BalancePolicy; 2] = [Self::Failover, Self::RoundRobin];
-
-    /// The name users type and profile files carry.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Failover => "failover",
-            Self::RoundRobin => "roundrobin",
-        }
-    }
-}
-
-impl fmt::Display for BalancePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for BalancePolicy {
-    type Err = UnknownBalancePolicy;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownBalancePolicy {
-                given: s.to_owned(),
-            })
-    }
-}
-
 /// A saved profile, as `/profile save` records it and `/profile load` restores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Profile {
@@ -125,7 +76,7 @@ pub enum Profile {
     /// Requests spread over other profiles.
     LoadBalancer {
         /// How the members are chosen.
-        policy: BalancePolicy,
+        policy: LoadBalancePolicy,
         /// The member profiles, in order.
         members: Vec<ProfileName>,
     },
@@ -249,16 +200,6 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_policy_lists_the_valid_ones() {
-        assert_eq!("failover".parse(), Ok(BalancePolicy::Failover));
-        assert_eq!("roundrobin".parse(), Ok(BalancePolicy::RoundRobin));
-        assert_eq!(
-            "random".parse::<BalancePolicy>().unwrap_err().to_string(),
-            "unknown policy 'random'; valid policies are: failover, roundrobin"
-        );
-    }
-
-    #[test]
     fn a_model_profiles_buckets_keep_their_order_and_provider() {
         let profile = Profile::Model {
             provider: ChatProvider::OpenAi,
@@ -280,7 +221,7 @@ mod tests {
     #[test]
     fn a_loadbalancer_must_balance_over_other_distinct_profiles() {
         let lb = |members: &[&str]| Profile::LoadBalancer {
-            policy: BalancePolicy::RoundRobin,
+            policy: LoadBalancePolicy::RoundRobin,
             members: members.iter().map(|m| name(m)).collect(),
         };
         let me = name("lb");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use llxprt_application::settings::Settings;
 use llxprt_domain::{
-    BalancePolicy, BucketName, ChatProvider, OAuthProvider, Profile, ProfileName, Secret,
+    BucketName, ChatProvider, LoadBalancePolicy, OAuthProvider, Profile, ProfileName, Secret,
     UnknownProvider,
 };
 use serde::{Deserialize, Serialize};
@@ -253,7 +253,7 @@ impl ProfileDto {
             },
             Self::LoadBalancer { policy, profiles } => Profile::LoadBalancer {
                 policy: policy
-                    .parse::<BalancePolicy>()
+                    .parse::<LoadBalancePolicy>()
                     .map_err(|e| ProfileProblem::Invalid(e.to_string()))?,
                 members: profiles
                     .iter()

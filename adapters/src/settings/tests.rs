@@ -8,8 +8,8 @@ use std::path::Path;
 use llxprt_application::ports::{ConfigError, ConfigStore};
 use llxprt_application::settings::SettingError;
 use llxprt_domain::{
-    BalancePolicy, BucketName, ChatProvider, InvalidProfile, OAuthProvider, Profile, ProfileName,
-    Secret,
+    BucketName, ChatProvider, InvalidProfile, LoadBalancePolicy, OAuthProvider, Profile,
+    ProfileName, Secret,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -460,7 +460,7 @@ fn both_kinds_of_profile_round_trip_through_private_files() {
         buckets: vec![bucket("work2@company.com"), bucket("work1@company.com")],
     };
     let balancer = Profile::LoadBalancer {
-        policy: BalancePolicy::RoundRobin,
+        policy: LoadBalancePolicy::RoundRobin,
         members: vec![name("claude-team"), name("gemini-team")],
     };
     s.save_profile(&name("claude-team"), &model).unwrap();
@@ -560,7 +560,7 @@ fn a_profile_that_breaks_a_rule_is_not_saved() {
     let home = TempDir::new().unwrap();
     let s = store(home.path());
     let circular = Profile::LoadBalancer {
-        policy: BalancePolicy::Failover,
+        policy: LoadBalancePolicy::Failover,
         members: vec![name("a"), name("lb")],
     };
     assert_eq!(
