@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod ports;
 pub mod services;
+pub mod session;
 pub mod settings;
 pub mod shell;
 

@@ -108,6 +108,16 @@ impl ChatProvider {
         }
     }
 
+    /// The model a session starts with when none is chosen.
+    pub fn default_model(self) -> &'static str {
+        match self {
+            Self::Anthropic => "claude-sonnet-4-5",
+            Self::Gemini => "gemini-2.5-pro",
+            Self::Qwen => "qwen3-coder-plus",
+            Self::OpenAi => "gpt-5",
+        }
+    }
+
     /// The environment variables that may hold this provider's API key, highest precedence first.
     pub fn api_key_env_vars(self) -> &'static [&'static str] {
         match self {

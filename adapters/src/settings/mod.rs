@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use config::{Config, Environment, File, FileFormat};
 use llxprt_application::ports::{ConfigError, ConfigStore};
 use llxprt_application::settings::Settings;
-use llxprt_domain::{OAuthProvider, Profile, ProfileName};
+use llxprt_domain::{OAuthProvider, Profile, ProfileName, Secret};
 use serde_json::{Map, Value};
 
 use dto::{ProfileDto, ProfileProblem, SettingsDto, PROVIDER_SECTIONS, PROVIDER_SECTIONS_TEXT};
@@ -310,5 +310,31 @@ impl ConfigStore for FileConfigStore {
             }
             Err(e) => Err(io_error(&path, &e)),
         }
+    }
+
+    fn read_key_file(&self, path: &str) -> Result<Secret, ConfigError> {
+        const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+        let path = Path::new(path);
+        let file = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(file, MAX_KEY_FILE_BYTES + 1),
+            &mut text,
+        )
+        .map_err(|_| ConfigError::InvalidFile {
+            path: path.display().to_string(),
+            reason: "not a text file".to_owned(),
+        })?;
+        let key = text.trim();
+        if text.len() as u64 > MAX_KEY_FILE_BYTES
+            || key.is_empty()
+            || key.contains(char::is_whitespace)
+        {
+            return Err(ConfigError::InvalidFile {
+                path: path.display().to_string(),
+                reason: "expected one API key and nothing else".to_owned(),
+            });
+        }
+        Ok(Secret::new(key))
     }
 }

@@ -1,6 +1,6 @@
 //! The settings and profiles port.
 
-use llxprt_domain::{InvalidProfile, OAuthProvider, Profile, ProfileName};
+use llxprt_domain::{InvalidProfile, OAuthProvider, Profile, ProfileName, Secret};
 
 use crate::settings::{SettingError, Settings};
 
@@ -114,4 +114,11 @@ pub trait ConfigStore: Send + Sync {
     /// # Errors
     /// [`ConfigError::NotFound`] when there is no such profile, or [`ConfigError::Io`].
     fn delete_profile(&self, name: &ProfileName) -> Result<(), ConfigError>;
+
+    /// The API key in a key file (`--keyfile`, `/keyfile`), without its surrounding white space.
+    ///
+    /// # Errors
+    /// [`ConfigError::Io`] when the file cannot be read, [`ConfigError::InvalidFile`] when it
+    /// holds no key or is not text.
+    fn read_key_file(&self, path: &str) -> Result<Secret, ConfigError>;
 }

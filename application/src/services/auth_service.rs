@@ -65,6 +65,11 @@ impl AuthService {
         Ok(token)
     }
 
+    /// The store the tokens are kept in.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.store
+    }
+
     /// Deletes one bucket's token. Returns whether it had one.
     ///
     /// # Errors

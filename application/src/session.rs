@@ -1,0 +1,779 @@
+//! The session: the `Shell` that runs every slash command and message against the services.
+//!
+//! It holds what a REPL session changes (provider, model, session key, `/set` overrides, the
+//! loaded profile, the conversation) and turns each command into calls on the services, showing
+//! the result through the `UserPrompt` it is given. It never prints by itself.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use llxprt_domain::precedence::{resolve_credential, Credential, CredentialSources};
+use llxprt_domain::time::{humanize_ago, humanize_seconds};
+use llxprt_domain::{
+    bucket_status, BucketId, BucketName, BucketStatus, ChatProvider, LoadBalancer, OAuthProvider,
+    Profile, ProfileName, Secret,
+};
+
+use crate::commands::{self, Command, LogoutTarget, COMMANDS};
+use crate::ports::{ChatMessage, ChatRequest, Clock, ConfigStore, Role, UserPrompt};
+use crate::services::{AuthService, ChatService, SendTarget};
+use crate::settings::Settings;
+use crate::shell::{CompletionData, LineOutcome, Shell};
+
+/// What a session starts with, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// `--provider`.
+    pub provider: Option<ChatProvider>,
+    /// `--model`.
+    pub model: Option<String>,
+    /// `--profile` (else the default profile).
+    pub profile: Option<ProfileName>,
+    /// `--key`, `--keyfile` or `--set auth-key`, already read.
+    pub key: Option<Secret>,
+}
+
+/// The services a session drives.
+pub struct SessionServices {
+    /// Settings and profiles.
+    pub config: Arc<dyn ConfigStore>,
+    /// Login and logout.
+    pub auth: Arc<AuthService>,
+    /// Sending messages.
+    pub chat: Arc<ChatService>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The process environment (API key variables are read from it).
+    pub env: BTreeMap<String, String>,
+}
+
+/// A failed command: the one line shown after `Error: `.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure(error.to_string())
+    }
+}
+
+type Run = Result<(), Failure>;
+
+#[derive(Default)]
+struct State {
+    provider: Option<ChatProvider>,
+    model: Option<String>,
+    session_key: Option<Secret>,
+    overrides: Vec<(String, String)>,
+    profile: Option<(ProfileName, Profile)>,
+    balancers: HashMap<ProfileName, LoadBalancer>,
+    conversation: Vec<ChatMessage>,
+}
+
+/// One user's session.
+pub struct Session {
+    services: SessionServices,
+    state: Mutex<State>,
+}
+
+impl Session {
+    /// A session with the command line's choices. The profile named by `--profile`, else the
+    /// default profile, is loaded by [`Session::start`].
+    pub fn new(services: SessionServices, options: SessionOptions) -> Self {
+        let state = State {
+            provider: options.provider,
+            model: options.model,
+            session_key: options.key,
+            ..State::default()
+        };
+        Self {
+            services,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Loads the start-up profile (`--profile`, else the settings' default profile), keeping
+    /// `--provider` and `--model` over the profile's.
+    ///
+    /// # Errors
+    /// A one-line description when the settings or the profile cannot be loaded.
+    pub fn start(&self, profile: Option<ProfileName>) -> Result<(), String> {
+        let settings = self.settings().map_err(|f| f.0)?;
+        let Some(name) = profile.or(settings.default_profile) else {
+            return Ok(());
+        };
+        let loaded = self
+            .services
+            .config
+            .load_profile(&name)
+            .map_err(|e| e.to_string())?;
+        let mut state = self.state();
+        let (provider, model) = (state.provider, state.model.clone());
+        Self::apply_profile(&mut state, name, loaded);
+        state.provider = provider.or(state.provider);
+        state.model = model.or(state.model.take());
+        Ok(())
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn settings(&self) -> Result<Settings, Failure> {
+        let mut settings = self.services.config.load_settings()?;
+        for (name, value) in &self.state().overrides {
+            settings.apply(name, value)?;
+        }
+        Ok(settings)
+    }
+
+    fn active_provider(&self) -> ChatProvider {
+        self.state().provider.unwrap_or(ChatProvider::Anthropic)
+    }
+
+    fn active_model(&self) -> String {
+        let state = self.state();
+        let provider = state.provider.unwrap_or(ChatProvider::Anthropic);
+        state
+            .model
+            .clone()
+            .unwrap_or_else(|| provider.default_model().to_owned())
+    }
+
+    /// The credential a request to `provider` would use now. Keys given for the session, in
+    /// the profile and in the settings belong to the active provider only; environment
+    /// variables and OAuth are per provider.
+    fn credential(
+        &self,
+        settings: &Settings,
+        provider: ChatProvider,
+        profile: Option<&Profile>,
+    ) -> Credential {
+        let state = self.state();
+        let active = state.provider.unwrap_or(ChatProvider::Anthropic) == provider;
+        let (profile_key, profile_buckets) = match profile {
+            Some(Profile::Model {
+                provider: p,
+                key,
+                buckets,
+                ..
+            }) if *p == provider => (key.clone(), buckets.clone()),
+            _ => (None, Vec::new()),
+        };
+        let env = provider
+            .api_key_env_vars()
+            .iter()
+            .map(|var| (*var, self.services.env.get(*var).map(Secret::new)))
+            .collect();
+        resolve_credential(CredentialSources {
+            provider,
+            command_line: state.session_key.clone().filter(|_| active),
+            profile_key,
+            settings_key: settings.auth_key.clone().filter(|_| active),
+            env,
+            oauth_enabled: settings.is_oauth_enabled(provider.oauth_provider()),
+            profile_buckets,
+        })
+    }
+
+    async fn run(&self, command: Command, prompt: &dyn UserPrompt) -> Run {
+        match command {
+            Command::Nothing | Command::Quit => Ok(()),
+            Command::Help => {
+                help(prompt);
+                Ok(())
+            }
+            Command::Message(text) => self.message(text, prompt).await,
+            Command::AuthOverview => self.auth_overview(prompt).await,
+            Command::AuthStatus(p) => self.auth_status(p, prompt).await,
+            Command::AuthEnable(p) => {
+                self.services.config.set_oauth_enabled(p, true)?;
+                prompt.show(&format!(
+                    "OAuth enabled for {p}; sign-in starts on the first request (or now with /auth {p} login)"
+                ));
+                Ok(())
+            }
+            Command::AuthDisable(p) => {
+                self.services.config.set_oauth_enabled(p, false)?;
+                prompt.show(&format!("OAuth disabled for {p}"));
+                Ok(())
+            }
+            Command::AuthLogin(p, bucket) => self.login(BucketId::new(p, bucket), prompt).await,
+            Command::AuthLogout(p, target) => self.logout(p, target, prompt).await,
+            Command::Provider(None) => {
+                prompt.show(&format!("Provider: {}", self.active_provider()));
+                Ok(())
+            }
+            Command::Provider(Some(p)) => {
+                let mut state = self.state();
+                if state.provider != Some(p) {
+                    state.model = None;
+                    state.conversation.clear();
+                }
+                state.provider = Some(p);
+                prompt.show(&format!(
+                    "Provider set to {p} (model {})",
+                    p.default_model()
+                ));
+                Ok(())
+            }
+            Command::Model(None) => {
+                prompt.show(&format!("Model: {}", self.active_model()));
+                Ok(())
+            }
+            Command::Model(Some(m)) => {
+                prompt.show(&format!("Model set to {m}"));
+                self.state().model = Some(m);
+                Ok(())
+            }
+            Command::Key(key) => {
+                self.state().session_key = Some(Secret::new(key));
+                prompt.show(&format!(
+                    "API key set for {} for this session",
+                    self.active_provider()
+                ));
+                Ok(())
+            }
+            Command::KeyFile(path) => {
+                let key = self.services.config.read_key_file(&path)?;
+                self.state().session_key = Some(key);
+                prompt.show(&format!("API key read from {path} for this session"));
+                Ok(())
+            }
+            Command::Set(name, value) => self.set(name, value, prompt),
+            Command::ProfileSaveModel(name, buckets) => {
+                self.save_model_profile(&name, buckets, prompt).await
+            }
+            Command::ProfileSaveLoadBalancer(name, policy, members) => {
+                self.save_balancer_profile(&name, &policy, &members, prompt)
+            }
+            Command::ProfileLoad(name) => {
+                let name = profile_name(&name)?;
+                let profile = self.services.config.load_profile(&name)?;
+                prompt.show(&format!("Profile {name} loaded ({})", describe(&profile)));
+                Self::apply_profile(&mut self.state(), name, profile);
+                Ok(())
+            }
+            Command::ProfileList => self.profile_list(prompt),
+            Command::ProfileDelete(name) => {
+                let name = profile_name(&name)?;
+                self.services.config.delete_profile(&name)?;
+                let mut state = self.state();
+                if state
+                    .profile
+                    .as_ref()
+                    .is_some_and(|(loaded, _)| *loaded == name)
+                {
+                    state.profile = None;
+                }
+                prompt.show(&format!("Profile {name} deleted"));
+                Ok(())
+            }
+            Command::ProfileSetDefault(name) => {
+                let name = profile_name(&name)?;
+                self.services.config.set_default_profile(Some(&name))?;
+                prompt.show(&format!("Profile {name} will load at start"));
+                Ok(())
+            }
+            Command::StatsBuckets => self.stats(prompt).await,
+        }
+    }
+
+    fn apply_profile(state: &mut State, name: ProfileName, profile: Profile) {
+        if let Profile::Model {
+            provider, model, ..
+        } = &profile
+        {
+            state.provider = Some(*provider);
+            state.model = model.clone();
+        }
+        state.conversation.clear();
+        state.profile = Some((name, profile));
+    }
+
+    async fn message(&self, text: String, prompt: &dyn UserPrompt) -> Run {
+        let settings = self.settings()?;
+        let loaded = self.state().profile.clone();
+        let members = match &loaded {
+            Some((name, Profile::LoadBalancer { policy, members })) => {
+                let order = self
+                    .state()
+                    .balancers
+                    .entry(name.clone())
+                    .or_insert_with(|| LoadBalancer::new(*policy, members.len()))
+                    .next_order();
+                let mut targets = Vec::new();
+                for index in order {
+                    let Some(member) = members.get(index) else {
+                        continue;
+                    };
+                    targets.push((
+                        Some(member.clone()),
+                        self.services.config.load_profile(member)?,
+                    ));
+                }
+                targets
+                    .into_iter()
+                    .map(|(n, p)| (n, Some(p)))
+                    .collect::<Vec<_>>()
+            }
+            Some((_, profile @ Profile::Model { .. })) => vec![(None, Some(profile.clone()))],
+            None => vec![(None, None)],
+        };
+        let balanced = matches!(loaded, Some((_, Profile::LoadBalancer { .. })));
+        let policy = match &loaded {
+            Some((_, Profile::LoadBalancer { policy, .. })) => Some(*policy),
+            _ => None,
+        };
+        let mut messages = self.state().conversation.clone();
+        messages.push(ChatMessage {
+            role: Role::User,
+            text: text.clone(),
+        });
+        let mut last_failure = None;
+        for (member, profile) in members {
+            let (provider, model) = match &profile {
+                Some(Profile::Model {
+                    provider, model, ..
+                }) if balanced => (
+                    *provider,
+                    model
+                        .clone()
+                        .unwrap_or_else(|| provider.default_model().to_owned()),
+                ),
+                _ => (self.active_provider(), self.active_model()),
+            };
+            let target = SendTarget {
+                provider,
+                credential: self.credential(&settings, provider, profile.as_ref()),
+            };
+            let request = ChatRequest {
+                model,
+                messages: messages.clone(),
+            };
+            let streaming = StreamTracking::new(prompt);
+            match self.services.chat.send(&target, &request, &streaming).await {
+                Ok(reply) => {
+                    if streaming.streamed() {
+                        prompt.stream("\n");
+                    } else {
+                        prompt.show(&reply.text);
+                    }
+                    let mut state = self.state();
+                    state.conversation = messages;
+                    state.conversation.push(ChatMessage {
+                        role: Role::Assistant,
+                        text: reply.text,
+                    });
+                    return Ok(());
+                }
+                Err(error) => {
+                    let moves_on =
+                        policy.is_some_and(|p| llxprt_domain::moves_on(p, error.member_failure()));
+                    if let (true, Some(member)) = (moves_on, &member) {
+                        prompt.show_error(&format!(
+                            "Profile {member} failed ({error}); trying the next profile"
+                        ));
+                        last_failure = Some(Failure(error.to_string()));
+                        continue;
+                    }
+                    return Err(Failure(error.to_string()));
+                }
+            }
+        }
+        Err(last_failure.unwrap_or_else(|| Failure("no profile could answer".to_owned())))
+    }
+
+    async fn auth_overview(&self, prompt: &dyn UserPrompt) -> Run {
+        let settings = self.settings()?;
+        let profile = self.state().profile.clone().map(|(_, p)| p);
+        let now = self.services.clock.now();
+        for oauth in OAuthProvider::ALL {
+            let provider = oauth.chat_provider();
+            let credential = self.credential(&settings, provider, profile.as_ref());
+            let enabled = if settings.is_oauth_enabled(oauth) {
+                "enabled"
+            } else {
+                "disabled"
+            };
+            let (ok, expiry) = match &credential {
+                Credential::ApiKey { .. } => (true, String::new()),
+                Credential::None => (false, String::new()),
+                Credential::OAuth(plan) => {
+                    let mut best: Option<BucketStatus> = None;
+                    for name in plan.buckets() {
+                        let bucket = BucketId::new(oauth, name.clone());
+                        let token = self
+                            .services
+                            .auth
+                            .store()
+                            .load(&bucket)
+                            .await
+                            .ok()
+                            .flatten();
+                        let status =
+                            bucket_status(token.as_ref(), &self.services.chat.health(&bucket), now);
+                        if matches!(status, BucketStatus::Ok { .. }) || best.is_none() {
+                            best = Some(status);
+                            if matches!(status, BucketStatus::Ok { .. }) {
+                                break;
+                            }
+                        }
+                    }
+                    match best {
+                        Some(BucketStatus::Ok { seconds_left }) => (
+                            true,
+                            format!(", token expires in {}", humanize_seconds(seconds_left)),
+                        ),
+                        Some(BucketStatus::Expired) => {
+                            (true, ", token expired (will refresh)".to_owned())
+                        }
+                        Some(BucketStatus::Cooldown { until }) => (
+                            false,
+                            format!(
+                                ", cooling down until {}",
+                                self.services.clock.time_of_day(until)
+                            ),
+                        ),
+                        _ => (false, ", not logged in".to_owned()),
+                    }
+                }
+            };
+            let mark = if ok { '✓' } else { '✗' };
+            prompt.show(&format!(
+                "{mark} {oauth}: {} ({enabled}){expiry} — {}",
+                credential.method(),
+                credential.why()
+            ));
+        }
+        Ok(())
+    }
+
+    async fn auth_status(&self, provider: OAuthProvider, prompt: &dyn UserPrompt) -> Run {
+        let store = self.services.auth.store();
+        let names = store.list(provider).await?;
+        let now = self.services.clock.now();
+        prompt.show(&format!("OAuth Buckets for {provider}:"));
+        if names.is_empty() {
+            prompt.show(&format!("  (none; run /auth {provider} login [BUCKET])"));
+        }
+        for name in names {
+            let bucket = BucketId::new(provider, name.clone());
+            let health = self.services.chat.health(&bucket);
+            let line = match store.load(&bucket).await {
+                Err(error) => format!("  [needs login] {name} ({error})"),
+                Ok(token) => match bucket_status(token.as_ref(), &health, now) {
+                    BucketStatus::Ok { seconds_left } => {
+                        format!(
+                            "  [ok] {name} (expires in {})",
+                            humanize_seconds(seconds_left)
+                        )
+                    }
+                    BucketStatus::Expired => format!("  [expired] {name}"),
+                    BucketStatus::Cooldown { until } => format!(
+                        "  [cooldown] {name} (until {})",
+                        self.services.clock.time_of_day(until)
+                    ),
+                    BucketStatus::NeedsLogin => format!("  [needs login] {name}"),
+                },
+            };
+            prompt.show(&line);
+        }
+        Ok(())
+    }
+
+    async fn login(&self, bucket: BucketId, prompt: &dyn UserPrompt) -> Run {
+        prompt.show(&format!("Signing in to {bucket}…"));
+        let token = self.services.auth.login(&bucket, prompt).await?;
+        self.services.chat.mark_usable(&bucket);
+        let left = token.seconds_left(self.services.clock.now());
+        prompt.show(&format!(
+            "✓ Logged in to {bucket} (expires in {})",
+            humanize_seconds(left)
+        ));
+        Ok(())
+    }
+
+    async fn logout(
+        &self,
+        provider: OAuthProvider,
+        target: LogoutTarget,
+        prompt: &dyn UserPrompt,
+    ) -> Run {
+        match target {
+            LogoutTarget::All => {
+                let removed = self.services.auth.logout_all(provider).await?;
+                for bucket in &removed {
+                    self.services.chat.mark_usable(bucket);
+                }
+                prompt.show(&format!(
+                    "Logged out of {} bucket(s) of {provider}",
+                    removed.len()
+                ));
+            }
+            LogoutTarget::Bucket(name) => {
+                let bucket = BucketId::new(provider, name);
+                if self.services.auth.logout(&bucket).await? {
+                    self.services.chat.mark_usable(&bucket);
+                    prompt.show(&format!("Logged out of {bucket}"));
+                } else {
+                    prompt.show(&format!("{bucket} was not logged in"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set(&self, name: String, value: String, prompt: &dyn UserPrompt) -> Run {
+        if name.replace('_', "-") == "auth-key" {
+            self.state().session_key = Some(Secret::new(value)).filter(|k| !k.is_empty());
+            prompt.show(&format!(
+                "auth-key set for {} for this session",
+                self.active_provider()
+            ));
+            return Ok(());
+        }
+        // Check the setting against the current settings before keeping it.
+        self.settings()?.apply(&name, &value)?;
+        prompt.show(&format!("{name} set for this session"));
+        self.state().overrides.push((name, value));
+        Ok(())
+    }
+
+    async fn save_model_profile(
+        &self,
+        name: &str,
+        buckets: Vec<BucketName>,
+        prompt: &dyn UserPrompt,
+    ) -> Run {
+        let name = profile_name(name)?;
+        let provider = self.active_provider();
+        let oauth = provider.oauth_provider();
+        let existing = self.services.auth.store().list(oauth).await?;
+        if let Some(missing) = buckets.iter().find(|b| !existing.contains(b)) {
+            return Err(Failure(format!(
+                "bucket {missing} does not exist for {oauth}; run /auth {oauth} login {missing} first"
+            )));
+        }
+        let profile = Profile::Model {
+            provider,
+            model: Some(self.active_model()),
+            key: self.state().session_key.clone(),
+            buckets,
+        };
+        self.services.config.save_profile(&name, &profile)?;
+        prompt.show(&format!("Profile {name} saved ({})", describe(&profile)));
+        Ok(())
+    }
+
+    fn save_balancer_profile(
+        &self,
+        name: &str,
+        policy: &str,
+        members: &[String],
+        prompt: &dyn UserPrompt,
+    ) -> Run {
+        let name = profile_name(name)?;
+        let policy = policy.parse()?;
+        let members = members
+            .iter()
+            .map(|m| profile_name(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        for member in &members {
+            match self.services.config.load_profile(member)? {
+                Profile::Model { .. } => {}
+                Profile::LoadBalancer { .. } => {
+                    return Err(Failure(format!(
+                        "{member} is a loadbalancer profile; a loadbalancer lists model profiles"
+                    )))
+                }
+            }
+        }
+        let profile = Profile::LoadBalancer { policy, members };
+        self.services.config.save_profile(&name, &profile)?;
+        prompt.show(&format!("Profile {name} saved ({})", describe(&profile)));
+        Ok(())
+    }
+
+    fn profile_list(&self, prompt: &dyn UserPrompt) -> Run {
+        let names = self.services.config.list_profiles()?;
+        let default = self.settings()?.default_profile;
+        if names.is_empty() {
+            prompt.show("No saved profiles (save one with /profile save model NAME)");
+        }
+        for name in names {
+            let what = match self.services.config.load_profile(&name) {
+                Ok(profile) => describe(&profile),
+                Err(error) => format!("unreadable: {error}"),
+            };
+            let mark = if default.as_ref() == Some(&name) {
+                " [default]"
+            } else {
+                ""
+            };
+            prompt.show(&format!("  {name}{mark}: {what}"));
+        }
+        Ok(())
+    }
+
+    async fn stats(&self, prompt: &dyn UserPrompt) -> Run {
+        let totals = self.services.chat.statistics().await?;
+        let now = self.services.clock.now();
+        prompt.show("OAuth Bucket Statistics:");
+        if totals.is_empty() {
+            prompt.show("  (no requests yet)");
+        }
+        for (bucket, stats) in totals.iter() {
+            let last = stats
+                .last_used
+                .map_or_else(|| "never".to_owned(), |at| humanize_ago(now, at));
+            prompt.show(&format!(
+                "  {bucket}: {} requests (last used: {last})",
+                stats.requests
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn profile_name(text: &str) -> Result<ProfileName, Failure> {
+    ProfileName::parse(text).map_err(|e| Failure(format!("invalid profile name '{text}': {e}")))
+}
+
+fn describe(profile: &Profile) -> String {
+    match profile {
+        Profile::Model {
+            provider,
+            model,
+            buckets,
+            key,
+        } => {
+            let mut text = format!(
+                "{provider} {}",
+                model.as_deref().unwrap_or(provider.default_model())
+            );
+            if !buckets.is_empty() {
+                let names: Vec<_> = buckets.iter().map(BucketName::as_str).collect();
+                text.push_str(&format!(", buckets {}", names.join(" → ")));
+            }
+            if key.is_some() {
+                text.push_str(", with a key");
+            }
+            text
+        }
+        Profile::LoadBalancer { policy, members } => {
+            let names: Vec<_> = members.iter().map(ProfileName::as_str).collect();
+            format!("loadbalancer {policy} over {}", names.join(", "))
+        }
+    }
+}
+
+fn help(prompt: &dyn UserPrompt) {
+    for line in [
+        "Commands:",
+        "  /auth                                   status of every provider",
+        "  /auth P [status]                        buckets of P (anthropic, gemini, qwen, codex)",
+        "  /auth P enable|disable                  lazy OAuth on or off for P",
+        "  /auth P login [BUCKET]                  sign in now",
+        "  /auth P logout [BUCKET|--all]           delete tokens",
+        "  /provider [P], /model [M]               show or set (anthropic, gemini, qwen, openai)",
+        "  /key KEY, /keyfile PATH, /set NAME VALUE  session credentials and settings",
+        "  /profile save model NAME [BUCKET...]    save provider, model and buckets",
+        "  /profile save loadbalancer NAME failover|roundrobin PROFILE...",
+        "  /profile load|delete|set-default NAME, /profile list",
+        "  /stats buckets                          requests per bucket",
+        "  /help, /quit",
+        "Anything else is a message to the active provider.",
+    ] {
+        prompt.show(line);
+    }
+    debug_assert!(COMMANDS.contains(&"/help"));
+}
+
+/// Passes everything to the real prompt and remembers whether any reply text streamed.
+struct StreamTracking<'a> {
+    inner: &'a dyn UserPrompt,
+    streamed: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> StreamTracking<'a> {
+    fn new(inner: &'a dyn UserPrompt) -> Self {
+        Self {
+            inner,
+            streamed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn streamed(&self) -> bool {
+        self.streamed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl UserPrompt for StreamTracking<'_> {
+    fn show(&self, line: &str) {
+        self.inner.show(line);
+    }
+    fn show_error(&self, line: &str) {
+        self.inner.show_error(line);
+    }
+    fn stream(&self, text: &str) {
+        self.streamed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.stream(text);
+    }
+    fn waiting(&self, what: &str, done: bool) {
+        self.inner.waiting(what, done);
+    }
+    async fn ask(&self, question: &str) -> Result<String, crate::ports::PromptError> {
+        self.inner.ask(question).await
+    }
+}
+
+#[async_trait]
+impl Shell for Session {
+    async fn run_line(&self, line: &str, prompt: &dyn UserPrompt) -> LineOutcome {
+        let command = match commands::parse(line) {
+            Ok(command) => command,
+            Err(error) => {
+                prompt.show_error(&format!("Error: {error}"));
+                return LineOutcome::Failed;
+            }
+        };
+        let quit = command == Command::Quit;
+        match self.run(command, prompt).await {
+            Ok(()) if quit => LineOutcome::Quit,
+            Ok(()) => LineOutcome::Succeeded,
+            Err(Failure(message)) => {
+                prompt.show_error(&format!("Error: {message}"));
+                LineOutcome::Failed
+            }
+        }
+    }
+
+    async fn completion_data(&self) -> CompletionData {
+        let mut buckets = Vec::new();
+        for provider in OAuthProvider::ALL {
+            let names = self
+                .services
+                .auth
+                .store()
+                .list(provider)
+                .await
+                .unwrap_or_default();
+            buckets.push((
+                provider.as_str().to_owned(),
+                names.iter().map(|n| n.as_str().to_owned()).collect(),
+            ));
+        }
+        let profiles = self
+            .services
+            .config
+            .list_profiles()
+            .unwrap_or_default()
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        CompletionData { buckets, profiles }
+    }
+}
