@@ -2,6 +2,8 @@
 //!
 //! Only this crate knows JSON, HTTP, files and terminals.
 
+mod fsutil;
 pub mod settings;
 pub mod simulator;
+pub mod stats;
 pub mod store;

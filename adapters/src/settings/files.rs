@@ -3,7 +3,7 @@
 
 use std::fmt::Display;
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::Path;
 
 use llxprt_application::ports::ConfigError;
@@ -37,38 +37,17 @@ pub(super) fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
 /// Replaces `path` with `contents` so that a reader, or the next run after a crash, sees the old
 /// file or the new one and never a torn one. The file is readable by its owner only.
 pub(super) fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ConfigError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // `tempfile` creates the file with mode 0600 on Unix, and the rename keeps it.
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_error(dir, &e))?;
-    file.write_all(contents)
-        .and_then(|()| file.as_file().sync_all())
-        .map_err(|e| io_error(file.path(), &e))?;
-    file.persist(path).map_err(|e| io_error(path, &e.error))?;
-    Ok(())
+    crate::fsutil::write_atomically(path, ".llxprt-", contents).map_err(|(p, e)| io_error(&p, &e))
 }
 
-/// An exclusive lock on the settings, held across read → change → write. The operating system
-/// releases it when the holder exits, even by a crash.
-pub(super) struct SettingsLock(fs::File);
+/// An exclusive lock on the settings, held across read → change → write.
+pub(super) struct SettingsLock(#[allow(dead_code)] crate::fsutil::FileLock);
 
 impl SettingsLock {
     pub(super) fn take(path: &Path) -> Result<Self, ConfigError> {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| io_error(path, &e))?;
-        // Holders only read and write one small file, so waiting cannot be long.
-        file.lock().map_err(|e| io_error(path, &e))?;
-        Ok(Self(file))
-    }
-}
-
-impl Drop for SettingsLock {
-    fn drop(&mut self) {
-        // Closing the file would release the lock too; unlocking first just says so.
-        let _ = self.0.unlock();
+        crate::fsutil::FileLock::acquire(path)
+            .map(Self)
+            .map_err(|(p, e)| io_error(&p, &e))
     }
 }
 

@@ -2,7 +2,7 @@
 //! atomically, locked with operating-system advisory locks.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -296,18 +296,7 @@ fn write_atomically(
     bytes: &[u8],
 ) -> Result<(), StoreError> {
     prepare_dir(dir, true)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(temp_prefix)
-        .suffix(".tmp")
-        .permissions(Permissions::from_mode(FILE_MODE))
-        .tempfile_in(dir)
-        .map_err(|e| io_error(dir, e))?;
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(|e| io_error(temp.path(), e))?;
-    // On failure the temporary file is dropped, which removes it; the old token is untouched.
-    temp.persist(path).map_err(|e| io_error(path, e.error))?;
-    sync_dir(dir)
+    crate::fsutil::write_atomically(path, temp_prefix, bytes).map_err(|(p, e)| io_error(&p, e))
 }
 
 /// Makes a rename or removal in `dir` durable.
