@@ -3,6 +3,7 @@
 //! Only this crate knows JSON, HTTP, files and terminals.
 
 mod fsutil;
+pub mod sandbox;
 pub mod settings;
 pub mod simulator;
 pub mod stats;

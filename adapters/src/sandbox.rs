@@ -1,0 +1,281 @@
+//! `llxprt --sandbox`: every provider simulated on loopback inside the process.
+//!
+//! The simulator's URLs replace every provider endpoint in the settings; a simulated browser
+//! consents over real HTTP, so the loopback and device flows run for real; the Anthropic code
+//! that the simulated page shows is pasted for the user; and `/sandbox` commands let a user make
+//! an account rate-limited, revoked or expired to watch failover happen. In the sandbox each
+//! bucket signs in as a simulated account of the same name.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use llxprt_application::ports::{Browser, BrowserError, PromptError, UserPrompt};
+use llxprt_application::shell::{CompletionData, LineOutcome, Shell};
+use llxprt_domain::{OAuthProvider, Secret};
+use tokio::sync::Notify;
+
+use crate::simulator::{Consent, ForcedFailure, SimulatorHandle};
+
+/// The settings that point every provider at the simulator, as `NAME=VALUE` overrides.
+pub fn settings_overrides(sim: &SimulatorHandle) -> Vec<(String, String)> {
+    let e = sim.endpoints();
+    [
+        ("providers.anthropic.base_url", &e.anthropic.base_url),
+        (
+            "providers.anthropic.oauth.authorize_url",
+            &e.anthropic.authorize_url,
+        ),
+        (
+            "providers.anthropic.oauth.token_url",
+            &e.anthropic.token_url,
+        ),
+        (
+            "providers.anthropic.oauth.redirect_uri",
+            &e.anthropic.redirect_uri,
+        ),
+        ("providers.gemini.base_url", &e.gemini.base_url),
+        (
+            "providers.gemini.code_assist_base_url",
+            &e.gemini.code_assist_base_url,
+        ),
+        (
+            "providers.gemini.oauth.authorize_url",
+            &e.gemini.authorize_url,
+        ),
+        ("providers.gemini.oauth.token_url", &e.gemini.token_url),
+        ("providers.qwen.base_url", &e.qwen.base_url),
+        (
+            "providers.qwen.oauth.device_authorization_url",
+            &e.qwen.device_authorization_url,
+        ),
+        ("providers.qwen.oauth.token_url", &e.qwen.token_url),
+        ("providers.codex.base_url", &e.codex.base_url),
+        ("providers.codex.oauth.issuer", &e.codex.issuer),
+        ("providers.openai.base_url", &e.openai.base_url),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.clone()))
+    .collect()
+}
+
+/// A code the simulated Anthropic page showed, waiting to be "pasted".
+#[derive(Default)]
+struct ShownCode {
+    code: Mutex<Option<Secret>>,
+    arrived: Notify,
+}
+
+/// Plays the user's browser against the simulator: consents to every authorize page, approves
+/// device codes, and remembers a code page's `CODE#STATE` for [`SandboxPrompt`] to paste.
+pub struct SandboxBrowser {
+    sim: SimulatorHandle,
+    shown: Arc<ShownCode>,
+}
+
+/// Wraps the terminal prompt so that the sandbox "pastes" the code its browser was shown.
+pub struct SandboxPrompt<P> {
+    inner: P,
+    shown: Arc<ShownCode>,
+}
+
+/// A browser and a prompt wrapper that share the code the simulated page shows.
+pub fn browser_and_prompt<P: UserPrompt>(
+    sim: SimulatorHandle,
+    prompt: P,
+) -> (SandboxBrowser, SandboxPrompt<P>) {
+    let shown = Arc::new(ShownCode::default());
+    (
+        SandboxBrowser {
+            sim,
+            shown: shown.clone(),
+        },
+        SandboxPrompt {
+            inner: prompt,
+            shown,
+        },
+    )
+}
+
+#[async_trait]
+impl Browser for SandboxBrowser {
+    async fn open(&self, url: &str) -> Result<(), BrowserError> {
+        let sim = self.sim.clone();
+        let shown = self.shown.clone();
+        let url = url.to_owned();
+        // Like a real browser, the page loads while the command line goes on waiting.
+        tokio::spawn(async move {
+            let outcome = match sim.consent(&url).await {
+                Ok(Consent::CodeShown(code)) => {
+                    *shown.code.lock().unwrap_or_else(PoisonError::into_inner) = Some(code);
+                    shown.arrived.notify_one();
+                    Ok(())
+                }
+                Ok(Consent::Redirect(callback)) => sim.browse(callback.expose()).await.map(drop),
+                Ok(Consent::Page(_)) => Ok(()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = outcome {
+                tracing::warn!(%error, "the simulated browser failed");
+            }
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<P: UserPrompt> UserPrompt for SandboxPrompt<P> {
+    fn show(&self, line: &str) {
+        self.inner.show(line);
+    }
+    fn show_error(&self, line: &str) {
+        self.inner.show_error(line);
+    }
+    fn stream(&self, text: &str) {
+        self.inner.stream(text);
+    }
+    fn waiting(&self, what: &str, done: bool) {
+        self.inner.waiting(what, done);
+    }
+
+    async fn ask(&self, question: &str) -> Result<String, PromptError> {
+        if question.contains("authorization code") {
+            let take = || {
+                self.shown
+                    .code
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+            };
+            let code = match take() {
+                Some(code) => Some(code),
+                None => {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        self.shown.arrived.notified(),
+                    )
+                    .await;
+                    take()
+                }
+            };
+            if let Some(code) = code {
+                self.inner.show(&format!(
+                    "{question} (sandbox: pasting the code the simulated page showed)"
+                ));
+                return Ok(code.expose().to_owned());
+            }
+        }
+        self.inner.ask(question).await
+    }
+}
+
+/// The session's shell plus the `/sandbox` commands, and bucket names used as simulated
+/// account names at login.
+pub struct SandboxShell {
+    inner: Arc<dyn Shell>,
+    sim: SimulatorHandle,
+}
+
+impl SandboxShell {
+    /// Wraps `inner`. Every provider's simulated login account starts as `default`.
+    pub fn new(inner: Arc<dyn Shell>, sim: SimulatorHandle) -> Self {
+        for provider in OAuthProvider::ALL {
+            sim.set_login_account(provider, "default");
+        }
+        Self { inner, sim }
+    }
+
+    fn sandbox_command(&self, words: &[&str], prompt: &dyn UserPrompt) -> LineOutcome {
+        let usage = [
+            "/sandbox limit P BUCKET [SECONDS]   the bucket's next request gets 429 (retry-after SECONDS, 60 by default)",
+            "/sandbox quota P BUCKET             the bucket's next request gets 402",
+            "/sandbox revoke P BUCKET            revoke the bucket's tokens (403/refresh rejected)",
+            "/sandbox expire P BUCKET            expire the bucket's access token now",
+            "/sandbox lifetime P SECONDS         lifetime of tokens issued from now on",
+        ];
+        let provider = |p: &str| p.parse::<OAuthProvider>();
+        let result = match words {
+            ["limit", p, bucket, rest @ ..] => provider(p).map(|p| {
+                let secs = rest.first().and_then(|s| s.parse().ok()).unwrap_or(60);
+                self.sim.fail_next_chat_requests(
+                    p,
+                    bucket,
+                    1,
+                    ForcedFailure::RateLimited {
+                        retry_after_secs: secs,
+                    },
+                );
+                format!("{p}/{bucket}: the next request will be rate limited for {secs} s")
+            }),
+            ["quota", p, bucket] => provider(p).map(|p| {
+                self.sim
+                    .fail_next_chat_requests(p, bucket, 1, ForcedFailure::PaymentRequired);
+                format!("{p}/{bucket}: the next request will get 402")
+            }),
+            ["revoke", p, bucket] => provider(p).map(|p| {
+                self.sim.revoke(p, bucket);
+                format!("{p}/{bucket}: tokens revoked")
+            }),
+            ["expire", p, bucket] => provider(p).map(|p| {
+                self.sim.expire_access_tokens(p, bucket);
+                format!("{p}/{bucket}: access token expired")
+            }),
+            ["lifetime", p, secs] => match secs.parse::<u64>() {
+                Ok(secs) => provider(p).map(|p| {
+                    self.sim.set_token_lifetime(p, secs);
+                    format!("{p}: new tokens live {secs} s")
+                }),
+                Err(_) => {
+                    prompt.show_error(&format!("Error: '{secs}' is not a number of seconds"));
+                    return LineOutcome::Failed;
+                }
+            },
+            _ => {
+                for line in usage {
+                    prompt.show(line);
+                }
+                return if words.is_empty() {
+                    LineOutcome::Succeeded
+                } else {
+                    LineOutcome::Failed
+                };
+            }
+        };
+        match result {
+            Ok(line) => {
+                prompt.show(&line);
+                LineOutcome::Succeeded
+            }
+            Err(error) => {
+                prompt.show_error(&format!("Error: {error}"));
+                LineOutcome::Failed
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Shell for SandboxShell {
+    async fn run_line(&self, line: &str, prompt: &dyn UserPrompt) -> LineOutcome {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["/sandbox", rest @ ..] => return self.sandbox_command(rest, prompt),
+            ["/auth", p, "login", bucket @ ..] => {
+                if let Ok(p) = p.parse::<OAuthProvider>() {
+                    let account = bucket.first().copied().unwrap_or("default");
+                    self.sim.set_login_account(p, account);
+                }
+            }
+            _ => {}
+        }
+        let outcome = self.inner.run_line(line, prompt).await;
+        for provider in OAuthProvider::ALL {
+            self.sim.set_login_account(provider, "default");
+        }
+        outcome
+    }
+
+    async fn completion_data(&self) -> CompletionData {
+        self.inner.completion_data().await
+    }
+}
