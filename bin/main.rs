@@ -1,13 +1,43 @@
-//! The composition root: parses the command line and wires adapters into services.
+//! The composition root: parses the command line, wires the shell and hands it to the front
+//! end that fits how llxprt was started.
+
+mod cli;
+mod wiring;
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
 
 use clap::Parser;
+use llxprt_adapters::repl;
 
-/// llxprt: sign in to AI providers and stay signed in.
-#[derive(Debug, Parser)]
-#[command(name = "llxprt", version, about)]
-struct Cli {}
+use crate::cli::Cli;
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let exit = runtime.block_on(run(cli));
+    // A question cancelled mid-read leaves a thread blocked on the terminal: do not wait for it.
+    runtime.shutdown_background();
+    exit
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let shell = wiring::build_shell(&cli)?;
+    let exit = if let Some(text) = &cli.prompt {
+        repl::run_one_shot(shell, text).await
+    } else if !cli.words.is_empty() {
+        repl::run_one_shot(shell, &repl::slash_command(&cli.words)).await
+    } else if io::stdin().is_terminal() {
+        repl::run_interactive(shell, &wiring::history_file(&cli)?).await
+    } else {
+        repl::run_line_mode(shell, io::BufReader::new(io::stdin())).await
+    };
+    Ok(exit.into())
 }

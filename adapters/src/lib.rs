@@ -3,6 +3,7 @@
 //! Only this crate knows JSON, HTTP, files and terminals.
 
 mod fsutil;
+pub mod repl;
 pub mod sandbox;
 pub mod settings;
 pub mod simulator;
