@@ -73,28 +73,26 @@ pub struct SandboxBrowser {
     shown: Arc<ShownCode>,
 }
 
-/// Wraps the terminal prompt so that the sandbox "pastes" the code its browser was shown.
-pub struct SandboxPrompt<P> {
-    inner: P,
-    shown: Arc<ShownCode>,
+/// Wraps the front end's prompt so that the sandbox "pastes" the code its browser was shown.
+struct SandboxPrompt<'a> {
+    inner: &'a dyn UserPrompt,
+    shown: &'a ShownCode,
 }
 
-/// A browser and a prompt wrapper that share the code the simulated page shows.
-pub fn browser_and_prompt<P: UserPrompt>(
-    sim: SimulatorHandle,
-    prompt: P,
-) -> (SandboxBrowser, SandboxPrompt<P>) {
-    let shown = Arc::new(ShownCode::default());
-    (
-        SandboxBrowser {
+impl SandboxBrowser {
+    /// A browser that consents through `sim`.
+    pub fn new(sim: SimulatorHandle) -> Self {
+        Self {
             sim,
-            shown: shown.clone(),
-        },
-        SandboxPrompt {
-            inner: prompt,
-            shown,
-        },
-    )
+            shown: Arc::new(ShownCode::default()),
+        }
+    }
+
+    /// Wraps the session's shell with the `/sandbox` commands and the pasting of codes this
+    /// browser is shown.
+    pub fn shell(&self, inner: Arc<dyn Shell>) -> SandboxShell {
+        SandboxShell::new(inner, self.sim.clone(), self.shown.clone())
+    }
 }
 
 #[async_trait]
@@ -124,7 +122,7 @@ impl Browser for SandboxBrowser {
 }
 
 #[async_trait]
-impl<P: UserPrompt> UserPrompt for SandboxPrompt<P> {
+impl UserPrompt for SandboxPrompt<'_> {
     fn show(&self, line: &str) {
         self.inner.show(line);
     }
@@ -174,15 +172,16 @@ impl<P: UserPrompt> UserPrompt for SandboxPrompt<P> {
 pub struct SandboxShell {
     inner: Arc<dyn Shell>,
     sim: SimulatorHandle,
+    shown: Arc<ShownCode>,
 }
 
 impl SandboxShell {
     /// Wraps `inner`. Every provider's simulated login account starts as `default`.
-    pub fn new(inner: Arc<dyn Shell>, sim: SimulatorHandle) -> Self {
+    fn new(inner: Arc<dyn Shell>, sim: SimulatorHandle, shown: Arc<ShownCode>) -> Self {
         for provider in OAuthProvider::ALL {
             sim.set_login_account(provider, "default");
         }
-        Self { inner, sim }
+        Self { inner, sim, shown }
     }
 
     fn sandbox_command(&self, words: &[&str], prompt: &dyn UserPrompt) -> LineOutcome {
@@ -268,7 +267,11 @@ impl Shell for SandboxShell {
             }
             _ => {}
         }
-        let outcome = self.inner.run_line(line, prompt).await;
+        let prompt = SandboxPrompt {
+            inner: prompt,
+            shown: &self.shown,
+        };
+        let outcome = self.inner.run_line(line, &prompt).await;
         for provider in OAuthProvider::ALL {
             self.sim.set_login_account(provider, "default");
         }
