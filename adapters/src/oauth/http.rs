@@ -266,6 +266,11 @@ pub(crate) fn token_from(response: &ProviderTokenResponse, now: UnixSeconds) -> 
     let lifetime = response.expires_in().map_or(DEFAULT_LIFETIME_SECONDS, |d| {
         i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
     });
+    tracing::debug!(
+        lifetime,
+        refresh_token = response.refresh_token().is_some(),
+        "the token endpoint issued a token"
+    );
     let mut token = Token::new(
         Secret::new(response.access_token().secret().clone()),
         now + lifetime,

@@ -107,11 +107,15 @@ impl CallbackServer {
             }
             match tokio::time::timeout(left.min(WAITING_TICK), self.events.recv()).await {
                 Err(_) => continue,
-                Ok(Some(CallbackEvent::Code(code))) => break Ok(code),
+                Ok(Some(CallbackEvent::Code(code))) => {
+                    tracing::debug!("the browser came back with an authorization code");
+                    break Ok(code);
+                }
                 Ok(Some(CallbackEvent::ProviderError { error, description })) => {
                     break Err(provider_error(prompt, &error, description.as_deref()))
                 }
                 Ok(Some(CallbackEvent::Ignored(why))) => {
+                    tracing::debug!(why, "ignored a sign-in callback");
                     prompt.show(&format!(
                         "Ignored a sign-in callback: {why}; still waiting."
                     ));

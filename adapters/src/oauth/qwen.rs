@@ -110,6 +110,7 @@ impl OAuthFlow for QwenFlow {
                 tracing::debug!(%error, "the device approval page was not opened");
             }
         }
+        prompt.waiting(WAITING, false);
         let polled = self
             .client
             .exchange_device_access_token(&details)
