@@ -1,1 +1,6 @@
 //! Test support for other teams' adapters: contract suites every port implementation passes.
+//!
+//! Enabled by the `testkit` feature, for dev-dependencies only. The suites panic on the first
+//! broken promise, like any test.
+
+pub mod token_store;
