@@ -5,6 +5,7 @@
 mod fsutil;
 pub mod repl;
 pub mod sandbox;
+pub mod oauth;
 pub mod settings;
 pub mod simulator;
 pub mod stats;

@@ -1,0 +1,409 @@
+//! What every flow shares on the wire: the HTTP client, the token response, and how failures are
+//! classified for the user (`FlowError`) and for the token service (`RefreshError`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use llxprt_application::ports::{FlowError, RefreshError};
+use llxprt_domain::token::DEFAULT_LIFETIME_SECONDS;
+use llxprt_domain::{OAuthProvider, Secret, Token, UnixSeconds};
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::http::{header, HeaderValue, Method, StatusCode};
+use oauth2::{
+    AsyncHttpClient, Client, ClientId, EndpointNotSet, EndpointSet, ErrorResponseType,
+    ExtraTokenFields, HttpRequest, HttpResponse, RequestTokenError, StandardErrorResponse,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse as _,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// How long to wait for a provider to accept a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one request to a provider may take in all.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A flow's settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthConfigError {
+    /// A URL setting does not parse.
+    #[error("the {provider} OAuth setting `{key}` is not a valid URL: {value}")]
+    InvalidUrl {
+        /// The provider whose settings are wrong.
+        provider: OAuthProvider,
+        /// The settings key.
+        key: &'static str,
+        /// What it holds.
+        value: String,
+    },
+    /// The HTTP client could not be built (TLS set-up failed).
+    #[error("the HTTP client for sign-in could not be built: {0}")]
+    HttpClient(String),
+}
+
+/// The HTTP client of every flow: no redirects followed (a token endpoint that redirects is
+/// misconfigured, and following it could carry a code elsewhere), bounded connect and request
+/// times. Cheap to clone; clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct OAuthHttp {
+    transport: Transport,
+}
+
+/// The client as `oauth2` sees it (kept apart so its error type stays private).
+#[derive(Debug, Clone)]
+pub(crate) struct Transport(reqwest::Client);
+
+impl OAuthHttp {
+    /// A client with [`DEFAULT_CONNECT_TIMEOUT`] and [`DEFAULT_REQUEST_TIMEOUT`].
+    ///
+    /// # Errors
+    /// [`OAuthConfigError::HttpClient`] when the TLS back end cannot be initialised.
+    pub fn new() -> Result<Self, OAuthConfigError> {
+        Self::with_timeouts(DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// A client with the given timeouts.
+    ///
+    /// # Errors
+    /// [`OAuthConfigError::HttpClient`] when the TLS back end cannot be initialised.
+    pub fn with_timeouts(connect: Duration, request: Duration) -> Result<Self, OAuthConfigError> {
+        Self::build(reqwest::Client::builder(), connect, request)
+    }
+
+    /// A client that ignores the system's proxy settings (`HTTP_PROXY` and the like), for
+    /// providers on loopback: the sandbox and tests.
+    ///
+    /// # Errors
+    /// [`OAuthConfigError::HttpClient`] when the TLS back end cannot be initialised.
+    pub fn direct() -> Result<Self, OAuthConfigError> {
+        Self::build(
+            reqwest::Client::builder().no_proxy(),
+            DEFAULT_CONNECT_TIMEOUT,
+            DEFAULT_REQUEST_TIMEOUT,
+        )
+    }
+
+    fn build(
+        builder: reqwest::ClientBuilder,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<Self, OAuthConfigError> {
+        let client = builder
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect)
+            .timeout(request)
+            .build()
+            .map_err(|e| OAuthConfigError::HttpClient(e.to_string()))?;
+        Ok(Self {
+            transport: Transport(client),
+        })
+    }
+
+    /// What `oauth2` requests are sent with.
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Sends a JSON POST to a token endpoint, for the providers whose endpoint departs from the
+    /// standard form encoding, and reads the answer as a token response.
+    pub(crate) async fn post_json_for_token(
+        &self,
+        url: &Url,
+        body: &serde_json::Value,
+    ) -> Result<ProviderTokenResponse, TokenRequestError> {
+        let request = oauth2::http::Request::builder()
+            .method(Method::POST)
+            .uri(url.as_str())
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .header(header::ACCEPT, HeaderValue::from_static("application/json"))
+            .body(serde_json::to_vec(body).unwrap_or_default())
+            .map_err(|_| RequestTokenError::Other("could not build the request".to_owned()))?;
+        let response = self.transport.call(request).await?;
+        if response.status() != StatusCode::OK {
+            return Err(
+                match serde_json::from_slice::<BasicErrorResponse>(response.body()) {
+                    Ok(error) => RequestTokenError::ServerResponse(error),
+                    Err(_) => RequestTokenError::Other(UNREADABLE.to_owned()),
+                },
+            );
+        }
+        serde_json::from_slice(response.body())
+            .map_err(|_| RequestTokenError::Other(UNREADABLE.to_owned()))
+    }
+}
+
+const UNREADABLE: &str = "the provider's answer could not be read";
+
+/// Why a request to a provider got no usable answer, before any OAuth error is read. The text
+/// carries kinds and status codes only, never a body or URL, so it cannot leak a secret.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpFailure {
+    #[error("the request timed out")]
+    Timeout,
+    #[error("could not connect to the provider")]
+    Connect,
+    #[error("the request failed")]
+    Request,
+    /// A server failure, rate limit or unexpected status: worth trying again later.
+    #[error("the provider answered HTTP {0}")]
+    Status(u16),
+    /// A 400 or 401 without an OAuth error body: a refusal all the same.
+    #[error("the provider refused the request (HTTP {0})")]
+    Refused(u16),
+}
+
+impl From<reqwest::Error> for HttpFailure {
+    fn from(error: reqwest::Error) -> Self {
+        if error.is_timeout() {
+            Self::Timeout
+        } else if error.is_connect() {
+            Self::Connect
+        } else {
+            Self::Request
+        }
+    }
+}
+
+/// The only field of an OAuth error body that matters to tell it from any other body.
+#[derive(Deserialize)]
+struct OAuthErrorProbe {
+    #[allow(dead_code)] // Read only to check that the field is there and a string.
+    error: String,
+}
+
+/// Status handling happens here, before `oauth2` reads the body, so that every flow classifies
+/// alike: 200 and OAuth error bodies pass through; server errors, rate limits and other
+/// surprises become [`HttpFailure::Status`] (transient); a bare 400/401 becomes
+/// [`HttpFailure::Refused`].
+impl<'c> AsyncHttpClient<'c> for Transport {
+    type Error = HttpFailure;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpFailure>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request).map_err(|_| HttpFailure::Request)?;
+            let response = self.0.execute(request).await?;
+            let status = response.status();
+            let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+            let body = response.bytes().await?.to_vec();
+            let is_oauth_error = || serde_json::from_slice::<OAuthErrorProbe>(&body).is_ok();
+            match status.as_u16() {
+                200 => {}
+                408 | 429 => return Err(HttpFailure::Status(status.as_u16())),
+                400..=499 if is_oauth_error() => {}
+                code @ (400 | 401) => return Err(HttpFailure::Refused(code)),
+                code => return Err(HttpFailure::Status(code)),
+            }
+            let mut builder = oauth2::http::Response::builder().status(status);
+            if let Some(content_type) = content_type {
+                builder = builder.header(header::CONTENT_TYPE, content_type);
+            }
+            builder.body(body).map_err(|_| HttpFailure::Request)
+        })
+    }
+}
+
+/// The provider-specific fields some token responses add.
+#[derive(Clone, Default, Deserialize, Serialize)]
+pub(crate) struct ProviderFields {
+    /// Qwen: where the API that accepts this token lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) resource_url: Option<String>,
+    /// Codex (OpenID Connect): the id token that carries the ChatGPT account id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderFields")
+            .field("resource_url", &self.resource_url)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+impl ExtraTokenFields for ProviderFields {}
+
+/// A token endpoint's answer, standard fields plus [`ProviderFields`].
+pub(crate) type ProviderTokenResponse = StandardTokenResponse<ProviderFields, BasicTokenType>;
+
+/// Every way a token request can fail.
+pub(crate) type TokenRequestError = RequestTokenError<HttpFailure, BasicErrorResponse>;
+
+/// The `oauth2` client of every flow, typed by which of the authorize, device and token URLs are
+/// set.
+pub(crate) type OAuthClient<HasAuthUrl, HasDeviceUrl, HasTokenUrl = EndpointSet> = Client<
+    BasicErrorResponse,
+    ProviderTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    HasAuthUrl,
+    HasDeviceUrl,
+    EndpointNotSet,
+    EndpointNotSet,
+    HasTokenUrl,
+>;
+
+/// A client with only its id set; each flow sets the endpoints it uses.
+pub(crate) fn new_client(
+    client_id: &str,
+) -> OAuthClient<EndpointNotSet, EndpointNotSet, EndpointNotSet> {
+    Client::new(ClientId::new(client_id.to_owned()))
+}
+
+/// The standard fields of a token response as a [`Token`], its expiry counted from `now`.
+/// Provider-specific fields are the caller's to add.
+pub(crate) fn token_from(response: &ProviderTokenResponse, now: UnixSeconds) -> Token {
+    let lifetime = response.expires_in().map_or(DEFAULT_LIFETIME_SECONDS, |d| {
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+    });
+    tracing::debug!(
+        lifetime,
+        refresh_token = response.refresh_token().is_some(),
+        "the token endpoint issued a token"
+    );
+    let mut token = Token::new(
+        Secret::new(response.access_token().secret().clone()),
+        now + lifetime,
+    );
+    token.refresh_token = response
+        .refresh_token()
+        .map(|t| Secret::new(t.secret().clone()));
+    token.token_type = match response.token_type() {
+        BasicTokenType::Bearer => "Bearer".to_owned(),
+        other => other.as_ref().to_owned(),
+    };
+    token.scope = response.scopes().map(|scopes| {
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    token
+}
+
+/// Parses a configured URL, naming the setting when it is wrong.
+pub(crate) fn parse_url(
+    provider: OAuthProvider,
+    key: &'static str,
+    value: &str,
+) -> Result<Url, OAuthConfigError> {
+    Url::parse(value).map_err(|_| OAuthConfigError::InvalidUrl {
+        provider,
+        key,
+        value: value.to_owned(),
+    })
+}
+
+/// `error` and `error_description` of an OAuth error, as one line fit for a terminal.
+pub(crate) fn describe_oauth_error<T>(error: &StandardErrorResponse<T>) -> String
+where
+    T: ErrorResponseType + AsRef<str>,
+{
+    describe(
+        error.error().as_ref(),
+        error.error_description().map(String::as_str),
+    )
+}
+
+/// `error: description`, with control characters dropped (they could drive the terminal) and the
+/// description cut short (a provider page is not a log).
+pub(crate) fn describe(error: &str, description: Option<&str>) -> String {
+    let clean = |s: &str, max: usize| -> String {
+        s.chars().filter(|c| !c.is_control()).take(max).collect()
+    };
+    match description {
+        Some(d) if !d.trim().is_empty() => format!("{}: {}", clean(error, 64), clean(d, 300)),
+        _ => clean(error, 64),
+    }
+}
+
+/// A failed code exchange, as the user should hear it.
+pub(crate) fn exchange_error(error: TokenRequestError) -> FlowError {
+    match error {
+        RequestTokenError::ServerResponse(e) => FlowError::Rejected(describe_oauth_error(&e)),
+        RequestTokenError::Request(HttpFailure::Refused(status)) => {
+            FlowError::Rejected(format!("HTTP {status}"))
+        }
+        RequestTokenError::Request(failure) => FlowError::Transient(failure.to_string()),
+        // Both carry text that may quote the response body, which holds tokens on success.
+        RequestTokenError::Parse(..) | RequestTokenError::Other(_) => {
+            FlowError::Transient(UNREADABLE.to_owned())
+        }
+    }
+}
+
+/// A failed refresh, classified for the token service: a refusal means a new login is needed,
+/// anything else may pass.
+pub(crate) fn refresh_error(error: TokenRequestError) -> RefreshError {
+    match error {
+        RequestTokenError::ServerResponse(e) => {
+            let code = e.error().as_ref();
+            if matches!(code, "temporarily_unavailable" | "server_error") {
+                RefreshError::Transient(describe_oauth_error(&e))
+            } else {
+                RefreshError::NeedsLogin(describe_oauth_error(&e))
+            }
+        }
+        RequestTokenError::Request(HttpFailure::Refused(status)) => {
+            RefreshError::NeedsLogin(format!("HTTP {status}"))
+        }
+        RequestTokenError::Request(failure) => RefreshError::Transient(failure.to_string()),
+        RequestTokenError::Parse(..) | RequestTokenError::Other(_) => {
+            RefreshError::Transient(UNREADABLE.to_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_cannot_drive_the_terminal() {
+        assert_eq!(
+            describe("access_denied", Some("no\x1b[31m thanks")),
+            "access_denied: no[31m thanks"
+        );
+        assert_eq!(describe("invalid_grant", Some("  ")), "invalid_grant");
+        assert_eq!(describe("x", Some(&"d".repeat(1000))).len(), 303);
+    }
+
+    #[test]
+    fn a_missing_lifetime_means_an_hour() {
+        let response: ProviderTokenResponse =
+            serde_json::from_str(r#"{"access_token":"at","token_type":"bearer"}"#).unwrap();
+        let token = token_from(&response, UnixSeconds(1000));
+        assert_eq!(token.expiry, UnixSeconds(1000 + 3600));
+        assert_eq!(token.token_type, "Bearer");
+        assert_eq!(token.refresh_token, None);
+    }
+
+    #[test]
+    fn provider_fields_are_read_and_never_printed() {
+        let response: ProviderTokenResponse = serde_json::from_str(
+            r#"{"access_token":"at-secret","token_type":"Bearer","expires_in":60,
+                "refresh_token":"rt-secret","scope":"a b","resource_url":"portal.qwen.ai",
+                "id_token":"idt-secret"}"#,
+        )
+        .unwrap();
+        let fields = response.extra_fields();
+        assert_eq!(fields.resource_url.as_deref(), Some("portal.qwen.ai"));
+        assert_eq!(fields.id_token.as_deref(), Some("idt-secret"));
+        let debug = format!("{response:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        let token = token_from(&response, UnixSeconds(0));
+        assert_eq!(token.scope.as_deref(), Some("a b"));
+        assert_eq!(token.expiry, UnixSeconds(60));
+    }
+}

@@ -1,0 +1,173 @@
+//! Qwen: the device authorization grant (RFC 8628) with PKCE. The user approves a code on
+//! another device while the flow polls; the token says where the API lives (`resource_url`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use llxprt_application::ports::{Browser, Clock, FlowError, OAuthFlow, RefreshError, UserPrompt};
+use llxprt_domain::{OAuthProvider, Secret, Token};
+use oauth2::basic::BasicErrorResponse;
+use oauth2::{
+    DeviceAuthorizationUrl, DeviceCodeErrorResponse, DeviceCodeErrorResponseType, EndpointNotSet,
+    EndpointSet, PkceCodeChallenge, RefreshToken, RequestTokenError, Scope,
+    StandardDeviceAuthorizationResponse, TokenUrl,
+};
+
+use super::http::{
+    describe_oauth_error, exchange_error, new_client, parse_url, refresh_error, token_from,
+    HttpFailure, OAuthClient, OAuthConfigError, OAuthHttp, ProviderTokenResponse,
+};
+
+/// How often the user is shown that the flow is still waiting.
+const WAITING_TICK: Duration = Duration::from_secs(1);
+
+const WAITING: &str = "Waiting for the code to be approved";
+
+/// Where and as whom to sign in to Qwen (`providers.qwen.oauth` in settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QwenConfig {
+    /// The device authorization endpoint.
+    pub device_authorization_url: String,
+    /// The token endpoint polled for approval and used for refresh.
+    pub token_url: String,
+    /// The public client id.
+    pub client_id: String,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+}
+
+/// The Qwen sign-in: device code shown, polled until approved, denied or expired.
+pub struct QwenFlow {
+    client: OAuthClient<EndpointNotSet, EndpointSet>,
+    scopes: Vec<Scope>,
+    http: OAuthHttp,
+    browser: Arc<dyn Browser>,
+    clock: Arc<dyn Clock>,
+}
+
+impl QwenFlow {
+    /// A flow over the given settings.
+    ///
+    /// # Errors
+    /// [`OAuthConfigError::InvalidUrl`] naming the setting that does not parse.
+    pub fn new(
+        config: QwenConfig,
+        http: OAuthHttp,
+        browser: Arc<dyn Browser>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OAuthConfigError> {
+        let provider = OAuthProvider::Qwen;
+        let device_url = parse_url(
+            provider,
+            "device_authorization_url",
+            &config.device_authorization_url,
+        )?;
+        let token_url = parse_url(provider, "token_url", &config.token_url)?;
+        let client = new_client(&config.client_id)
+            .set_device_authorization_url(DeviceAuthorizationUrl::from_url(device_url))
+            .set_token_uri(TokenUrl::from_url(token_url));
+        Ok(Self {
+            client,
+            scopes: config.scopes.into_iter().map(Scope::new).collect(),
+            http,
+            browser,
+            clock,
+        })
+    }
+
+    fn token(&self, response: &ProviderTokenResponse) -> Token {
+        let mut token = token_from(response, self.clock.now());
+        token.resource_url = response.extra_fields().resource_url.clone();
+        token
+    }
+}
+
+#[async_trait]
+impl OAuthFlow for QwenFlow {
+    fn provider(&self) -> OAuthProvider {
+        OAuthProvider::Qwen
+    }
+
+    async fn login(&self, prompt: &dyn UserPrompt) -> Result<Token, FlowError> {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let details: StandardDeviceAuthorizationResponse = self
+            .client
+            .exchange_device_code()
+            .add_scopes(self.scopes.iter().cloned())
+            .add_extra_param("code_challenge", challenge.as_str())
+            .add_extra_param("code_challenge_method", challenge.method().as_str())
+            .request_async(self.http.transport())
+            .await
+            .map_err(exchange_error)?;
+        let user_code = details.user_code().secret();
+        prompt.show(&format!("Device code: {user_code}"));
+        prompt.show(&format!("Visit: {}", details.verification_uri().as_str()));
+        prompt.show(&format!("Enter code: {user_code}"));
+        if let Some(complete) = details.verification_uri_complete() {
+            // The code is on screen; a browser that cannot open changes nothing.
+            if let Err(error) = self.browser.open(complete.secret()).await {
+                tracing::debug!(%error, "the device approval page was not opened");
+            }
+        }
+        prompt.waiting(WAITING, false);
+        let polled = self
+            .client
+            .exchange_device_access_token(&details)
+            .add_extra_param("code_verifier", verifier.secret())
+            .request_async(
+                self.http.transport(),
+                |interval| wait(prompt, interval),
+                None,
+            )
+            .await;
+        prompt.waiting(WAITING, true);
+        polled.map(|r| self.token(&r)).map_err(poll_error)
+    }
+
+    async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError> {
+        let refresh_token = RefreshToken::new(refresh_token.expose().to_owned());
+        let response = self
+            .client
+            .exchange_refresh_token(&refresh_token)
+            .request_async(self.http.transport())
+            .await
+            .map_err(refresh_error)?;
+        Ok(self.token(&response))
+    }
+}
+
+/// Sleeps one polling interval (which `oauth2` stretches by 5 s on `slow_down`), showing the
+/// user that the flow is waiting.
+async fn wait(prompt: &dyn UserPrompt, interval: Duration) {
+    let deadline = tokio::time::Instant::now() + interval;
+    loop {
+        prompt.waiting(WAITING, false);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(left.min(WAITING_TICK)).await;
+    }
+}
+
+fn poll_error(error: RequestTokenError<HttpFailure, DeviceCodeErrorResponse>) -> FlowError {
+    match error {
+        RequestTokenError::ServerResponse(e) => match e.error() {
+            DeviceCodeErrorResponseType::AccessDenied => FlowError::Denied(format!(
+                "the code was not approved ({})",
+                describe_oauth_error(&e)
+            )),
+            DeviceCodeErrorResponseType::ExpiredToken => FlowError::Expired(
+                "the device code expired before it was approved; run the login again".to_owned(),
+            ),
+            _ => FlowError::Rejected(describe_oauth_error(&e)),
+        },
+        RequestTokenError::Request(failure) => {
+            exchange_error(RequestTokenError::<_, BasicErrorResponse>::Request(failure))
+        }
+        RequestTokenError::Parse(..) | RequestTokenError::Other(_) => {
+            exchange_error(RequestTokenError::Other(String::new()))
+        }
+    }
+}
