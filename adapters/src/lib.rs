@@ -2,6 +2,7 @@
 //!
 //! Only this crate knows JSON, HTTP, files and terminals.
 
+pub mod chat;
 pub mod settings;
 pub mod simulator;
 pub mod store;
