@@ -411,7 +411,10 @@ mod tests {
         assert_eq!(parse_retry_after("-3"), None);
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("NaN"), None);
-        assert_eq!(parse_retry_after("99999999999999999999"), Some(MAX_WAIT_SECS));
+        assert_eq!(
+            parse_retry_after("99999999999999999999"),
+            Some(MAX_WAIT_SECS)
+        );
         assert_eq!(parse_retry_after("1e300"), Some(MAX_WAIT_SECS));
         assert_eq!(parse_unix_seconds("1767225600"), Some(1_767_225_600));
         assert_eq!(parse_unix_seconds("1767225600.9"), Some(1_767_225_600));

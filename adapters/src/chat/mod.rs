@@ -12,6 +12,8 @@ mod http;
 pub mod openai;
 pub mod qwen;
 mod sse;
+#[cfg(test)]
+mod wire_tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
