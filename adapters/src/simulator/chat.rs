@@ -1,0 +1,708 @@
+//! The chat APIs: Anthropic Messages, Gemini generateContent and Code Assist, OpenAI-compatible
+//! chat completions (Qwen, DashScope, OpenAI) and Codex Responses.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use llxprt_domain::{ChatProvider, OAuthProvider};
+use serde_json::{json, Value};
+
+use super::state::{self, Rejection, State};
+use super::wire;
+use super::{ForcedFailure, Shared, Sim};
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/anthropic/v1/messages", post(anthropic_messages))
+        .route(
+            "/gemini/v1beta/models/{model_action}",
+            post(gemini_generate),
+        )
+        .route(
+            "/gemini/code-assist/v1internal:loadCodeAssist",
+            post(load_code_assist),
+        )
+        .route(
+            "/gemini/code-assist/v1internal:generateContent",
+            post(code_assist_generate),
+        )
+        .route(
+            "/qwen/v1/chat/completions",
+            post(|sim: Sim, h: HeaderMap, b: Bytes| async move {
+                chat_completions(&sim, &h, &b, Api::QwenOAuth)
+            }),
+        )
+        .route(
+            "/dashscope/compatible-mode/v1/chat/completions",
+            post(|sim: Sim, h: HeaderMap, b: Bytes| async move {
+                chat_completions(&sim, &h, &b, Api::DashScope)
+            }),
+        )
+        .route(
+            "/openai/v1/chat/completions",
+            post(|sim: Sim, h: HeaderMap, b: Bytes| async move {
+                chat_completions(&sim, &h, &b, Api::OpenAi)
+            }),
+        )
+        .route("/codex/backend-api/codex/responses", post(codex_responses))
+}
+
+/// One simulated API: decides the reply's provider name and the shape of its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Anthropic,
+    GeminiKey,
+    CodeAssist,
+    QwenOAuth,
+    DashScope,
+    OpenAi,
+    Codex,
+}
+
+/// What went wrong, in words every API's error shape can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Invalid,
+    Unauthenticated,
+    Forbidden,
+    RateLimited,
+    Billing,
+    Server,
+}
+
+impl Api {
+    fn provider(self) -> OAuthProvider {
+        match self {
+            Self::Anthropic => OAuthProvider::Anthropic,
+            Self::GeminiKey | Self::CodeAssist => OAuthProvider::Gemini,
+            Self::QwenOAuth | Self::DashScope => OAuthProvider::Qwen,
+            Self::OpenAi | Self::Codex => OAuthProvider::Codex,
+        }
+    }
+
+    /// The name in replies: the chat provider, except `codex` for the subscription API.
+    fn reply_name(self) -> &'static str {
+        match self {
+            Self::Codex => "codex",
+            Self::OpenAi => ChatProvider::OpenAi.as_str(),
+            other => other.provider().as_str(),
+        }
+    }
+
+    /// An error in the provider's own shape.
+    fn error(self, status: StatusCode, kind: Kind, message: &str) -> Response {
+        let body = match self {
+            Self::Anthropic => {
+                let kind = match kind {
+                    Kind::Invalid => "invalid_request_error",
+                    Kind::Unauthenticated => "authentication_error",
+                    Kind::Forbidden => "permission_error",
+                    Kind::RateLimited => "rate_limit_error",
+                    Kind::Billing => "billing_error",
+                    Kind::Server => "api_error",
+                };
+                json!({"type": "error", "error": {"type": kind, "message": message}})
+            }
+            Self::GeminiKey | Self::CodeAssist => {
+                let status_name = match kind {
+                    Kind::Invalid => "INVALID_ARGUMENT",
+                    Kind::Unauthenticated => "UNAUTHENTICATED",
+                    Kind::Forbidden | Kind::Billing => "PERMISSION_DENIED",
+                    Kind::RateLimited => "RESOURCE_EXHAUSTED",
+                    Kind::Server => "INTERNAL",
+                };
+                json!({"error": {"code": status.as_u16(), "message": message, "status": status_name}})
+            }
+            Self::QwenOAuth | Self::DashScope | Self::OpenAi | Self::Codex => {
+                let kind = match kind {
+                    Kind::Invalid => "invalid_request_error",
+                    Kind::Unauthenticated => "invalid_api_key",
+                    Kind::Forbidden => "permission_denied",
+                    Kind::RateLimited => "rate_limit_exceeded",
+                    Kind::Billing => "insufficient_quota",
+                    Kind::Server => "server_error",
+                };
+                json!({"error": {"message": message, "type": kind, "code": kind}})
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+
+    fn invalid(self, message: &str) -> Response {
+        self.error(StatusCode::BAD_REQUEST, Kind::Invalid, message)
+    }
+
+    fn unauthenticated(self, message: &str) -> Response {
+        self.error(StatusCode::UNAUTHORIZED, Kind::Unauthenticated, message)
+    }
+
+    /// A bearer token refused: `401`, except Anthropic's `403` for a revoked one.
+    fn rejected(self, rejection: Rejection) -> Response {
+        match (self, rejection) {
+            (Self::Anthropic, Rejection::Revoked) => self.error(
+                StatusCode::FORBIDDEN,
+                Kind::Forbidden,
+                "OAuth token has been revoked. Please obtain a new token.",
+            ),
+            (_, Rejection::Expired) => self.unauthenticated("OAuth token has expired"),
+            (_, Rejection::Revoked) => self.unauthenticated("OAuth token has been revoked"),
+            (_, Rejection::Unknown) => self.unauthenticated("invalid access token"),
+        }
+    }
+
+    /// The answer forced on this request, in the provider's shape.
+    fn forced(self, failure: ForcedFailure) -> Response {
+        match failure {
+            ForcedFailure::PaymentRequired => self.error(
+                StatusCode::PAYMENT_REQUIRED,
+                Kind::Billing,
+                "Your credit balance is too low to access this API.",
+            ),
+            ForcedFailure::ServerError => self.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Kind::Server,
+                "simulated internal error",
+            ),
+            ForcedFailure::RateLimited { retry_after_secs } => self.rate_limited(retry_after_secs),
+        }
+    }
+
+    fn rate_limited(self, retry_after_secs: u64) -> Response {
+        let message = "simulated rate limit reached";
+        let mut response = match self {
+            Self::Codex => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": {
+                    "type": "usage_limit_reached",
+                    "message": "The usage limit has been reached",
+                    "plan_type": "plus",
+                    "resets_in_seconds": retry_after_secs,
+                }})),
+            )
+                .into_response(),
+            Self::GeminiKey | Self::CodeAssist => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": {
+                    "code": 429,
+                    "message": message,
+                    "status": "RESOURCE_EXHAUSTED",
+                    "details": [{
+                        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                        "retryDelay": format!("{retry_after_secs}s"),
+                    }],
+                }})),
+            )
+                .into_response(),
+            _ => self.error(StatusCode::TOO_MANY_REQUESTS, Kind::RateLimited, message),
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        if self == Self::Anthropic {
+            let reset = wire::now_unix() + retry_after_secs;
+            headers.insert(
+                "anthropic-ratelimit-unified-reset",
+                HeaderValue::from(reset),
+            );
+            headers.insert(
+                "anthropic-ratelimit-unified-status",
+                HeaderValue::from_static("rejected"),
+            );
+        }
+        response
+    }
+
+    /// Authenticates a bearer access token of this API's provider.
+    fn bearer_account(self, state: &mut State, headers: &HeaderMap) -> Result<String, Response> {
+        let token = wire::bearer(headers)
+            .ok_or_else(|| self.unauthenticated("missing Authorization: Bearer header"))?;
+        state
+            .authenticate_bearer(self.provider(), token)
+            .map_err(|rejection| self.rejected(rejection))
+    }
+
+    /// Authenticates an API key sent as `Authorization: Bearer` (OpenAI-compatible APIs).
+    fn bearer_key_account(
+        self,
+        state: &State,
+        headers: &HeaderMap,
+        chat: ChatProvider,
+    ) -> Result<String, Response> {
+        let key = wire::bearer(headers)
+            .ok_or_else(|| self.unauthenticated("missing Authorization: Bearer header"))?;
+        state
+            .authenticate_key(chat, key)
+            .ok_or_else(|| self.unauthenticated("Incorrect API key provided"))
+    }
+
+    /// Counts the request and answers a forced failure if one is queued.
+    fn admit(self, state: &mut State, account: &str) -> Result<(), Response> {
+        match state.admit(self.provider(), account) {
+            Some(failure) => Err(self.forced(failure)),
+            None => Ok(()),
+        }
+    }
+
+    fn reply(self, account: &str, said: &str) -> String {
+        format!(
+            "[simulated {}/{account}] you said: {said}",
+            self.reply_name()
+        )
+    }
+
+    /// The JSON body of a chat request, refusing any other content type.
+    fn body(self, headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
+        if !wire::has_content_type(headers, "application/json") {
+            return Err(self.invalid("Content-Type must be application/json"));
+        }
+        match serde_json::from_slice(body) {
+            Ok(value @ Value::Object(_)) => Ok(value),
+            _ => Err(self.invalid("the body is not a JSON object")),
+        }
+    }
+}
+
+fn model_of(api: Api, body: &Value) -> Result<String, Response> {
+    body.get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| api.invalid("model: field required"))
+}
+
+// ---- Anthropic ----
+
+async fn anthropic_messages(
+    sim: Sim,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let api = Api::Anthropic;
+    let body = api.body(&headers, &body)?;
+    let mut state = sim.lock();
+    let account = anthropic_account(&mut state, &headers)?;
+    let model = model_of(api, &body)?;
+    if !body.get("max_tokens").is_some_and(Value::is_u64) {
+        return Err(api.invalid("max_tokens: field required"));
+    }
+    let said = last_user_text(body.get("messages"), "content")
+        .ok_or_else(|| api.invalid("messages: at least one user message is required"))?;
+    api.admit(&mut state, &account)?;
+    let text = api.reply(&account, &said);
+    let id = format!("msg_sim_{}", wire::random_token(20));
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        return Ok(anthropic_stream(&id, &model, &text));
+    }
+    Ok(Json(json!({
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": null,
+        "usage": {"input_tokens": said.len(), "output_tokens": text.len()},
+    }))
+    .into_response())
+}
+
+/// Anthropic's two ways in: an OAuth token with the oauth beta, or an API key without it.
+fn anthropic_account(state: &mut State, headers: &HeaderMap) -> Result<String, Response> {
+    let api = Api::Anthropic;
+    match wire::header_str(headers, "anthropic-version") {
+        Some("2023-06-01") => {}
+        Some(_) => return Err(api.invalid("anthropic-version: unsupported version")),
+        None => return Err(api.invalid("anthropic-version: header is required")),
+    }
+    let oauth_beta = wire::header_str(headers, "anthropic-beta")
+        .is_some_and(|betas| betas.split(',').any(|b| b.trim() == "oauth-2025-04-20"));
+    match (
+        wire::bearer(headers),
+        wire::header_str(headers, "x-api-key"),
+    ) {
+        (Some(_), Some(_)) => {
+            Err(api.invalid("send either Authorization: Bearer or x-api-key, not both"))
+        }
+        (Some(token), None) => {
+            if !oauth_beta {
+                return Err(api.unauthenticated("OAuth authentication is currently not supported."));
+            }
+            state
+                .authenticate_bearer(OAuthProvider::Anthropic, token)
+                .map_err(|rejection| api.rejected(rejection))
+        }
+        (None, Some(key)) => {
+            if oauth_beta {
+                return Err(api.unauthenticated(
+                    "the oauth-2025-04-20 beta requires an OAuth token, not an API key",
+                ));
+            }
+            state
+                .authenticate_key(ChatProvider::Anthropic, key)
+                .ok_or_else(|| api.unauthenticated("invalid x-api-key"))
+        }
+        (None, None) => Err(api.unauthenticated("x-api-key header is required")),
+    }
+}
+
+fn anthropic_stream(id: &str, model: &str, text: &str) -> Response {
+    let mut events = vec![sse_event(
+        Some("message_start"),
+        &json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 1, "output_tokens": 0},
+        }}),
+    )];
+    events.push(sse_event(
+        Some("content_block_start"),
+        &json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+    ));
+    for piece in wire::stream_pieces(text) {
+        events.push(sse_event(
+            Some("content_block_delta"),
+            &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": piece}}),
+        ));
+    }
+    events.push(sse_event(
+        Some("content_block_stop"),
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(sse_event(
+        Some("message_delta"),
+        &json!({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": text.len()}}),
+    ));
+    events.push(sse_event(
+        Some("message_stop"),
+        &json!({"type": "message_stop"}),
+    ));
+    sse(events)
+}
+
+// ---- Gemini ----
+
+/// `POST /v1beta/models/{model}:generateContent` with `x-goog-api-key`.
+async fn gemini_generate(
+    sim: Sim,
+    Path(model_action): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let api = Api::GeminiKey;
+    let Some((model, "generateContent")) = model_action.split_once(':') else {
+        return Err(api.error(StatusCode::NOT_FOUND, Kind::Invalid, "unknown method"));
+    };
+    let body = api.body(&headers, &body)?;
+    let mut state = sim.lock();
+    // Google's answers: no key is 403, a wrong key is 400 API_KEY_INVALID.
+    let Some(key) = wire::header_str(&headers, "x-goog-api-key") else {
+        return Err(api.error(
+            StatusCode::FORBIDDEN,
+            Kind::Forbidden,
+            "Method doesn't allow unregistered callers. Please use an API key.",
+        ));
+    };
+    let account = state
+        .authenticate_key(ChatProvider::Gemini, key)
+        .ok_or_else(|| {
+            api.invalid("API key not valid. Please pass a valid API key. (API_KEY_INVALID)")
+        })?;
+    let said = gemini_user_text(body.get("contents"))
+        .ok_or_else(|| api.invalid("contents: at least one user part with text is required"))?;
+    api.admit(&mut state, &account)?;
+    Ok(Json(gemini_response(model, &api.reply(&account, &said))).into_response())
+}
+
+async fn load_code_assist(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
+    let api = Api::CodeAssist;
+    api.body(&headers, &body)?;
+    let mut state = sim.lock();
+    let account = api.bearer_account(&mut state, &headers)?;
+    state.count_load_code_assist(&account);
+    Ok(Json(json!({
+        "currentTier": {"id": "free-tier", "name": "Gemini Code Assist for individuals"},
+        "allowedTiers": [{"id": "free-tier", "isDefault": true}],
+        "cloudaicompanionProject": state::gemini_project(&account),
+    }))
+    .into_response())
+}
+
+async fn code_assist_generate(
+    sim: Sim,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let api = Api::CodeAssist;
+    let body = api.body(&headers, &body)?;
+    let mut state = sim.lock();
+    let account = api.bearer_account(&mut state, &headers)?;
+    let model = model_of(api, &body)?;
+    match body.get("project").and_then(Value::as_str) {
+        None => return Err(api.invalid("project: field required")),
+        Some(project) if project != state::gemini_project(&account) => {
+            return Err(api.error(
+                StatusCode::FORBIDDEN,
+                Kind::Forbidden,
+                "Permission denied on resource project (or it may not exist).",
+            ))
+        }
+        Some(_) => {}
+    }
+    let said =
+        gemini_user_text(body.get("request").and_then(|r| r.get("contents"))).ok_or_else(|| {
+            api.invalid("request.contents: at least one user part with text is required")
+        })?;
+    api.admit(&mut state, &account)?;
+    Ok(Json(json!({
+        "response": gemini_response(&model, &api.reply(&account, &said)),
+        "traceId": format!("sim-trace-{}", wire::random_token(12)),
+    }))
+    .into_response())
+}
+
+fn gemini_response(model: &str, text: &str) -> Value {
+    json!({
+        "candidates": [{
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "finishReason": "STOP",
+            "index": 0,
+        }],
+        "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": text.len(), "totalTokenCount": text.len() + 1},
+        "modelVersion": model,
+    })
+}
+
+/// The text of the last user turn of Gemini `contents` (a missing role means the user).
+fn gemini_user_text(contents: Option<&Value>) -> Option<String> {
+    contents?
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|c| c.get("role").and_then(Value::as_str).unwrap_or("user") == "user")
+        .and_then(|c| {
+            c.get("parts")?
+                .as_array()
+                .map(|parts| parts_text(parts, "text"))
+        })
+        .filter(|text| !text.is_empty())
+}
+
+// ---- OpenAI-compatible chat completions ----
+
+fn chat_completions(
+    sim: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    api: Api,
+) -> Result<Response, Response> {
+    let body = api.body(headers, body)?;
+    let mut state = sim.lock();
+    let account = match api {
+        Api::QwenOAuth => api.bearer_account(&mut state, headers)?,
+        Api::DashScope => api.bearer_key_account(&state, headers, ChatProvider::Qwen)?,
+        _ => api.bearer_key_account(&state, headers, ChatProvider::OpenAi)?,
+    };
+    let model = model_of(api, &body)?;
+    let said = last_user_text(body.get("messages"), "content")
+        .ok_or_else(|| api.invalid("messages: at least one user message is required"))?;
+    api.admit(&mut state, &account)?;
+    let text = api.reply(&account, &said);
+    let id = format!("chatcmpl-sim-{}", wire::random_token(20));
+    let created = wire::now_unix();
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        let chunk = |delta: Value, finish: Value| {
+            sse_event(
+                None,
+                &json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                            "model": model,
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+            )
+        };
+        let mut events = vec![chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        )];
+        for piece in wire::stream_pieces(&text) {
+            events.push(chunk(json!({"content": piece}), Value::Null));
+        }
+        events.push(chunk(json!({}), json!("stop")));
+        events.push("data: [DONE]\n\n".to_owned());
+        return Ok(sse(events));
+    }
+    Ok(Json(json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop",
+        }],
+        "usage": {"prompt_tokens": said.len(), "completion_tokens": text.len(),
+                  "total_tokens": said.len() + text.len()},
+    }))
+    .into_response())
+}
+
+// ---- Codex Responses ----
+
+async fn codex_responses(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
+    let api = Api::Codex;
+    let body = api.body(&headers, &body)?;
+    let mut state = sim.lock();
+    let account = api.bearer_account(&mut state, &headers)?;
+    match wire::header_str(&headers, "chatgpt-account-id") {
+        None => return Err(api.invalid("chatgpt-account-id header is required")),
+        Some(id) if id != state::codex_account_id(&account) => {
+            return Err(api.error(
+                StatusCode::FORBIDDEN,
+                Kind::Forbidden,
+                "chatgpt-account-id does not match the token's account",
+            ))
+        }
+        Some(_) => {}
+    }
+    if wire::header_str(&headers, "originator") != Some("codex_cli_rs") {
+        return Err(api.invalid("originator header must be codex_cli_rs"));
+    }
+    let model = model_of(api, &body)?;
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return Err(api.invalid("Stream must be set to true"));
+    }
+    let said = codex_user_text(body.get("input"))
+        .ok_or_else(|| api.invalid("input: at least one user message is required"))?;
+    api.admit(&mut state, &account)?;
+    Ok(codex_stream(&model, &api.reply(&account, &said)))
+}
+
+fn codex_user_text(input: Option<&Value>) -> Option<String> {
+    match input? {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(items) => items
+            .iter()
+            .rev()
+            .filter(|item| {
+                item.get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("message")
+                    == "message"
+                    && item.get("role").and_then(Value::as_str) == Some("user")
+            })
+            .find_map(|item| content_text(item.get("content")?)),
+        _ => None,
+    }
+    .filter(|text| !text.is_empty())
+}
+
+fn codex_stream(model: &str, text: &str) -> Response {
+    let response_id = format!("resp_sim_{}", wire::random_token(20));
+    let item_id = format!("msg_sim_{}", wire::random_token(20));
+    let item = |status: &str, content: Value| {
+        json!({"id": item_id, "type": "message", "role": "assistant", "status": status,
+               "content": content})
+    };
+    let done_item = item(
+        "completed",
+        json!([{"type": "output_text", "text": text, "annotations": []}]),
+    );
+    let mut events = vec![
+        sse_event(
+            Some("response.created"),
+            &json!({"type": "response.created", "response": {
+                "id": response_id, "object": "response", "status": "in_progress",
+                "model": model, "output": []}}),
+        ),
+        sse_event(
+            Some("response.output_item.added"),
+            &json!({"type": "response.output_item.added", "output_index": 0,
+                    "item": item("in_progress", json!([]))}),
+        ),
+    ];
+    for piece in wire::stream_pieces(text) {
+        events.push(sse_event(
+            Some("response.output_text.delta"),
+            &json!({"type": "response.output_text.delta", "item_id": item_id,
+                    "output_index": 0, "content_index": 0, "delta": piece}),
+        ));
+    }
+    events.push(sse_event(
+        Some("response.output_text.done"),
+        &json!({"type": "response.output_text.done", "item_id": item_id,
+                "output_index": 0, "content_index": 0, "text": text}),
+    ));
+    events.push(sse_event(
+        Some("response.output_item.done"),
+        &json!({"type": "response.output_item.done", "output_index": 0, "item": done_item}),
+    ));
+    events.push(sse_event(
+        Some("response.completed"),
+        &json!({"type": "response.completed", "response": {
+            "id": response_id, "object": "response", "status": "completed", "model": model,
+            "output": [done_item],
+            "usage": {"input_tokens": 1, "output_tokens": text.len(),
+                      "total_tokens": text.len() + 1}}}),
+    ));
+    sse(events)
+}
+
+// ---- shared shapes ----
+
+/// The text of the last `role: user` message of an Anthropic or OpenAI message list.
+fn last_user_text(messages: Option<&Value>, content_field: &str) -> Option<String> {
+    messages?
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .and_then(|m| content_text(m.get(content_field)?))
+        .filter(|text| !text.is_empty())
+}
+
+/// Text content: a string, or the text of a list of `{type: text|input_text, text}` blocks.
+fn content_text(content: &Value) -> Option<String> {
+    match content {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(blocks) => Some(parts_text(blocks, "text")),
+        _ => None,
+    }
+}
+
+fn parts_text(parts: &[Value], field: &str) -> String {
+    parts
+        .iter()
+        .filter_map(|p| p.get(field).and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+fn sse_event(event: Option<&str>, data: &Value) -> String {
+    match event {
+        Some(event) => format!("event: {event}\ndata: {data}\n\n"),
+        None => format!("data: {data}\n\n"),
+    }
+}
+
+/// A `text/event-stream` answer sent one event per chunk.
+fn sse(events: Vec<String>) -> Response {
+    let chunks = events
+        .into_iter()
+        .map(|e| Ok::<_, Infallible>(Bytes::from(e)));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(futures_util::stream::iter(chunks)),
+    )
+        .into_response()
+}

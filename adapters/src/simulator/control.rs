@@ -1,0 +1,168 @@
+//! The controls over HTTP, under `/_sim`, for child processes and sandbox users. Each one does
+//! what the [`SimulatorHandle`](super::SimulatorHandle) method of the same name does.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use llxprt_domain::{ChatProvider, OAuthProvider};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::state::DeviceOutcome;
+use super::{wire, ForcedFailure, Shared, Sim};
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/_sim/secrets", get(secrets))
+        .route(
+            "/_sim/{provider}/login-account",
+            put(set_login_account).get(login_account),
+        )
+        .route("/_sim/{provider}/token-lifetime", put(set_token_lifetime))
+        .route(
+            "/_sim/{provider}/deny-next-consent",
+            post(deny_next_consent),
+        )
+        .route("/_sim/{provider}/deny-next-device", post(deny_next_device))
+        .route(
+            "/_sim/{provider}/expire-next-device",
+            post(expire_next_device),
+        )
+        .route("/_sim/{provider}/counters", get(provider_counters))
+        .route(
+            "/_sim/{provider}/accounts/{account}/expire-tokens",
+            post(expire_tokens),
+        )
+        .route("/_sim/{provider}/accounts/{account}/revoke", post(revoke))
+        .route(
+            "/_sim/{provider}/accounts/{account}/fail-next",
+            post(fail_next),
+        )
+        .route(
+            "/_sim/{provider}/accounts/{account}/counters",
+            get(counters),
+        )
+        .route(
+            "/_sim/{provider}/api-keys",
+            post(add_api_key).delete(remove_api_key),
+        )
+}
+
+/// A provider named in the path; an unknown one is a `404`.
+fn parse<P: FromStr>(name: &str) -> Result<P, Response> {
+    name.parse()
+        .map_err(|_| wire::json_error(StatusCode::NOT_FOUND, "unknown_provider"))
+}
+
+type Done = Result<StatusCode, Response>;
+
+#[derive(Deserialize)]
+struct AccountBody {
+    account: String,
+}
+
+#[derive(Deserialize)]
+struct SecondsBody {
+    seconds: u64,
+}
+
+#[derive(Deserialize)]
+struct FailBody {
+    count: u32,
+    failure: ForcedFailure,
+}
+
+#[derive(Deserialize)]
+struct KeyBody {
+    key: String,
+    #[serde(default)]
+    account: Option<String>,
+}
+
+async fn secrets(sim: Sim) -> Response {
+    Json(json!(sim.lock().secrets())).into_response()
+}
+
+async fn set_login_account(sim: Sim, Path(p): Path<String>, Json(b): Json<AccountBody>) -> Done {
+    sim.lock().set_login_account(parse(&p)?, &b.account);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn login_account(sim: Sim, Path(p): Path<String>) -> Result<Response, Response> {
+    let provider: OAuthProvider = parse(&p)?;
+    let account = sim.lock().login_account(provider).to_owned();
+    Ok(Json(json!({ "account": account })).into_response())
+}
+
+async fn set_token_lifetime(sim: Sim, Path(p): Path<String>, Json(b): Json<SecondsBody>) -> Done {
+    sim.lock().set_token_lifetime(parse(&p)?, b.seconds);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn deny_next_consent(sim: Sim, Path(p): Path<String>) -> Done {
+    sim.lock().deny_next_consent(parse(&p)?);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn deny_next_device(sim: Sim, Path(p): Path<String>) -> Done {
+    sim.lock()
+        .preset_next_device(parse(&p)?, DeviceOutcome::Denied);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn expire_next_device(sim: Sim, Path(p): Path<String>) -> Done {
+    sim.lock()
+        .preset_next_device(parse(&p)?, DeviceOutcome::Expired);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn expire_tokens(sim: Sim, Path((p, account)): Path<(String, String)>) -> Done {
+    sim.lock().expire_access_tokens(parse(&p)?, &account);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke(sim: Sim, Path((p, account)): Path<(String, String)>) -> Done {
+    sim.lock().revoke(parse(&p)?, &account);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn fail_next(
+    sim: Sim,
+    Path((p, account)): Path<(String, String)>,
+    Json(b): Json<FailBody>,
+) -> Done {
+    sim.lock()
+        .fail_next(parse(&p)?, &account, b.count, b.failure);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn counters(
+    sim: Sim,
+    Path((p, account)): Path<(String, String)>,
+) -> Result<Response, Response> {
+    let counters = sim.lock().counters(parse(&p)?, &account);
+    Ok(Json(counters).into_response())
+}
+
+async fn provider_counters(sim: Sim, Path(p): Path<String>) -> Result<Response, Response> {
+    let counters = sim.lock().provider_counters(parse(&p)?);
+    Ok(Json(counters).into_response())
+}
+
+async fn add_api_key(sim: Sim, Path(p): Path<String>, Json(b): Json<KeyBody>) -> Done {
+    let provider: ChatProvider = parse(&p)?;
+    let account = b.account.as_deref().unwrap_or(super::API_KEY_ACCOUNT);
+    sim.lock().add_api_key(provider, &b.key, account);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_api_key(sim: Sim, Path(p): Path<String>, Json(b): Json<KeyBody>) -> Done {
+    let provider: ChatProvider = parse(&p)?;
+    sim.lock().remove_api_key(provider, &b.key);
+    Ok(StatusCode::NO_CONTENT)
+}
