@@ -6,6 +6,7 @@ mod fsutil;
 pub mod repl;
 pub mod sandbox;
 pub mod oauth;
+pub mod chat;
 pub mod settings;
 pub mod simulator;
 pub mod stats;

@@ -107,6 +107,9 @@ pub trait ChatClient: Send + Sync {
     /// Sends the conversation and returns the reply. Where the protocol streams, each piece of
     /// text is passed to `on_text` as it arrives (the reply still holds the whole text).
     ///
+    /// `on_text` names its lifetime because `async_trait` would otherwise tie the `&str` to one
+    /// caller-chosen lifetime, and no piece of a streamed reply lives that long.
+    ///
     /// # Errors
     /// A [`ChatError`] classified by status and headers.
     async fn send(

@@ -1,0 +1,525 @@
+//! What every chat adapter shares: endpoint URLs, sending, and reading a failure into a
+//! [`ChatError`].
+//!
+//! The readers of headers and bodies are pure functions over text so that they can be
+//! property-tested: whatever a provider (or a proxy in front of it) answers, they never panic.
+
+use llxprt_application::ports::ChatError;
+use llxprt_domain::Secret;
+use reqwest::{RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+/// The longest provider error text carried in a [`ChatError`]; HTML error pages of proxies
+/// would otherwise flood the terminal.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
+
+/// A wait longer than this is clamped: no provider means it, and the failover arithmetic on
+/// Unix seconds must not overflow.
+const MAX_WAIT_SECS: u64 = 366 * 24 * 3600;
+
+/// `base` with `segments` appended as path segments (each one percent-encoded on its own, so a
+/// model name cannot add path levels).
+pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ChatError> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| ChatError::Network(format!("the base URL {base} cannot take a path")))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
+/// Sends a request; a successful answer is returned for the caller to read, anything else is
+/// classified.
+pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ChatError> {
+    let response = request.send().await.map_err(|e| network(&e))?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let retry_after = header("retry-after");
+    let unified_reset = header("anthropic-ratelimit-unified-reset");
+    // A body that cannot be read still leaves the status to classify by.
+    let body = response.text().await.unwrap_or_default();
+    Err(classify(
+        status,
+        retry_after.as_deref(),
+        unified_reset.as_deref(),
+        &body,
+    ))
+}
+
+/// Reads a successful answer's JSON body.
+pub(crate) async fn read_json<T: DeserializeOwned>(response: Response) -> Result<T, ChatError> {
+    let body = response.bytes().await.map_err(|e| network(&e))?;
+    serde_json::from_slice(&body).map_err(|e| unreadable(&e.to_string()))
+}
+
+/// The error for an answer that is not what the protocol promises.
+pub(crate) fn unreadable(why: &str) -> ChatError {
+    ChatError::Network(format!("unreadable reply: {}", truncate(why)))
+}
+
+/// A transport failure (connection refused, timeout, broken body) with its causes.
+pub(crate) fn network(error: &reqwest::Error) -> ChatError {
+    let mut message = if error.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        error.to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ChatError::Network(truncate(&message))
+}
+
+/// Classifies a failed answer by its status, its `retry-after` and
+/// `anthropic-ratelimit-unified-reset` headers and its body.
+///
+/// Codex's `usage_limit_reached` means rate limited whatever status carries it.
+pub(crate) fn classify(
+    status: u16,
+    retry_after: Option<&str>,
+    unified_reset: Option<&str>,
+    body: &str,
+) -> ChatError {
+    let retry_after_secs = retry_after.and_then(parse_retry_after);
+    let reset_at = unified_reset.and_then(parse_unix_seconds);
+    if let Some(resets_in) = usage_limit_reached(body) {
+        return ChatError::RateLimited {
+            retry_after_secs: retry_after_secs.or(resets_in),
+            reset_at,
+        };
+    }
+    let message = || {
+        let text = provider_message(body);
+        if text.is_empty() {
+            reqwest::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("no details given")
+                .to_owned()
+        } else {
+            text
+        }
+    };
+    match status {
+        429 => ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+        },
+        402 => ChatError::PaymentRequired {
+            message: message(),
+            retry_after_secs,
+        },
+        401 => ChatError::Unauthorized(message()),
+        403 => ChatError::Forbidden(message()),
+        400..=499 => ChatError::BadRequest {
+            status,
+            message: message(),
+        },
+        500..=599 => ChatError::Server {
+            status,
+            message: message(),
+        },
+        _ => ChatError::Network(format!("unexpected status {status}: {}", message())),
+    }
+}
+
+/// `retry-after` in seconds; a fraction rounds up. The HTTP-date form gives `None`: it would
+/// need a clock, and the providers send seconds.
+pub(crate) fn parse_retry_after(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs.min(MAX_WAIT_SECS));
+    }
+    seconds_from_float(value.parse::<f64>().ok()?)
+}
+
+/// A Unix time in seconds (`anthropic-ratelimit-unified-reset`); a fraction is dropped.
+pub(crate) fn parse_unix_seconds(value: &str) -> Option<i64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<i64>() {
+        return (secs >= 0).then_some(secs);
+    }
+    let secs = value.parse::<f64>().ok()?;
+    // The bound keeps the cast exact and leaves room for arithmetic on the result.
+    (secs.is_finite() && (0.0..4.0e12).contains(&secs)).then(|| secs.floor() as i64)
+}
+
+/// Codex's usage limit in a JSON error body: `Some(resets_in_seconds)` when the body says
+/// `usage_limit_reached` (in `error.type`, `error.code` or at the top level), `None` otherwise.
+pub(crate) fn usage_limit_reached(body: &str) -> Option<Option<u64>> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let error = match value.get("error") {
+        Some(e) if e.is_object() => e,
+        _ => &value,
+    };
+    let says = |field: &str| error.get(field).and_then(|v| v.as_str()) == Some(USAGE_LIMIT);
+    if !(says("type") || says("code")) {
+        return None;
+    }
+    Some(error.get("resets_in_seconds").and_then(json_seconds))
+}
+
+const USAGE_LIMIT: &str = "usage_limit_reached";
+
+/// A non-negative number of seconds in JSON (integer, fraction rounded up, or numeric text).
+pub(crate) fn json_seconds(value: &serde_json::Value) -> Option<u64> {
+    match value {
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(secs) => Some(secs.min(MAX_WAIT_SECS)),
+            None => seconds_from_float(n.as_f64()?),
+        },
+        serde_json::Value::String(s) => parse_retry_after(s),
+        _ => None,
+    }
+}
+
+fn seconds_from_float(secs: f64) -> Option<u64> {
+    // The clamp keeps the cast exact.
+    (secs.is_finite() && secs >= 0.0).then(|| secs.ceil().min(MAX_WAIT_SECS as f64) as u64)
+}
+
+/// What the provider said about a failure, from the usual JSON error shapes (Anthropic, OpenAI,
+/// Google, DashScope, OAuth) or the body's text, on one line and truncated.
+pub(crate) fn provider_message(body: &str) -> String {
+    let text = match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(value) => json_message(&value).unwrap_or_else(|| body.to_owned()),
+        Err(_) => body.to_owned(),
+    };
+    truncate(&text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn json_message(value: &serde_json::Value) -> Option<String> {
+    if let Some(first) = value.as_array().and_then(|items| items.first()) {
+        // Google sometimes wraps its error in a one-element array.
+        return json_message(first);
+    }
+    let text = |v: &serde_json::Value, field: &str| {
+        v.get(field)
+            .and_then(|f| f.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    match value.get("error") {
+        Some(error) if error.is_object() => {
+            return text(error, "message")
+                .or_else(|| text(error, "type"))
+                .or_else(|| text(error, "code"))
+                .or_else(|| text(error, "status"));
+        }
+        Some(serde_json::Value::String(code)) => {
+            return Some(match text(value, "error_description") {
+                Some(description) => format!("{code}: {description}"),
+                None => code.clone(),
+            });
+        }
+        _ => {}
+    }
+    text(value, "message").or_else(|| text(value, "detail"))
+}
+
+/// At most [`MAX_MESSAGE_CHARS`] characters, an ellipsis marking a cut.
+pub(crate) fn truncate(text: &str) -> String {
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// The error with every occurrence of the credential replaced, in case a provider or a proxy
+/// echoes it back: a token or key never travels in an error.
+pub(crate) fn redact(error: ChatError, secret: &Secret) -> ChatError {
+    let clean = |message: String| {
+        if secret.is_empty() {
+            message
+        } else {
+            message.replace(secret.expose(), "[redacted]")
+        }
+    };
+    match error {
+        ChatError::PaymentRequired {
+            message,
+            retry_after_secs,
+        } => ChatError::PaymentRequired {
+            message: clean(message),
+            retry_after_secs,
+        },
+        ChatError::Unauthorized(message) => ChatError::Unauthorized(clean(message)),
+        ChatError::Forbidden(message) => ChatError::Forbidden(clean(message)),
+        ChatError::BadRequest { status, message } => ChatError::BadRequest {
+            status,
+            message: clean(message),
+        },
+        ChatError::Server { status, message } => ChatError::Server {
+            status,
+            message: clean(message),
+        },
+        ChatError::Network(message) => ChatError::Network(clean(message)),
+        limited @ ChatError::RateLimited { .. } => limited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn message_of(error: &ChatError) -> Option<&str> {
+        match error {
+            ChatError::PaymentRequired { message, .. }
+            | ChatError::Unauthorized(message)
+            | ChatError::Forbidden(message)
+            | ChatError::BadRequest { message, .. }
+            | ChatError::Server { message, .. }
+            | ChatError::Network(message) => Some(message),
+            ChatError::RateLimited { .. } => None,
+        }
+    }
+
+    #[test]
+    fn a_429_carries_retry_after_and_the_unified_reset() {
+        let error = classify(
+            429,
+            Some("17"),
+            Some("1767225600"),
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+        );
+        assert_eq!(
+            error,
+            ChatError::RateLimited {
+                retry_after_secs: Some(17),
+                reset_at: Some(1_767_225_600),
+            }
+        );
+        assert_eq!(
+            classify(429, None, None, ""),
+            ChatError::RateLimited {
+                retry_after_secs: None,
+                reset_at: None
+            }
+        );
+    }
+
+    #[test]
+    fn usage_limit_reached_is_a_rate_limit_whatever_the_status() {
+        let body = r#"{"error":{"type":"usage_limit_reached","message":"The usage limit has been reached","plan_type":"plus","resets_in_seconds":1234}}"#;
+        for status in [400, 403, 429, 500] {
+            assert_eq!(
+                classify(status, None, None, body),
+                ChatError::RateLimited {
+                    retry_after_secs: Some(1234),
+                    reset_at: None
+                },
+                "status {status}"
+            );
+        }
+        assert_eq!(
+            classify(429, Some("5"), None, body),
+            ChatError::RateLimited {
+                retry_after_secs: Some(5),
+                reset_at: None
+            },
+            "the header wins over the body"
+        );
+        assert_eq!(
+            usage_limit_reached(r#"{"code":"usage_limit_reached"}"#),
+            Some(None)
+        );
+        assert_eq!(
+            usage_limit_reached(r#"{"error":{"code":"rate_limit_exceeded"}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_their_kinds_with_the_provider_text() {
+        let body = r#"{"error":{"message":"credit balance too low","type":"billing_error"}}"#;
+        assert_eq!(
+            classify(402, Some("60"), None, body),
+            ChatError::PaymentRequired {
+                message: "credit balance too low".into(),
+                retry_after_secs: Some(60),
+            }
+        );
+        assert_eq!(
+            classify(
+                401,
+                None,
+                None,
+                r#"{"error":"invalid_token","error_description":"expired"}"#
+            ),
+            ChatError::Unauthorized("invalid_token: expired".into())
+        );
+        assert_eq!(
+            classify(
+                403,
+                None,
+                None,
+                r#"[{"error":{"code":403,"message":"Permission denied","status":"PERMISSION_DENIED"}}]"#
+            ),
+            ChatError::Forbidden("Permission denied".into())
+        );
+        assert_eq!(
+            classify(
+                404,
+                None,
+                None,
+                r#"{"code":"ModelNotFound","message":"no such model"}"#
+            ),
+            ChatError::BadRequest {
+                status: 404,
+                message: "no such model".into()
+            }
+        );
+        assert_eq!(
+            classify(503, None, None, "<html>\n  upstream   down\n</html>"),
+            ChatError::Server {
+                status: 503,
+                message: "<html> upstream down </html>".into()
+            }
+        );
+        assert_eq!(
+            classify(500, None, None, ""),
+            ChatError::Server {
+                status: 500,
+                message: "Internal Server Error".into()
+            }
+        );
+        assert!(matches!(
+            classify(302, None, None, ""),
+            ChatError::Network(_)
+        ));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_rounds_fractions_up() {
+        assert_eq!(parse_retry_after(" 30 "), Some(30));
+        assert_eq!(parse_retry_after("1.2"), Some(2));
+        assert_eq!(parse_retry_after("0"), Some(0));
+        assert_eq!(parse_retry_after("-3"), None);
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("NaN"), None);
+        assert_eq!(
+            parse_retry_after("99999999999999999999"),
+            Some(MAX_WAIT_SECS)
+        );
+        assert_eq!(parse_retry_after("1e300"), Some(MAX_WAIT_SECS));
+        assert_eq!(parse_unix_seconds("1767225600"), Some(1_767_225_600));
+        assert_eq!(parse_unix_seconds("1767225600.9"), Some(1_767_225_600));
+        assert_eq!(parse_unix_seconds("-1"), None);
+        assert_eq!(parse_unix_seconds("soon"), None);
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(1000);
+        let cut = truncate(&long);
+        assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate("short"), "short");
+    }
+
+    #[test]
+    fn a_credential_echoed_by_the_provider_is_redacted() {
+        let secret = Secret::new("sk-simulated-very-secret");
+        let error = classify(
+            401,
+            None,
+            None,
+            r#"{"error":{"message":"invalid x-api-key sk-simulated-very-secret"}}"#,
+        );
+        let error = redact(error, &secret);
+        assert_eq!(
+            error,
+            ChatError::Unauthorized("invalid x-api-key [redacted]".into())
+        );
+        assert!(!error.to_string().contains("sk-simulated"));
+        assert_eq!(
+            redact(ChatError::Network("x".into()), &Secret::new("")),
+            ChatError::Network("x".into())
+        );
+    }
+
+    #[test]
+    fn endpoints_append_segments_to_the_base_path() {
+        let base = Url::parse("https://dashscope.aliyuncs.com/compatible-mode/v1/").unwrap();
+        assert_eq!(
+            endpoint(&base, &["chat", "completions"]).unwrap().as_str(),
+            "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions"
+        );
+        let base = Url::parse("https://generativelanguage.googleapis.com").unwrap();
+        assert_eq!(
+            endpoint(&base, &["v1beta", "models", "a/b:generateContent"])
+                .unwrap()
+                .as_str(),
+            "https://generativelanguage.googleapis.com/v1beta/models/a%2Fb:generateContent"
+        );
+        assert!(endpoint(&Url::parse("mailto:x@y").unwrap(), &["a"]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn header_parsers_never_panic(value in any::<String>()) {
+            if let Some(secs) = parse_retry_after(&value) {
+                prop_assert!(secs <= MAX_WAIT_SECS);
+            }
+            if let Some(at) = parse_unix_seconds(&value) {
+                prop_assert!(at >= 0);
+            }
+        }
+
+        #[test]
+        fn numeric_retry_after_round_trips(secs in 0u64..MAX_WAIT_SECS) {
+            prop_assert_eq!(parse_retry_after(&secs.to_string()), Some(secs));
+        }
+
+        #[test]
+        fn classification_never_panics_and_bounds_the_message(
+            status in 0u16..1000,
+            retry_after in proptest::option::of(any::<String>()),
+            reset in proptest::option::of(any::<String>()),
+            body in any::<String>(),
+        ) {
+            let error = classify(status, retry_after.as_deref(), reset.as_deref(), &body);
+            if let Some(message) = message_of(&error) {
+                // The Network form adds a short prefix to the provider text.
+                prop_assert!(message.chars().count() <= MAX_MESSAGE_CHARS + 40);
+            }
+            if status == 429 {
+                let is_rate_limited = matches!(error, ChatError::RateLimited { .. });
+                prop_assert!(is_rate_limited);
+            }
+        }
+
+        #[test]
+        fn json_bodies_never_panic(body in r#"[\[\]{}":,a-z_ 0-9.\-]{0,80}"#) {
+            let _ = usage_limit_reached(&body);
+            let message = provider_message(&body);
+            prop_assert!(message.chars().count() <= MAX_MESSAGE_CHARS + 1);
+        }
+
+        #[test]
+        fn usage_limit_reached_with_any_reset_is_rate_limited(
+            status in 100u16..600,
+            resets in 0u64..MAX_WAIT_SECS,
+        ) {
+            let body = format!(r#"{{"error":{{"type":"usage_limit_reached","resets_in_seconds":{resets}}}}}"#);
+            prop_assert_eq!(
+                classify(status, None, None, &body),
+                ChatError::RateLimited { retry_after_secs: Some(resets), reset_at: None }
+            );
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The chat adapters: one [`ChatClient`] per provider protocol, over one shared HTTP client.
+//!
+//! Each client is built from a config of base URLs with no defaults of its own: the composition
+//! root fills them from the settings. Failures are classified into [`ChatError`] from the status,
+//! the rate-limit headers and the provider's error body; a token or key never appears in an error.
+
+pub mod anthropic;
+mod codex;
+mod completions;
+pub mod gemini;
+mod http;
+pub mod openai;
+pub mod qwen;
+mod sse;
+#[cfg(test)]
+mod wire_tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llxprt_application::ports::{ChatAuth, ChatClient, ChatError};
+use llxprt_domain::{ChatProvider, Secret};
+
+pub use anthropic::{AnthropicChat, AnthropicConfig};
+pub use gemini::{GeminiChat, GeminiConfig};
+pub use openai::{OpenAiChat, OpenAiConfig};
+pub use qwen::{QwenChat, QwenConfig};
+
+/// How long the shared HTTP client waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// To open a connection.
+    pub connect: Duration,
+    /// Between two reads of an answer: bounds a silent server without cutting off a long
+    /// stream that keeps sending.
+    pub read: Duration,
+}
+
+/// The HTTP client the chat adapters share (one connection pool for every provider).
+///
+/// # Errors
+/// When the TLS backend cannot be initialised.
+pub fn http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, ChatError> {
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .read_timeout(timeouts.read)
+        .build()
+        .map_err(|e| http::network(&e))
+}
+
+/// Every provider's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatEndpoints {
+    /// Anthropic's Messages API.
+    pub anthropic: AnthropicConfig,
+    /// Gemini's Generative Language and Code Assist APIs.
+    pub gemini: GeminiConfig,
+    /// Qwen's DashScope compatible mode.
+    pub qwen: QwenConfig,
+    /// OpenAI's platform API and the Codex backend.
+    pub openai: OpenAiConfig,
+}
+
+/// The chat client of each provider.
+#[derive(Clone, Default)]
+pub struct ChatClients {
+    clients: HashMap<ChatProvider, Arc<dyn ChatClient>>,
+}
+
+impl ChatClients {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The four HTTP clients, at `endpoints`, sharing `http`.
+    pub fn for_endpoints(endpoints: ChatEndpoints, http: &reqwest::Client) -> Self {
+        let mut clients = Self::new();
+        clients.register(Arc::new(AnthropicChat::new(
+            endpoints.anthropic,
+            http.clone(),
+        )));
+        clients.register(Arc::new(GeminiChat::new(endpoints.gemini, http.clone())));
+        clients.register(Arc::new(QwenChat::new(endpoints.qwen, http.clone())));
+        clients.register(Arc::new(OpenAiChat::new(endpoints.openai, http.clone())));
+        clients
+    }
+
+    /// Registers a client under the provider it says it serves, replacing any other.
+    pub fn register(&mut self, client: Arc<dyn ChatClient>) {
+        self.clients.insert(client.provider(), client);
+    }
+
+    /// The client of a provider, if one is registered.
+    pub fn get(&self, provider: ChatProvider) -> Option<Arc<dyn ChatClient>> {
+        self.clients.get(&provider).cloned()
+    }
+}
+
+/// The secret a request is sent with, to keep it out of errors.
+fn credential<'a>(auth: ChatAuth<'a>) -> &'a Secret {
+    match auth {
+        ChatAuth::ApiKey(key) => key,
+        ChatAuth::OAuth { token, .. } => &token.access_token,
+    }
+}
