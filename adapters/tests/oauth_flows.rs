@@ -1009,3 +1009,77 @@ async fn no_log_line_holds_an_issued_secret() {
     errors.push(logged);
     user.assert_no_secret_leaked(&errors);
 }
+
+// ---------------------------------------------------------------------------------------------
+// With the file store and the token service
+
+#[tokio::test]
+async fn signed_in_tokens_are_stored_as_providers_md_says_and_refreshed_by_the_service() {
+    use llxprt_adapters::store::FileTokenStore;
+    use llxprt_application::ports::TokenStore;
+    use llxprt_application::services::{FlowRegistry, TokenService};
+    use llxprt_domain::BucketId;
+
+    let ports = free_ports();
+    let sim = sim_for_codex(ports).await;
+    let home = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileTokenStore::new(home.path().join("oauth")));
+    let user = ScriptedUser::new(&sim, &[]);
+    let follow = SimBrowser::new(&sim, Act::Follow, &user);
+    let flows: [Arc<dyn OAuthFlow>; 2] = [
+        Arc::new(qwen(&sim, follow.clone())),
+        Arc::new(codex(&sim, ports, follow)),
+    ];
+    let mut registry = FlowRegistry::new();
+    for flow in &flows {
+        // Issued already expired, so the service has to refresh before handing them out.
+        sim.set_token_lifetime(flow.provider(), 0);
+        let token = login(flow.as_ref(), &user).await.unwrap();
+        store
+            .save(&BucketId::default_for(flow.provider()), &token)
+            .await
+            .unwrap();
+        sim.set_token_lifetime(flow.provider(), 3600);
+        registry.register(flow.clone());
+    }
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(home.path().join("oauth").join(name)).unwrap(),
+        )
+        .unwrap()
+    };
+    let qwen_file = read("qwen.json");
+    assert!(qwen_file["access_token"].is_string() && qwen_file["refresh_token"].is_string());
+    assert_eq!(qwen_file["expiry"], NOW.0);
+    assert_eq!(qwen_file["token_type"], "Bearer");
+    assert_eq!(
+        qwen_file["resource_url"],
+        sim.endpoints().qwen.resource_url.as_str()
+    );
+    let codex_file = read("codex.json");
+    assert!(codex_file["account_id"].is_string() && codex_file["id_token"].is_string());
+
+    let service = TokenService::new(store, registry, Arc::new(FixedClock));
+    for flow in &flows {
+        let provider = flow.provider();
+        let token = service
+            .valid_token(&BucketId::default_for(provider))
+            .await
+            .unwrap();
+        assert_eq!(token.expiry, NOW + 3600, "{provider} was refreshed");
+        assert_eq!(sim.provider_counters(provider).refreshes, 1);
+    }
+    let refreshed = read("qwen.json");
+    assert_ne!(refreshed["access_token"], qwen_file["access_token"]);
+    assert_eq!(refreshed["resource_url"], qwen_file["resource_url"]);
+    assert_eq!(
+        refreshed["refresh_token"], qwen_file["refresh_token"],
+        "Qwen keeps it"
+    );
+    let refreshed = read("codex.json");
+    assert_ne!(
+        refreshed["refresh_token"], codex_file["refresh_token"],
+        "Codex rotates it"
+    );
+    assert_eq!(refreshed["account_id"], codex_file["account_id"]);
+}
