@@ -29,13 +29,14 @@ fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let shell = wiring::build_shell(&cli)?;
+    let wired = wiring::wire(&cli).await?;
+    let shell = wired.shell.clone();
     let exit = if let Some(text) = &cli.prompt {
         repl::run_one_shot(shell, text).await
     } else if !cli.words.is_empty() {
         repl::run_one_shot(shell, &repl::slash_command(&cli.words)).await
     } else if io::stdin().is_terminal() {
-        repl::run_interactive(shell, &wiring::history_file(&cli)?).await
+        repl::run_interactive(shell, &wired.history).await
     } else {
         repl::run_line_mode(shell, io::BufReader::new(io::stdin())).await
     };

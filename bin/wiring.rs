@@ -1,76 +1,270 @@
-//! Wiring: builds the shell the front end drives from the command line.
-//!
-//! PLACEHOLDER: until the services are wired, `build_shell` returns a stand-in shell that
-//! knows `/help`, `/quit` and `/auth` and refuses everything else. The integrator replaces
-//! this file; the front end in `llxprt_adapters::repl` stays as it is.
+//! Wiring: builds the shell the front end drives, from the command line, the environment and
+//! the settings. The only place that knows which adapter serves which port.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use async_trait::async_trait;
-use llxprt_application::commands::{self, Command, COMMANDS};
-use llxprt_application::ports::UserPrompt;
-use llxprt_application::shell::{CompletionData, LineOutcome, Shell};
-use llxprt_domain::OAuthProvider;
+use llxprt_adapters::chat::{self as chat, ChatEndpoints, HttpTimeouts};
+use llxprt_adapters::oauth::{
+    AnthropicConfig, AnthropicFlow, BrowserEnv, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow,
+    OAuthHttp, QwenConfig, QwenFlow, SystemBrowser,
+};
+use llxprt_adapters::repl::TerminalPrompt;
+use llxprt_adapters::sandbox::{self, SandboxBrowser};
+use llxprt_adapters::settings::FileConfigStore;
+use llxprt_adapters::simulator::{Simulator, SimulatorHandle};
+use llxprt_adapters::stats::FileStatsStore;
+use llxprt_adapters::store::FileTokenStore;
+use llxprt_application::ports::{Browser, Clock, ConfigStore, SystemClock, UserPrompt};
+use llxprt_application::services::{
+    AuthService, ChatClients, ChatService, FlowRegistry, TokenService,
+};
+use llxprt_application::session::{Session, SessionOptions, SessionServices};
+use llxprt_application::settings::Settings;
+use llxprt_application::shell::Shell;
+use llxprt_domain::{ChatProvider, ProfileName, Secret};
 
 use crate::cli::Cli;
 
-/// The shell every front end (REPL, line mode, one-shot) runs lines through.
-pub(crate) fn build_shell(_cli: &Cli) -> anyhow::Result<Arc<dyn Shell>> {
-    Ok(Arc::new(PlaceholderShell))
+/// The port Codex falls back to when its callback port is busy: the only other one on the
+/// provider's allow-list.
+const CODEX_FALLBACK_PORT: u16 = 1457;
+
+/// What the front end needs, and what must live as long as it runs.
+pub(crate) struct Wired {
+    /// The shell every front end runs lines through.
+    pub(crate) shell: Arc<dyn Shell>,
+    /// `$LLXPRT_HOME/history`.
+    pub(crate) history: PathBuf,
+    /// The sandbox's throwaway home, removed at exit.
+    _sandbox_home: Option<tempfile::TempDir>,
+    /// The sandbox's simulated providers, stopped at exit.
+    _simulator: Option<SimulatorHandle>,
 }
 
-/// `$LLXPRT_HOME/history` (`~/.llxprt/history` by default).
-pub(crate) fn history_file(_cli: &Cli) -> anyhow::Result<PathBuf> {
-    let home = match std::env::var_os("LLXPRT_HOME") {
-        Some(home) => PathBuf::from(home),
-        None => std::env::var_os("HOME")
-            .or_else(|| std::env::var_os("USERPROFILE"))
+/// Builds everything from the command line.
+pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
+    let env = process_environment();
+    let (simulator, sandbox_home) = if cli.sandbox {
+        let sim = Simulator::start()
+            .await
+            .context("could not start the simulated providers")?;
+        let home = match env.get("LLXPRT_HOME") {
+            Some(_) => None,
+            None => Some(
+                tempfile::Builder::new()
+                    .prefix("llxprt-sandbox-")
+                    .tempdir()?,
+            ),
+        };
+        (Some(sim), home)
+    } else {
+        (None, None)
+    };
+    let home = match (&sandbox_home, env.get("LLXPRT_HOME")) {
+        (Some(temp), _) => temp.path().to_owned(),
+        (None, Some(home)) => PathBuf::from(home),
+        (None, None) => env
+            .get("HOME")
             .map(|dir| PathBuf::from(dir).join(".llxprt"))
             .context("cannot find the home directory; set LLXPRT_HOME")?,
     };
-    Ok(home.join("history"))
+
+    let mut overrides = simulator
+        .as_ref()
+        .map(sandbox::settings_overrides)
+        .unwrap_or_default();
+    let mut key_setting = None;
+    for setting in &cli.settings {
+        if setting.name.replace('_', "-") == "auth-key" {
+            key_setting = Some(Secret::new(setting.value.clone()));
+        } else {
+            overrides.push((setting.name.clone(), setting.value.clone()));
+        }
+    }
+    let config: Arc<dyn ConfigStore> =
+        Arc::new(FileConfigStore::new(home.clone(), env.clone(), overrides));
+    let settings = config.load_settings()?;
+    let key = match (&cli.key, &cli.keyfile) {
+        (Some(key), _) => Some(key.clone()),
+        (None, Some(path)) => Some(config.read_key_file(&path.to_string_lossy())?),
+        (None, None) => key_setting,
+    };
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sandbox_browser = simulator.clone().map(SandboxBrowser::new).map(Arc::new);
+    let browser: Arc<dyn Browser> = match &sandbox_browser {
+        Some(browser) if !cli.nobrowser => browser.clone(),
+        _ => Arc::new(SystemBrowser::new(
+            BrowserEnv::from_process(),
+            cli.nobrowser,
+        )),
+    };
+    let oauth_http = if cli.sandbox {
+        OAuthHttp::direct()?
+    } else {
+        OAuthHttp::new()?
+    };
+    let flows = flows(&settings, &oauth_http, &browser, &clock)?;
+    let store = Arc::new(FileTokenStore::new(home.join("oauth")));
+    let tokens = Arc::new(TokenService::new(
+        store.clone(),
+        flows.clone(),
+        clock.clone(),
+    ));
+    let auth = Arc::new(AuthService::new(store, flows));
+    let chat = Arc::new(ChatService::new(
+        tokens,
+        auth.clone(),
+        chat_clients(&settings, cli.sandbox)?,
+        clock.clone(),
+        Arc::new(FileStatsStore::new(&home)),
+    ));
+
+    let session = Session::new(
+        SessionServices {
+            config,
+            auth,
+            chat,
+            clock,
+            env,
+        },
+        SessionOptions {
+            provider: cli.provider,
+            model: cli.model.clone(),
+            profile: None,
+            key,
+        },
+    );
+    let profile = cli
+        .profile
+        .as_deref()
+        .map(ProfileName::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
+    if let Err(error) = session.start(profile) {
+        TerminalPrompt::output_only().show_error(&format!("Error: {error}"));
+    }
+    let mut shell: Arc<dyn Shell> = Arc::new(session);
+    if let (Some(browser), Some(sim)) = (&sandbox_browser, &simulator) {
+        TerminalPrompt::output_only().show(&format!(
+            "Sandbox: every provider is simulated at {} (home {}). Type /sandbox for its controls, /help for commands.",
+            sim.endpoints().root,
+            home.display()
+        ));
+        shell = Arc::new(browser.shell(shell));
+    }
+    Ok(Wired {
+        shell,
+        history: home.join("history"),
+        _sandbox_home: sandbox_home,
+        _simulator: simulator,
+    })
 }
 
-/// PLACEHOLDER shell: answers `/help`, `/quit` and `/auth` (no provider signed in) and fails
-/// every other line with one `Error: ...` line.
-struct PlaceholderShell;
+/// The environment as text; variables that are not valid Unicode are skipped (no provider
+/// setting or key can be one).
+fn process_environment() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
 
-#[async_trait]
-impl Shell for PlaceholderShell {
-    async fn run_line(&self, line: &str, prompt: &dyn UserPrompt) -> LineOutcome {
-        match commands::parse(line) {
-            Ok(Command::Nothing) => LineOutcome::Succeeded,
-            Ok(Command::Quit) => LineOutcome::Quit,
-            Ok(Command::Help) => {
-                prompt.show(&format!("Commands: {}", COMMANDS.join(", ")));
-                LineOutcome::Succeeded
-            }
-            Ok(Command::AuthOverview) => {
-                for provider in OAuthProvider::ALL {
-                    prompt.show(&format!("✗ {}: none (disabled)", provider.as_str()));
-                }
-                LineOutcome::Succeeded
-            }
-            Ok(_) => {
-                prompt.show_error("Error: this build cannot run that yet; try /help or /auth");
-                LineOutcome::Failed
-            }
-            Err(e) => {
-                prompt.show_error(&format!("Error: {e}"));
-                LineOutcome::Failed
-            }
+fn flows(
+    settings: &Settings,
+    http: &OAuthHttp,
+    browser: &Arc<dyn Browser>,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<FlowRegistry> {
+    let p = &settings.providers;
+    let mut flows = FlowRegistry::new();
+    flows.register(Arc::new(AnthropicFlow::new(
+        AnthropicConfig {
+            authorize_url: p.anthropic.oauth.authorize_url.clone(),
+            token_url: p.anthropic.oauth.token_url.clone(),
+            client_id: p.anthropic.oauth.client_id.clone(),
+            redirect_uri: p.anthropic.oauth.redirect_uri.clone(),
+            scopes: p.anthropic.oauth.scopes.clone(),
+        },
+        http.clone(),
+        browser.clone(),
+        clock.clone(),
+    )?));
+    flows.register(Arc::new(GeminiFlow::new(
+        GeminiConfig {
+            authorize_url: p.gemini.oauth.authorize_url.clone(),
+            token_url: p.gemini.oauth.token_url.clone(),
+            client_id: p.gemini.oauth.client_id.clone(),
+            client_secret: p.gemini.oauth.client_secret.clone(),
+            scopes: p.gemini.oauth.scopes.clone(),
+        },
+        http.clone(),
+        browser.clone(),
+        clock.clone(),
+    )?));
+    flows.register(Arc::new(QwenFlow::new(
+        QwenConfig {
+            device_authorization_url: p.qwen.oauth.device_authorization_url.clone(),
+            token_url: p.qwen.oauth.token_url.clone(),
+            client_id: p.qwen.oauth.client_id.clone(),
+            scopes: p.qwen.oauth.scopes.clone(),
+        },
+        http.clone(),
+        browser.clone(),
+        clock.clone(),
+    )?));
+    flows.register(Arc::new(CodexFlow::new(
+        CodexConfig {
+            issuer: p.codex.oauth.issuer.clone(),
+            client_id: p.codex.oauth.client_id.clone(),
+            scopes: p.codex.oauth.scopes.clone(),
+            callback_port: p.codex.oauth.callback_port,
+            fallback_port: CODEX_FALLBACK_PORT,
+        },
+        http.clone(),
+        browser.clone(),
+        clock.clone(),
+    )?));
+    Ok(flows)
+}
+
+fn chat_clients(settings: &Settings, sandbox: bool) -> anyhow::Result<ChatClients> {
+    let p = &settings.providers;
+    let url = |name: &str, text: &str| {
+        url::Url::parse(text).with_context(|| format!("setting {name} is not a URL: {text}"))
+    };
+    let endpoints = ChatEndpoints {
+        anthropic: chat::AnthropicConfig {
+            base_url: url("providers.anthropic.base_url", &p.anthropic.base_url)?,
+        },
+        gemini: chat::GeminiConfig {
+            base_url: url("providers.gemini.base_url", &p.gemini.base_url)?,
+            code_assist_base_url: url(
+                "providers.gemini.code_assist_base_url",
+                &p.gemini.code_assist_base_url,
+            )?,
+        },
+        qwen: chat::QwenConfig {
+            base_url: url("providers.qwen.base_url", &p.qwen.base_url)?,
+        },
+        openai: chat::OpenAiConfig {
+            base_url: url("providers.openai.base_url", &p.openai.base_url)?,
+            codex_base_url: url("providers.codex.base_url", &p.codex.base_url)?,
+        },
+    };
+    let _ = sandbox;
+    let http = chat::http_client(HttpTimeouts {
+        connect: std::time::Duration::from_secs(10),
+        read: std::time::Duration::from_secs(120),
+    })?;
+    let registry = chat::ChatClients::for_endpoints(endpoints, &http);
+    let mut clients = ChatClients::new();
+    for provider in ChatProvider::ALL {
+        if let Some(client) = registry.get(provider) {
+            clients.register(client);
         }
     }
-
-    async fn completion_data(&self) -> CompletionData {
-        CompletionData {
-            buckets: OAuthProvider::ALL
-                .iter()
-                .map(|p| (p.as_str().to_owned(), vec!["default".to_owned()]))
-                .collect(),
-            profiles: Vec::new(),
-        }
-    }
+    Ok(clients)
 }

@@ -2,11 +2,11 @@
 //!
 //! Only this crate knows JSON, HTTP, files and terminals.
 
+pub mod chat;
 mod fsutil;
+pub mod oauth;
 pub mod repl;
 pub mod sandbox;
-pub mod oauth;
-pub mod chat;
 pub mod settings;
 pub mod simulator;
 pub mod stats;

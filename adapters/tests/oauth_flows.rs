@@ -967,16 +967,26 @@ impl std::io::Write for LogBuffer {
     }
 }
 
+/// Every event of this test binary, at TRACE. A process-wide subscriber, because a per-test
+/// default loses events whenever another test thread caches a callsite as uninteresting.
+fn captured_logs() -> &'static LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogBuffer::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other test sets a global subscriber");
+        logs
+    })
+}
+
 #[tokio::test]
 async fn no_log_line_holds_an_issued_secret() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    // The test runtime has one thread, so every task of the flows logs through this subscriber.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = captured_logs();
 
     let ports = free_ports();
     let sim = sim_for_codex(ports).await;
