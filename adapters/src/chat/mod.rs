@@ -27,26 +27,33 @@ pub use gemini::{GeminiChat, GeminiConfig};
 pub use openai::{OpenAiChat, OpenAiConfig};
 pub use qwen::{QwenChat, QwenConfig};
 
-/// How long the shared HTTP client waits.
+/// How the shared HTTP client connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpTimeouts {
-    /// To open a connection.
-    pub connect: Duration,
-    /// Between two reads of an answer: bounds a silent server without cutting off a long
-    /// stream that keeps sending.
-    pub read: Duration,
+pub struct HttpOptions {
+    /// How long to wait for a connection.
+    pub connect_timeout: Duration,
+    /// How long to wait between two reads of an answer: bounds a silent server without cutting
+    /// off a long stream that keeps sending.
+    pub read_timeout: Duration,
+    /// Whether the system's proxy settings (`HTTPS_PROXY`, ...) apply. Off for the simulated
+    /// providers on loopback, which a proxy cannot reach.
+    pub system_proxy: bool,
 }
 
 /// The HTTP client the chat adapters share (one connection pool for every provider).
 ///
 /// # Errors
 /// When the TLS backend cannot be initialised.
-pub fn http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, ChatError> {
-    reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
-        .read_timeout(timeouts.read)
-        .build()
-        .map_err(|e| http::network(&e))
+pub fn http_client(options: HttpOptions) -> Result<reqwest::Client, ChatError> {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .read_timeout(options.read_timeout);
+    let builder = if options.system_proxy {
+        builder
+    } else {
+        builder.no_proxy()
+    };
+    builder.build().map_err(|e| http::network(&e))
 }
 
 /// Every provider's endpoints.

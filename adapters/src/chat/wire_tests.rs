@@ -29,9 +29,10 @@ async fn serve(router: Router) -> Url {
 }
 
 fn client() -> reqwest::Client {
-    http_client(HttpTimeouts {
-        connect: Duration::from_secs(5),
-        read: Duration::from_secs(10),
+    http_client(HttpOptions {
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(10),
+        system_proxy: false,
     })
     .unwrap()
 }
@@ -294,9 +295,10 @@ async fn unreachable_silent_and_garbled_servers_are_network_errors() {
             post(|| async { "<html>ok</html>" }),
         );
     let base = serve(router).await;
-    let impatient = http_client(HttpTimeouts {
-        connect: Duration::from_secs(5),
-        read: Duration::from_millis(300),
+    let impatient = http_client(HttpOptions {
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_millis(300),
+        system_proxy: false,
     })
     .unwrap();
     let result = qwen(base.join("silent").unwrap(), impatient)
