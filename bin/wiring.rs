@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use llxprt_adapters::chat::{self as chat, ChatEndpoints, HttpTimeouts};
+use llxprt_adapters::chat::{self as chat, ChatEndpoints, HttpOptions};
 use llxprt_adapters::oauth::{
     AnthropicConfig, AnthropicFlow, BrowserEnv, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow,
     OAuthHttp, QwenConfig, QwenFlow, SystemBrowser,
@@ -24,7 +24,7 @@ use llxprt_application::services::{
 use llxprt_application::session::{Session, SessionOptions, SessionServices};
 use llxprt_application::settings::Settings;
 use llxprt_application::shell::Shell;
-use llxprt_domain::{ChatProvider, ProfileName, Secret};
+use llxprt_domain::{ProfileName, Secret};
 
 use crate::cli::Cli;
 
@@ -254,17 +254,11 @@ fn chat_clients(settings: &Settings, sandbox: bool) -> anyhow::Result<ChatClient
             codex_base_url: url("providers.codex.base_url", &p.codex.base_url)?,
         },
     };
-    let _ = sandbox;
-    let http = chat::http_client(HttpTimeouts {
-        connect: std::time::Duration::from_secs(10),
-        read: std::time::Duration::from_secs(120),
+    let http = chat::http_client(HttpOptions {
+        connect_timeout: std::time::Duration::from_secs(10),
+        read_timeout: std::time::Duration::from_secs(120),
+        // A proxy cannot reach the simulator on loopback.
+        system_proxy: !sandbox,
     })?;
-    let registry = chat::ChatClients::for_endpoints(endpoints, &http);
-    let mut clients = ChatClients::new();
-    for provider in ChatProvider::ALL {
-        if let Some(client) = registry.get(provider) {
-            clients.register(client);
-        }
-    }
-    Ok(clients)
+    Ok(chat::chat_clients(endpoints, &http))
 }

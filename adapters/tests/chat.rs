@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use llxprt_adapters::chat::{
-    http_client, AnthropicConfig, ChatClients, ChatEndpoints, GeminiConfig, HttpOptions,
+    chat_clients, http_client, AnthropicConfig, ChatEndpoints, GeminiConfig, HttpOptions,
     OpenAiConfig, QwenConfig,
 };
 use llxprt_adapters::simulator::{ForcedFailure, Simulator, SimulatorConfig, SimulatorHandle};
@@ -31,7 +31,7 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn clients(sim: &SimulatorHandle) -> ChatClients {
+fn clients(sim: &SimulatorHandle) -> llxprt_application::services::ChatClients {
     let url = |s: &str| Url::parse(s).unwrap();
     let e = sim.endpoints();
     let http = http_client(HttpOptions {
@@ -40,7 +40,7 @@ fn clients(sim: &SimulatorHandle) -> ChatClients {
         system_proxy: false,
     })
     .unwrap();
-    ChatClients::for_endpoints(
+    chat_clients(
         ChatEndpoints {
             anthropic: AnthropicConfig {
                 base_url: url(&e.anthropic.base_url),

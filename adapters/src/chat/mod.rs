@@ -15,12 +15,12 @@ mod sse;
 #[cfg(test)]
 mod wire_tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llxprt_application::ports::{ChatAuth, ChatClient, ChatError};
-use llxprt_domain::{ChatProvider, Secret};
+use llxprt_application::ports::{ChatAuth, ChatError};
+use llxprt_application::services::ChatClients;
+use llxprt_domain::Secret;
 
 pub use anthropic::{AnthropicChat, AnthropicConfig};
 pub use gemini::{GeminiChat, GeminiConfig};
@@ -69,40 +69,17 @@ pub struct ChatEndpoints {
     pub openai: OpenAiConfig,
 }
 
-/// The chat client of each provider.
-#[derive(Clone, Default)]
-pub struct ChatClients {
-    clients: HashMap<ChatProvider, Arc<dyn ChatClient>>,
-}
-
-impl ChatClients {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The four HTTP clients, at `endpoints`, sharing `http`.
-    pub fn for_endpoints(endpoints: ChatEndpoints, http: &reqwest::Client) -> Self {
-        let mut clients = Self::new();
-        clients.register(Arc::new(AnthropicChat::new(
-            endpoints.anthropic,
-            http.clone(),
-        )));
-        clients.register(Arc::new(GeminiChat::new(endpoints.gemini, http.clone())));
-        clients.register(Arc::new(QwenChat::new(endpoints.qwen, http.clone())));
-        clients.register(Arc::new(OpenAiChat::new(endpoints.openai, http.clone())));
-        clients
-    }
-
-    /// Registers a client under the provider it says it serves, replacing any other.
-    pub fn register(&mut self, client: Arc<dyn ChatClient>) {
-        self.clients.insert(client.provider(), client);
-    }
-
-    /// The client of a provider, if one is registered.
-    pub fn get(&self, provider: ChatProvider) -> Option<Arc<dyn ChatClient>> {
-        self.clients.get(&provider).cloned()
-    }
+/// The four HTTP clients, at `endpoints`, sharing `http` (one connection pool).
+pub fn chat_clients(endpoints: ChatEndpoints, http: &reqwest::Client) -> ChatClients {
+    let mut clients = ChatClients::new();
+    clients.register(Arc::new(AnthropicChat::new(
+        endpoints.anthropic,
+        http.clone(),
+    )));
+    clients.register(Arc::new(GeminiChat::new(endpoints.gemini, http.clone())));
+    clients.register(Arc::new(QwenChat::new(endpoints.qwen, http.clone())));
+    clients.register(Arc::new(OpenAiChat::new(endpoints.openai, http.clone())));
+    clients
 }
 
 /// The secret a request is sent with, to keep it out of errors.

@@ -87,8 +87,9 @@ impl ChatClients {
         self.clients.insert(client.provider(), client);
     }
 
-    fn get(&self, provider: ChatProvider) -> Option<&Arc<dyn ChatClient>> {
-        self.clients.get(&provider)
+    /// The client of a provider, if one is registered.
+    pub fn get(&self, provider: ChatProvider) -> Option<Arc<dyn ChatClient>> {
+        self.clients.get(&provider).cloned()
     }
 }
 
