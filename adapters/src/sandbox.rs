@@ -67,7 +67,7 @@ struct ShownCode {
 }
 
 /// Plays the user's browser against the simulator: consents to every authorize page, approves
-/// device codes, and remembers a code page's `CODE#STATE` for [`SandboxPrompt`] to paste.
+/// device codes, and remembers a code page's `CODE#STATE` for the sandbox shell to paste.
 pub struct SandboxBrowser {
     sim: SimulatorHandle,
     shown: Arc<ShownCode>,

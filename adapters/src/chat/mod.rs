@@ -1,4 +1,4 @@
-//! The chat adapters: one [`ChatClient`] per provider protocol, over one shared HTTP client.
+//! The chat adapters: one [`ChatClient`](llxprt_application::ports::ChatClient) per provider protocol, over one shared HTTP client.
 //!
 //! Each client is built from a config of base URLs with no defaults of its own: the composition
 //! root fills them from the settings. Failures are classified into [`ChatError`] from the status,
