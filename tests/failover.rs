@@ -7,7 +7,7 @@ use std::time::Duration;
 use llxprt_adapters::simulator::ForcedFailure;
 use llxprt_domain::OAuthProvider;
 
-use crate::support::{Child, Lab};
+use crate::support::{reply, Child, Lab};
 
 const ANTHROPIC: OAuthProvider = OAuthProvider::Anthropic;
 
@@ -231,5 +231,74 @@ async fn a_roundrobin_balancer_alternates_between_its_profiles() {
 
     let run = child.finish().await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    lab.assert_no_secret_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_process_honours_a_cooldown_and_a_needed_login_until_they_pass() {
+    let lab = Lab::start().await;
+    for bucket in ["w1", "w2", "w3"] {
+        lab.seed(ANTHROPIC, bucket).await;
+    }
+    let saved = lab
+        .run(&[], &[], &["/profile save model team w1 w2 w3"])
+        .await;
+    assert_eq!(saved.code(), Some(0), "{}", saved.stderr);
+    let chats = |bucket| lab.counters(ANTHROPIC, bucket).chat_requests;
+    let ask = |text: &'static str, bucket: &'static str| {
+        let lab = &lab;
+        async move {
+            let run = lab.run(&["--profile", "team", "-p", text], &[], &[]).await;
+            assert_eq!(run.code(), Some(0), "{text}: {}", run.stderr);
+            assert!(
+                run.stdout.contains(&reply("anthropic", bucket, text)),
+                "{text} not answered by {bucket}:\n{}",
+                run.stdout
+            );
+        }
+    };
+    let status = || async {
+        let run = lab.run(&["auth", "anthropic", "status"], &[], &[]).await;
+        assert_eq!(run.code(), Some(0), "{}", run.stderr);
+        run.stdout
+    };
+
+    lab.sim
+        .fail_next_chat_requests(ANTHROPIC, "w1", 1, limited(600));
+    ask("one", "w2").await;
+    ask("two", "w2").await;
+    assert_eq!(
+        (chats("w1"), chats("w2")),
+        (1, 2),
+        "w1 was used while cooling"
+    );
+
+    lab.sim.revoke(ANTHROPIC, "w2");
+    ask("three", "w3").await;
+    ask("four", "w3").await;
+    // The revoked grant was refused once (403); the second process did not try it again.
+    let w2 = lab.counters(ANTHROPIC, "w2");
+    assert_eq!(
+        (
+            chats("w1"),
+            w2.chat_requests,
+            w2.rejected_chat_requests,
+            chats("w3")
+        ),
+        (1, 2, 1, 2),
+        "a bucket that needs a login was used again: {w2:?}"
+    );
+    let shown = status().await;
+    for expected in ["[cooldown] w1", "[needs login] w2", "[ok] w3"] {
+        assert!(shown.contains(expected), "no {expected}:\n{shown}");
+    }
+
+    // Signing in again makes the bucket usable for every process.
+    let mut child = lab.spawn(&[], &[]);
+    child.login(&lab, ANTHROPIC, "w2").await;
+    let run = child.finish().await;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    assert!(status().await.contains("[ok] w2"));
+    ask("five", "w2").await;
     lab.assert_no_secret_leaked();
 }
