@@ -11,8 +11,9 @@ use crate::support::{reply, Child, Lab};
 
 const ANTHROPIC: OAuthProvider = OAuthProvider::Anthropic;
 
-/// A short `retry-after`, so a test can wait for it to pass.
-const SHORT_LIMIT_SECS: u64 = 2;
+/// A `retry-after` short enough to wait for, long enough that a loaded machine gets through
+/// the steps that must happen while it lasts.
+const SHORT_LIMIT_SECS: u64 = 4;
 
 fn limited(retry_after_secs: u64) -> ForcedFailure {
     ForcedFailure::RateLimited { retry_after_secs }
