@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use llxprt_application::ports::{HealthError, HealthStore};
 use llxprt_domain::failover::{BucketHealth, CooldownCause, LoginCause};
-use llxprt_domain::{BucketId, BucketName, OAuthProvider, UnixSeconds};
+use llxprt_domain::{BucketId, UnixSeconds};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{write_atomically, FileLock};
+use crate::stats::parse_bucket_key;
 
 /// The largest health file read; anything bigger is not ours.
 const MAX_HEALTH_FILE_BYTES: u64 = 1024 * 1024;
@@ -158,12 +159,6 @@ impl FileHealthStore {
     }
 }
 
-fn parse_bucket_key(key: &str) -> Option<BucketId> {
-    let (provider, bucket) = key.split_once('/')?;
-    let provider: OAuthProvider = provider.parse().ok()?;
-    Some(BucketId::new(provider, BucketName::parse(bucket).ok()?))
-}
-
 #[async_trait]
 impl HealthStore for FileHealthStore {
     async fn load(&self) -> Result<HashMap<BucketId, BucketHealth>, HealthError> {
@@ -190,6 +185,7 @@ impl HealthStore for FileHealthStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use llxprt_domain::{BucketName, OAuthProvider};
 
     fn bucket(name: &str) -> BucketId {
         BucketId::new(OAuthProvider::Anthropic, BucketName::parse(name).unwrap())
