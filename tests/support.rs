@@ -1,10 +1,27 @@
-//! Running the built binary with its own `LLXPRT_HOME`, stdin and a time limit.
+//! Running the built binary with its own `LLXPRT_HOME`, stdin and a time limit; and [`Lab`],
+//! children of the binary talking to a provider simulator in the test process.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use llxprt_adapters::oauth::{
+    AnthropicConfig, AnthropicFlow, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow, OAuthHttp,
+    QwenConfig, QwenFlow,
+};
+use llxprt_adapters::sandbox::settings_overrides;
+use llxprt_adapters::simulator::{Consent, Counters, Simulator, SimulatorConfig, SimulatorHandle};
+use llxprt_adapters::store::FileTokenStore;
+use llxprt_application::ports::{
+    Browser, BrowserError, Clock, OAuthFlow, PromptError, SystemClock, TokenStore, UserPrompt,
+};
+use llxprt_application::settings::Settings;
+use llxprt_domain::{BucketId, BucketName, OAuthProvider, Secret, Token};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Long enough for a loaded CI machine; reaching it means the program hung.
 pub(crate) const LIMIT: Duration = Duration::from_secs(20);
@@ -93,23 +110,6 @@ pub(crate) fn run(home: &Path, args: &[&str], stdin: &str) -> Run {
 
 // ---------------------------------------------------------------------------------------------
 // Against the provider simulator: the built binary as child processes, over real HTTP.
-
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
-use llxprt_adapters::oauth::{
-    AnthropicConfig, AnthropicFlow, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow, OAuthHttp,
-    QwenConfig, QwenFlow,
-};
-use llxprt_adapters::sandbox::settings_overrides;
-use llxprt_adapters::simulator::{Consent, Counters, Simulator, SimulatorConfig, SimulatorHandle};
-use llxprt_adapters::store::FileTokenStore;
-use llxprt_application::ports::{
-    Browser, BrowserError, Clock, OAuthFlow, PromptError, SystemClock, TokenStore, UserPrompt,
-};
-use llxprt_application::settings::Settings;
-use llxprt_domain::{BucketId, BucketName, OAuthProvider, Secret, Token};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// How long one step of a child may take (an answer, a question, the end of its run). Reaching
 /// it means the program hung; it is far above what a loaded machine needs.
