@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use llxprt_adapters::chat::{self as chat, ChatEndpoints, HttpOptions};
+use llxprt_adapters::health::FileHealthStore;
 use llxprt_adapters::oauth::{
     AnthropicConfig, AnthropicFlow, BrowserEnv, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow,
     OAuthHttp, QwenConfig, QwenFlow, SystemBrowser,
@@ -115,13 +116,16 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         clock.clone(),
     ));
     let auth = Arc::new(AuthService::new(store, flows));
-    let chat = Arc::new(ChatService::new(
-        tokens,
-        auth.clone(),
-        chat_clients(&settings, cli.sandbox)?,
-        clock.clone(),
-        Arc::new(FileStatsStore::new(&home)),
-    ));
+    let chat = Arc::new(
+        ChatService::new(
+            tokens,
+            auth.clone(),
+            chat_clients(&settings, cli.sandbox)?,
+            clock.clone(),
+            Arc::new(FileStatsStore::new(&home)),
+        )
+        .with_health_store(Arc::new(FileHealthStore::new(&home))),
+    );
 
     let session = Session::new(
         SessionServices {

@@ -4,7 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod command_line;
+mod failover;
 mod line_mode;
+mod messaging;
 mod pty;
 mod readme;
+mod refresh;
+mod stats;
 mod support;

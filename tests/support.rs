@@ -1,10 +1,27 @@
-//! Running the built binary with its own `LLXPRT_HOME`, stdin and a time limit.
+//! Running the built binary with its own `LLXPRT_HOME`, stdin and a time limit; and [`Lab`],
+//! children of the binary talking to a provider simulator in the test process.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use llxprt_adapters::oauth::{
+    AnthropicConfig, AnthropicFlow, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow, OAuthHttp,
+    QwenConfig, QwenFlow,
+};
+use llxprt_adapters::sandbox::settings_overrides;
+use llxprt_adapters::simulator::{Consent, Counters, Simulator, SimulatorConfig, SimulatorHandle};
+use llxprt_adapters::store::FileTokenStore;
+use llxprt_application::ports::{
+    Browser, BrowserError, Clock, OAuthFlow, PromptError, SystemClock, TokenStore, UserPrompt,
+};
+use llxprt_application::settings::Settings;
+use llxprt_domain::{BucketId, BucketName, OAuthProvider, Secret, Token};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Long enough for a loaded CI machine; reaching it means the program hung.
 pub(crate) const LIMIT: Duration = Duration::from_secs(20);
@@ -89,4 +106,488 @@ pub(crate) fn run(home: &Path, args: &[&str], stdin: &str) -> Run {
         run.stderr
     );
     run
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against the provider simulator: the built binary as child processes, over real HTTP.
+
+/// How long one step of a child may take (an answer, a question, the end of its run). Reaching
+/// it means the program hung; it is far above what a loaded machine needs.
+pub(crate) const STEP: Duration = Duration::from_secs(60);
+
+/// The port Codex falls back to, fixed in the binary; the simulator accepts it too.
+const CODEX_FALLBACK_PORT: u16 = 1457;
+
+/// One test's world: a provider simulator in this process, a home for the children, and every
+/// line the children printed (to check that none holds a secret).
+pub(crate) struct Lab {
+    pub(crate) sim: SimulatorHandle,
+    home: tempfile::TempDir,
+    overrides: Vec<(String, String)>,
+    settings: Settings,
+    printed: Arc<Mutex<Vec<String>>>,
+}
+
+impl Lab {
+    /// Starts the simulator; Codex's callback goes to a port that was free a moment ago, so
+    /// tests running at once do not fight over 1455.
+    pub(crate) async fn start() -> Lab {
+        let codex_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sim = Simulator::start_with(SimulatorConfig {
+            codex_callback_ports: vec![codex_port, CODEX_FALLBACK_PORT],
+            ..SimulatorConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut overrides = settings_overrides(&sim);
+        overrides.push((
+            "providers.codex.oauth.callback_port".to_owned(),
+            codex_port.to_string(),
+        ));
+        let mut settings = Settings::default();
+        for (name, value) in &overrides {
+            settings.apply(name, value).unwrap();
+        }
+        Lab {
+            sim,
+            home: tempfile::tempdir().unwrap(),
+            overrides,
+            settings,
+            printed: Arc::default(),
+        }
+    }
+
+    pub(crate) fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// `llxprt ARGS` in this lab's home, every provider pointed at the simulator with `--set`,
+    /// with `env` added to the child's environment only. `BROWSER=true` with a display makes
+    /// every flow "open" its page and wait, and the test plays the browser from the printed URL.
+    pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+        let mut command = llxprt(self.home());
+        for name in [
+            "http_proxy",
+            "HTTP_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+            "WAYLAND_DISPLAY",
+            "SSH_CONNECTION",
+            "SSH_TTY",
+        ] {
+            command.env_remove(name);
+        }
+        command
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("DISPLAY", ":0")
+            .env("BROWSER", "true");
+        for (name, value) in &self.overrides {
+            command.arg("--set").arg(format!("{name}={value}"));
+        }
+        command.args(args).envs(env.iter().copied());
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        command
+    }
+
+    /// Starts `llxprt ARGS` with piped stdin (line mode unless ARGS say otherwise).
+    pub(crate) fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut process = self
+            .command(args, env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let lines: Lines = Arc::default();
+        let readers = vec![
+            read_lines(process.stdout.take().unwrap(), 0, &lines, &self.printed),
+            read_lines(process.stderr.take().unwrap(), 1, &lines, &self.printed),
+        ];
+        Child {
+            what: format!("llxprt {args:?}"),
+            stdin: process.stdin.take(),
+            process,
+            lines,
+            seen: [0, 0],
+            readers,
+        }
+    }
+
+    /// Runs `llxprt ARGS` with `input` as its lines and waits for its end.
+    pub(crate) async fn run(&self, args: &[&str], env: &[(&str, &str)], input: &[&str]) -> Run {
+        let mut child = self.spawn(args, env);
+        for line in input {
+            child.send(line).await;
+        }
+        child.finish().await
+    }
+
+    /// The token store the children use.
+    pub(crate) fn store(&self) -> FileTokenStore {
+        FileTokenStore::new(self.home().join("oauth"))
+    }
+
+    /// A sign-in flow of `provider` built from the same settings the children get.
+    pub(crate) fn flow(
+        &self,
+        provider: OAuthProvider,
+        browser: Arc<dyn Browser>,
+    ) -> Arc<dyn OAuthFlow> {
+        let p = &self.settings.providers;
+        let http = OAuthHttp::direct().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        match provider {
+            OAuthProvider::Anthropic => Arc::new(
+                AnthropicFlow::new(
+                    AnthropicConfig {
+                        authorize_url: p.anthropic.oauth.authorize_url.clone(),
+                        token_url: p.anthropic.oauth.token_url.clone(),
+                        client_id: p.anthropic.oauth.client_id.clone(),
+                        redirect_uri: p.anthropic.oauth.redirect_uri.clone(),
+                        scopes: p.anthropic.oauth.scopes.clone(),
+                    },
+                    http,
+                    browser,
+                    clock,
+                )
+                .unwrap(),
+            ),
+            OAuthProvider::Gemini => Arc::new(
+                GeminiFlow::new(
+                    GeminiConfig {
+                        authorize_url: p.gemini.oauth.authorize_url.clone(),
+                        token_url: p.gemini.oauth.token_url.clone(),
+                        client_id: p.gemini.oauth.client_id.clone(),
+                        client_secret: p.gemini.oauth.client_secret.clone(),
+                        scopes: p.gemini.oauth.scopes.clone(),
+                    },
+                    http,
+                    browser,
+                    clock,
+                )
+                .unwrap()
+                .with_callback_timeout(STEP),
+            ),
+            OAuthProvider::Qwen => Arc::new(
+                QwenFlow::new(
+                    QwenConfig {
+                        device_authorization_url: p.qwen.oauth.device_authorization_url.clone(),
+                        token_url: p.qwen.oauth.token_url.clone(),
+                        client_id: p.qwen.oauth.client_id.clone(),
+                        scopes: p.qwen.oauth.scopes.clone(),
+                    },
+                    http,
+                    browser,
+                    clock,
+                )
+                .unwrap(),
+            ),
+            OAuthProvider::Codex => Arc::new(
+                CodexFlow::new(
+                    CodexConfig {
+                        issuer: p.codex.oauth.issuer.clone(),
+                        client_id: p.codex.oauth.client_id.clone(),
+                        scopes: p.codex.oauth.scopes.clone(),
+                        callback_port: p.codex.oauth.callback_port,
+                        fallback_port: CODEX_FALLBACK_PORT,
+                    },
+                    http,
+                    browser,
+                    clock,
+                )
+                .unwrap()
+                .with_callback_timeout(STEP),
+            ),
+        }
+    }
+
+    /// Signs `bucket` of `provider` in here in the test process, as the simulated account of
+    /// the same name, and saves the token where the children look for it.
+    pub(crate) async fn seed(&self, provider: OAuthProvider, bucket: &str) -> Token {
+        self.sim.set_login_account(provider, bucket);
+        let user = Arc::new(ConsentingUser {
+            sim: self.sim.clone(),
+            pasteboard: Mutex::default(),
+        });
+        let flow = self.flow(provider, user.clone());
+        let token = tokio::time::timeout(STEP, flow.login(user.as_ref()))
+            .await
+            .expect("the sign-in finished in time")
+            .expect("the sign-in succeeded");
+        self.store()
+            .save(&bucket_id(provider, bucket), &token)
+            .await
+            .unwrap();
+        token
+    }
+
+    /// As [`Lab::seed`], but the access token is already expired (its refresh token is good).
+    pub(crate) async fn seed_expired(&self, provider: OAuthProvider, bucket: &str) -> Token {
+        self.sim.set_token_lifetime(provider, 0);
+        let token = self.seed(provider, bucket).await;
+        self.sim.set_token_lifetime(provider, 3600);
+        token
+    }
+
+    pub(crate) fn counters(&self, provider: OAuthProvider, account: &str) -> Counters {
+        self.sim.counters(provider, account)
+    }
+
+    /// No line any child printed holds a token, code, verifier or key the simulator issued.
+    pub(crate) fn assert_no_secret_leaked(&self) {
+        let secrets = self.sim.issued_secrets();
+        assert!(!secrets.is_empty(), "the simulator issued nothing to check");
+        let printed = self.printed.lock().unwrap();
+        assert!(!printed.is_empty(), "no child printed anything");
+        for line in printed.iter() {
+            for secret in &secrets {
+                assert!(
+                    !line.contains(secret.expose()),
+                    "an issued secret leaked into: {line:?}"
+                );
+            }
+        }
+    }
+}
+
+pub(crate) fn bucket_id(provider: OAuthProvider, bucket: &str) -> BucketId {
+    BucketId::new(provider, BucketName::parse(bucket).unwrap())
+}
+
+/// The reply the simulator gives to `text` from `account` of `provider` (`anthropic`,
+/// `gemini`, `qwen`, `codex` or `openai`).
+pub(crate) fn reply(provider: &str, account: &str, text: &str) -> String {
+    format!("[simulated {provider}/{account}] you said: {text}")
+}
+
+/// Every line of a child so far: (0 = stdout, 1 = stderr, the line).
+type Lines = Arc<Mutex<Vec<(usize, String)>>>;
+
+fn read_lines(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    stream: usize,
+    lines: &Lines,
+    printed: &Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    let (lines, printed) = (lines.clone(), printed.clone());
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            printed.lock().unwrap().push(line.clone());
+            lines.lock().unwrap().push((stream, line));
+        }
+    })
+}
+
+/// A running `llxprt`: the test types its lines and reads what it prints as it goes.
+pub(crate) struct Child {
+    what: String,
+    process: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    lines: Lines,
+    /// Per stream, how many lines [`Child::wait_for`] has already gone past.
+    seen: [usize; 2],
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Child {
+    /// Types one line.
+    pub(crate) async fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is still open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Waits for a line (on stdout or stderr) containing `needle` that comes after the lines
+    /// earlier waits matched, and returns it. Kills the child and fails on [`STEP`].
+    pub(crate) async fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let found = {
+                let lines = self.lines.lock().unwrap();
+                let mut counted = [0, 0];
+                let mut found = None;
+                for (stream, line) in lines.iter() {
+                    counted[*stream] += 1;
+                    if counted[*stream] > self.seen[*stream] && line.contains(needle) {
+                        found = Some((*stream, counted[*stream], line.clone()));
+                        break;
+                    }
+                }
+                found
+            };
+            if let Some((stream, position, line)) = found {
+                self.seen[stream] = position;
+                return line;
+            }
+            if Instant::now() > deadline {
+                let _ = self.process.kill().await;
+                panic!(
+                    "{} never printed {needle:?}; it printed:\n{}",
+                    self.what,
+                    self.printed()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything printed so far, stdout and stderr interleaved as they arrived.
+    pub(crate) fn printed(&self) -> String {
+        let lines = self.lines.lock().unwrap();
+        let lines: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        lines.join("\n")
+    }
+
+    /// Plays the user and the browser of a sign-in this child has just started (with
+    /// `/auth P login` or a message that signs in lazily).
+    pub(crate) async fn sign_in(&mut self, lab: &Lab, provider: OAuthProvider) {
+        let e = lab.sim.endpoints();
+        match provider {
+            OAuthProvider::Anthropic => {
+                let url = self.wait_for(&e.anthropic.authorize_url).await;
+                let code = match lab.sim.consent(url.trim()).await.unwrap() {
+                    Consent::CodeShown(code) => code,
+                    other => panic!("the Anthropic page showed no code: {other:?}"),
+                };
+                self.wait_for("Paste the authorization code:").await;
+                self.send(code.expose()).await;
+            }
+            OAuthProvider::Gemini | OAuthProvider::Codex => {
+                let authorize = if provider == OAuthProvider::Gemini {
+                    e.gemini.authorize_url.clone()
+                } else {
+                    format!("{}/oauth/authorize", e.codex.issuer)
+                };
+                let url = self.wait_for(&authorize).await;
+                let callback = match lab.sim.consent(url.trim()).await.unwrap() {
+                    Consent::Redirect(callback) => callback,
+                    other => panic!("{provider} did not redirect to the callback: {other:?}"),
+                };
+                // The browser lands on the child's own callback server.
+                let page = lab.sim.browse(callback.expose()).await.unwrap();
+                assert_eq!(page.status, 200, "{}", page.body);
+            }
+            OAuthProvider::Qwen => {
+                let visit = self.wait_for("Visit: ").await;
+                let code = self.wait_for("Enter code: ").await;
+                let visit = visit.trim().trim_start_matches("Visit: ");
+                let code = code.trim().trim_start_matches("Enter code: ");
+                let page = lab
+                    .sim
+                    .browse(&format!("{visit}?user_code={code}"))
+                    .await
+                    .unwrap();
+                assert_eq!(page.status, 200, "{}", page.body);
+            }
+        }
+    }
+
+    /// `/auth P login BUCKET` through this child, as the simulated account named BUCKET.
+    pub(crate) async fn login(&mut self, lab: &Lab, provider: OAuthProvider, bucket: &str) {
+        lab.sim.set_login_account(provider, bucket);
+        if bucket == "default" {
+            self.send(&format!("/auth {provider} login")).await;
+        } else {
+            self.send(&format!("/auth {provider} login {bucket}")).await;
+        }
+        self.sign_in(lab, provider).await;
+        self.wait_for(&format!("Logged in to {provider}/{bucket}"))
+            .await;
+    }
+
+    /// Types `text` as a message and waits for the reply from `account` of `provider`.
+    pub(crate) async fn ask(&mut self, text: &str, provider: &str, account: &str) {
+        self.send(text).await;
+        self.wait_for(&reply(provider, account, text)).await;
+    }
+
+    /// Ends the input and waits for the child to exit. Kills it and fails on [`STEP`].
+    pub(crate) async fn finish(mut self) -> Run {
+        drop(self.stdin.take());
+        let status = match tokio::time::timeout(STEP, self.process.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = self.process.kill().await;
+                panic!(
+                    "{} did not finish; it printed:\n{}",
+                    self.what,
+                    self.printed()
+                );
+            }
+        };
+        for reader in self.readers.drain(..) {
+            reader.await.unwrap();
+        }
+        let text = |wanted: usize| {
+            let lines = self.lines.lock().unwrap();
+            let mut text = String::new();
+            for (_, line) in lines.iter().filter(|(stream, _)| *stream == wanted) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            text
+        };
+        let run = Run {
+            status,
+            stdout: text(0),
+            stderr: text(1),
+        };
+        assert!(
+            !run.stderr.contains("panicked"),
+            "{} panicked:\n{}",
+            self.what,
+            run.stderr
+        );
+        run
+    }
+}
+
+/// Plays, in the test process, a user whose browser consents to every page: it follows
+/// redirects to the flow's callback, approves device codes, and pastes the code a page showed.
+struct ConsentingUser {
+    sim: SimulatorHandle,
+    pasteboard: Mutex<Option<Secret>>,
+}
+
+#[async_trait]
+impl Browser for ConsentingUser {
+    async fn open(&self, url: &str) -> Result<(), BrowserError> {
+        let failed = |e: &dyn std::fmt::Display| BrowserError::LaunchFailed(e.to_string());
+        match self.sim.consent(url).await.map_err(|e| failed(&e))? {
+            Consent::Redirect(callback) => {
+                self.sim
+                    .browse(callback.expose())
+                    .await
+                    .map_err(|e| failed(&e))?;
+            }
+            Consent::CodeShown(code) => *self.pasteboard.lock().unwrap() = Some(code),
+            // A device page: visiting it approved the code.
+            Consent::Page(_) => {}
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserPrompt for ConsentingUser {
+    fn show(&self, _line: &str) {}
+
+    fn waiting(&self, _what: &str, _done: bool) {}
+
+    async fn ask(&self, _question: &str) -> Result<String, PromptError> {
+        let code = self.pasteboard.lock().unwrap().take();
+        code.map(|c| c.expose().to_owned())
+            .ok_or_else(|| PromptError::NoInput("no code was shown".to_owned()))
+    }
 }

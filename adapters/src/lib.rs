@@ -4,6 +4,7 @@
 
 pub mod chat;
 mod fsutil;
+pub mod health;
 pub mod oauth;
 pub mod repl;
 pub mod sandbox;

@@ -136,7 +136,8 @@ impl FileStatsStore {
     }
 }
 
-fn parse_bucket_key(key: &str) -> Option<BucketId> {
+/// The bucket of a `provider/bucket` key (the keys of `stats.json` and `health.json`).
+pub(crate) fn parse_bucket_key(key: &str) -> Option<BucketId> {
     let (provider, bucket) = key.split_once('/')?;
     let provider: OAuthProvider = provider.parse().ok()?;
     Some(BucketId::new(provider, BucketName::parse(bucket).ok()?))

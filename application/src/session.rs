@@ -386,6 +386,7 @@ impl Session {
 
     async fn auth_overview(&self, prompt: &dyn UserPrompt) -> Run {
         let settings = self.settings()?;
+        self.services.chat.load_shared_health().await;
         let profile = self.state().profile.clone().map(|(_, p)| p);
         let now = self.services.clock.now();
         for oauth in OAuthProvider::ALL {
@@ -452,6 +453,7 @@ impl Session {
     async fn auth_status(&self, provider: OAuthProvider, prompt: &dyn UserPrompt) -> Run {
         let store = self.services.auth.store();
         let names = store.list(provider).await?;
+        self.services.chat.load_shared_health().await;
         let now = self.services.clock.now();
         prompt.show(&format!("OAuth Buckets for {provider}:"));
         if names.is_empty() {
@@ -485,7 +487,7 @@ impl Session {
     async fn login(&self, bucket: BucketId, prompt: &dyn UserPrompt) -> Run {
         prompt.show(&format!("Signing in to {bucket}…"));
         let token = self.services.auth.login(&bucket, prompt).await?;
-        self.services.chat.mark_usable(&bucket);
+        self.services.chat.mark_usable(&bucket).await;
         let left = token.seconds_left(self.services.clock.now());
         prompt.show(&format!(
             "✓ Logged in to {bucket} (expires in {})",
@@ -504,7 +506,7 @@ impl Session {
             LogoutTarget::All => {
                 let removed = self.services.auth.logout_all(provider).await?;
                 for bucket in &removed {
-                    self.services.chat.mark_usable(bucket);
+                    self.services.chat.mark_usable(bucket).await;
                 }
                 prompt.show(&format!(
                     "Logged out of {} bucket(s) of {provider}",
@@ -514,7 +516,7 @@ impl Session {
             LogoutTarget::Bucket(name) => {
                 let bucket = BucketId::new(provider, name);
                 if self.services.auth.logout(&bucket).await? {
-                    self.services.chat.mark_usable(&bucket);
+                    self.services.chat.mark_usable(&bucket).await;
                     prompt.show(&format!("Logged out of {bucket}"));
                 } else {
                     prompt.show(&format!("{bucket} was not logged in"));

@@ -154,6 +154,34 @@ impl crate::ports::StatsStore for MemoryStats {
     }
 }
 
+/// Bucket health kept in memory, shared by services that play separate processes.
+#[derive(Default)]
+pub struct MemoryHealth(pub Mutex<HashMap<BucketId, llxprt_domain::failover::BucketHealth>>);
+
+#[async_trait]
+impl crate::ports::HealthStore for MemoryHealth {
+    async fn load(
+        &self,
+    ) -> Result<HashMap<BucketId, llxprt_domain::failover::BucketHealth>, crate::ports::HealthError>
+    {
+        Ok(self.0.lock().unwrap().clone())
+    }
+    async fn record(
+        &self,
+        changes: &[(BucketId, llxprt_domain::failover::BucketHealth)],
+    ) -> Result<(), crate::ports::HealthError> {
+        let mut stored = self.0.lock().unwrap();
+        for (bucket, health) in changes {
+            if *health == llxprt_domain::failover::BucketHealth::Usable {
+                stored.remove(bucket);
+            } else {
+                stored.insert(bucket.clone(), *health);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A chat client that answers from a script per access token (or key) and records every call.
 #[derive(Default)]
 pub struct ScriptedClient {

@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod clock;
 pub mod config_store;
+pub mod health_store;
 pub mod oauth_flow;
 pub mod prompt;
 pub mod stats_store;
@@ -14,6 +15,7 @@ pub mod token_store;
 pub use chat::{ChatAuth, ChatClient, ChatError, ChatMessage, ChatReply, ChatRequest, Role};
 pub use clock::{Clock, SystemClock};
 pub use config_store::{ConfigError, ConfigStore};
+pub use health_store::{HealthError, HealthStore};
 pub use oauth_flow::{Browser, BrowserError, FlowError, OAuthFlow, RefreshError};
 pub use prompt::{PromptError, UserPrompt};
 pub use stats_store::{StatsError, StatsStore};

@@ -11,8 +11,8 @@ use llxprt_domain::stats::{StatsDelta, StatsTotals};
 use llxprt_domain::{BucketId, BucketName, ChatProvider, FailoverRequest, Secret, UnixSeconds};
 
 use crate::ports::{
-    ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Clock, StatsError, StatsStore,
-    UserPrompt,
+    ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Clock, HealthStore, StatsError,
+    StatsStore, UserPrompt,
 };
 use crate::services::auth_service::{AuthError, AuthService};
 use crate::services::token_service::{TokenError, TokenService};
@@ -101,6 +101,7 @@ pub struct ChatService {
     clock: Arc<dyn Clock>,
     stats: Arc<dyn StatsStore>,
     health: Mutex<HashMap<BucketId, BucketHealth>>,
+    shared_health: Option<Arc<dyn HealthStore>>,
     unsaved: Mutex<StatsDelta>,
 }
 
@@ -120,7 +121,41 @@ impl ChatService {
             clock,
             stats,
             health: Mutex::new(HashMap::new()),
+            shared_health: None,
             unsaved: Mutex::new(StatsDelta::new()),
+        }
+    }
+
+    /// Keeps bucket health in `store` too, so that other processes (the next `llxprt -p`, a
+    /// `/auth P status` elsewhere) leave a cooling bucket alone and see one that needs a login.
+    /// Without it, health lives in this process only.
+    pub fn with_health_store(mut self, store: Arc<dyn HealthStore>) -> Self {
+        self.shared_health = Some(store);
+        self
+    }
+
+    /// Reads what every process recorded about the buckets' health, replacing what this process
+    /// knew. Health is advisory: when it cannot be read, this process goes on with its own.
+    pub async fn load_shared_health(&self) {
+        let Some(store) = &self.shared_health else {
+            return;
+        };
+        match store.load().await {
+            Ok(stored) => *self.health_map() = stored,
+            Err(error) => tracing::warn!(%error, "could not read the buckets' health"),
+        }
+    }
+
+    /// Records changed health for other processes; a failure only loses the hint.
+    async fn save_shared_health(&self, changes: &[(BucketId, BucketHealth)]) {
+        let Some(store) = &self.shared_health else {
+            return;
+        };
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(error) = store.record(changes).await {
+            tracing::warn!(%error, "could not save the buckets' health");
         }
     }
 
@@ -132,9 +167,12 @@ impl ChatService {
             .unwrap_or(BucketHealth::Usable)
     }
 
-    /// Forgets what was known against a bucket, after the user logged it in again.
-    pub fn mark_usable(&self, bucket: &BucketId) {
+    /// Forgets what was known against a bucket, after the user logged it in again (here and
+    /// for other processes).
+    pub async fn mark_usable(&self, bucket: &BucketId) {
         self.health_map().remove(bucket);
+        self.save_shared_health(&[(bucket.clone(), BucketHealth::Usable)])
+            .await;
     }
 
     /// The statistics of every bucket: the stored totals plus this process's unsaved counts.
@@ -190,6 +228,7 @@ impl ChatService {
         let id = |name: &BucketName| BucketId::new(provider, name.clone());
         self.log_in_lazily_when_nothing_is_logged_in(plan, prompt)
             .await?;
+        self.load_shared_health().await;
         let buckets = plan
             .buckets()
             .iter()
@@ -235,12 +274,19 @@ impl ChatService {
         let now = self.clock.now();
         self.unsaved_delta()
             .record_failover_request(provider, &machine, now);
+        // Only what this request changed is recorded, so it cannot undo what another process
+        // learned meanwhile about a bucket this request did not touch.
+        let mut changes = Vec::new();
         {
             let mut health = self.health_map();
             for (name, state) in machine.health() {
-                health.insert(id(name), *state);
+                let before = health.insert(id(name), *state);
+                if before.unwrap_or(BucketHealth::Usable) != *state {
+                    changes.push((id(name), *state));
+                }
             }
         }
+        self.save_shared_health(&changes).await;
         match (reply, decision) {
             (Some(reply), _) => Ok(reply),
             (None, Decision::Exhausted(report)) => {
@@ -278,7 +324,7 @@ impl ChatService {
             "{provider} is not logged in yet; signing in to {bucket} now."
         ));
         self.auth.login(&bucket, prompt).await?;
-        self.mark_usable(&bucket);
+        self.mark_usable(&bucket).await;
         Ok(())
     }
 
@@ -415,8 +461,8 @@ mod tests {
     use crate::ports::{ChatMessage, Role, TokenStore};
     use crate::services::FlowRegistry;
     use crate::test_support::{
-        flow_with, token, MapStore, MemoryStats, MockOAuthFlow, MovableClock, RecordingPrompt,
-        ScriptedClient, NOW,
+        flow_with, token, MapStore, MemoryHealth, MemoryStats, MockOAuthFlow, MovableClock,
+        RecordingPrompt, ScriptedClient, NOW,
     };
     use llxprt_domain::precedence::{resolve_credential, CredentialSources};
     use llxprt_domain::OAuthProvider;
@@ -606,6 +652,48 @@ mod tests {
         assert!(text.contains("anthropic/w1: rate limited until"), "{text}");
         assert!(text.contains("anthropic/w2: rate limited until"), "{text}");
         assert!(text.contains("(in 1 minute)"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn services_sharing_a_health_store_honour_each_others_cooldowns_and_logins() {
+        let shared = Arc::new(MemoryHealth::default());
+        let first = fixture(MockOAuthFlow::new());
+        log_in(&first, "w1").await;
+        log_in(&first, "w2").await;
+        let (store, clock) = (first.store.clone(), first.clock.clone());
+        let first_service = first.service.with_health_store(shared.clone());
+        first.client.answer("at-w1", vec![limited(120)]);
+        let t = oauth_target(&["w1", "w2"]);
+        let prompt = RecordingPrompt::default();
+        let reply = first_service.send(&t, &hello(), &prompt).await.unwrap();
+        assert_eq!(reply.text, "ok:at-w2");
+
+        // "Another process": its own service and client, the same tokens and health.
+        let second = fixture(MockOAuthFlow::new());
+        let tokens = Arc::new(TokenService::new(
+            store.clone(),
+            FlowRegistry::new(),
+            clock.clone(),
+        ));
+        let auth = Arc::new(AuthService::new(store, FlowRegistry::new()));
+        let mut clients = ChatClients::new();
+        clients.register(second.client.clone());
+        let other = ChatService::new(tokens, auth, clients, clock.clone(), second.stats.clone())
+            .with_health_store(shared.clone());
+        let reply = other.send(&t, &hello(), &prompt).await.unwrap();
+        assert_eq!(reply.text, "ok:at-w2");
+        assert_eq!(*second.client.calls.lock().unwrap(), vec!["at-w2"]);
+        other.load_shared_health().await;
+        assert!(matches!(
+            other.health(&id("w1")),
+            BucketHealth::CoolingUntil { .. }
+        ));
+
+        // A new login clears it for everyone.
+        first_service.mark_usable(&id("w1")).await;
+        other.load_shared_health().await;
+        assert_eq!(other.health(&id("w1")), BucketHealth::Usable);
+        assert!(shared.0.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
