@@ -951,6 +951,163 @@ async fn refresh_failures_are_classified_for_the_token_service() {
     }
 }
 
+/// How a broken token endpoint answers.
+#[derive(Debug, Clone, Copy)]
+enum Broken {
+    /// `500` with a text body.
+    ServerError,
+    /// `200` with a sign-in page in HTML, as a captive portal or a misrouted proxy answers.
+    HtmlPage,
+    /// `200` that says JSON and is not.
+    InvalidJson,
+    /// `200` with ten megabytes, streamed.
+    Huge,
+    /// Takes the request and says nothing for a minute.
+    Silent,
+}
+
+/// A token endpoint that answers every request the `broken` way.
+async fn broken_token_endpoint(broken: Broken) -> String {
+    use axum::body::{Body, Bytes};
+    use axum::http::{header, Response, StatusCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || async move {
+        let answer = |status: StatusCode, content_type: &str, body: Body| {
+            Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(body)
+                .unwrap()
+        };
+        match broken {
+            Broken::ServerError => answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                Body::from("internal error"),
+            ),
+            Broken::HtmlPage => answer(
+                StatusCode::OK,
+                "text/html",
+                Body::from("<!doctype html><html><body><form>Sign in</form></body></html>"),
+            ),
+            Broken::InvalidJson => answer(
+                StatusCode::OK,
+                "application/json",
+                Body::from(r#"{"access_token": "at-new", "#),
+            ),
+            Broken::Huge => {
+                let chunk = Bytes::from(vec![b' '; 64 << 10]);
+                let chunks = std::iter::repeat_n(chunk, 160).map(Ok::<_, std::io::Error>);
+                answer(
+                    StatusCode::OK,
+                    "application/json",
+                    Body::from_stream(futures_util::stream::iter(chunks)),
+                )
+            }
+            Broken::Silent => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                answer(StatusCode::OK, "application/json", Body::from("{}"))
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_broken_token_endpoint_is_a_clear_error_in_time_and_the_stored_token_stays() {
+    use llxprt_adapters::store::FileTokenStore;
+    use llxprt_application::ports::TokenStore;
+    use llxprt_application::services::{FlowRegistry, TokenError, TokenService};
+    use llxprt_domain::BucketId;
+
+    // A short request timeout, so that the silent endpoint costs a second, not a minute.
+    let http =
+        OAuthHttp::direct_with_timeouts(Duration::from_secs(1), Duration::from_secs(1)).unwrap();
+    let nobrowser: Arc<dyn Browser> = Arc::new(SystemBrowser::new(BrowserEnv::default(), true));
+    let cases = [
+        (Broken::ServerError, "HTTP 500"),
+        (Broken::HtmlPage, "could not be read"),
+        (Broken::InvalidJson, "could not be read"),
+        (Broken::Huge, "too large"),
+        (Broken::Silent, "timed out"),
+    ];
+    for (broken, expected) in cases {
+        let url = broken_token_endpoint(broken).await;
+        // Anthropic's JSON exchange is written by hand; Qwen's form goes through `oauth2`.
+        let flows: [Arc<dyn OAuthFlow>; 2] = [
+            Arc::new(
+                AnthropicFlow::new(
+                    AnthropicConfig {
+                        authorize_url: format!("{url}/authorize"),
+                        token_url: url.clone(),
+                        client_id: "client".into(),
+                        redirect_uri: format!("{url}/code"),
+                        scopes: strings(&["user:inference"]),
+                    },
+                    http.clone(),
+                    nobrowser.clone(),
+                    Arc::new(FixedClock),
+                )
+                .unwrap(),
+            ),
+            Arc::new(
+                QwenFlow::new(
+                    QwenConfig {
+                        device_authorization_url: format!("{url}/device"),
+                        token_url: url.clone(),
+                        client_id: "client".into(),
+                        scopes: strings(&["openid"]),
+                    },
+                    http.clone(),
+                    nobrowser.clone(),
+                    Arc::new(FixedClock),
+                )
+                .unwrap(),
+            ),
+        ];
+        for flow in flows {
+            let provider = flow.provider();
+            let home = tempfile::tempdir().unwrap();
+            let store = Arc::new(FileTokenStore::new(home.path().join("oauth")));
+            let bucket = BucketId::default_for(provider);
+            let mut expired = Token::new(Secret::new("at-old"), NOW - 10);
+            expired.refresh_token = Some(Secret::new("rt-old"));
+            store.save(&bucket, &expired).await.unwrap();
+            let file = home.path().join("oauth").join(format!("{provider}.json"));
+            let before = std::fs::read(&file).unwrap();
+            let mut registry = FlowRegistry::new();
+            registry.register(flow);
+            let service = TokenService::new(store.clone(), registry, Arc::new(FixedClock));
+
+            let result =
+                tokio::time::timeout(Duration::from_secs(20), service.valid_token(&bucket))
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("{provider} {broken:?}: no answer within the timeout")
+                    });
+            let error = result.unwrap_err();
+            assert!(
+                matches!(error, TokenError::Transient { .. }),
+                "{provider} {broken:?}: {error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("could not refresh {provider}"))
+                    && message.contains(expected),
+                "{provider} {broken:?}: {message}"
+            );
+            assert_eq!(
+                std::fs::read(&file).unwrap(),
+                before,
+                "{provider} {broken:?}: the stored token changed"
+            );
+            assert_eq!(store.load(&bucket).await.unwrap(), Some(expired));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Secrets stay out of logs
 
