@@ -3,6 +3,7 @@
 // Helpers here are test code too: a step that fails is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bad_files;
 mod command_line;
 mod killed_refresh;
 mod line_mode;

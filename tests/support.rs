@@ -48,8 +48,14 @@ impl Run {
 
 /// Runs `llxprt ARGS` with `stdin` piped in (so not a terminal), killing it at [`LIMIT`].
 pub(crate) fn run(home: &Path, args: &[&str], stdin: &str) -> Run {
+    run_with(home, args, &[], stdin)
+}
+
+/// [`run`] with `env` added to the child's environment.
+pub(crate) fn run_with(home: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
     let mut child = llxprt(home)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
