@@ -62,6 +62,9 @@ enum Answer {
     ConsentWithState(&'static str),
     /// As [`Answer::ConsentToShownUrl`], but paste only the `code` of the address.
     ConsentCodeOnly,
+    /// Consent to the last URL shown, keep where the browser ended on the pasteboard (a live
+    /// answer of this sign-in, for another one to be handed), and paste nothing.
+    ConsentAndKeep,
 }
 
 struct ScriptedUser {
@@ -176,6 +179,11 @@ impl UserPrompt for ScriptedUser {
             Some(Answer::ConsentCodeOnly) => {
                 let to = self.consent_to_shown_url().await;
                 Ok(param(&to, "code").expect("the redirect carries a code"))
+            }
+            Some(Answer::ConsentAndKeep) => {
+                let to = self.consent_to_shown_url().await;
+                *self.pasteboard.lock().unwrap() = Some(to);
+                Ok(String::new())
             }
         }
     }
@@ -874,6 +882,165 @@ async fn codex_refresh_rotates_keeps_the_account_and_refuses_reuse() {
         1
     );
     user.assert_no_secret_leaked(&[format!("{reused:?}")]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pasted answers that must not sign anyone in
+
+/// Gives each pasted answer to a new sign-in through `flow` and checks that none ends in a
+/// login, that `provider` exchanged no code, and that no error holds a secret.
+async fn assert_no_paste_logs_in(
+    sim: &SimulatorHandle,
+    provider: OAuthProvider,
+    flow: impl Fn(&ScriptedUser) -> Box<dyn OAuthFlow>,
+    pasted: &[String],
+    ports: &[u16],
+) {
+    for text in pasted {
+        // The last sign-in's callback server lets its fixed port go a moment after it ends.
+        for port in ports {
+            let mut free = false;
+            for _ in 0..100 {
+                free = std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok();
+                if free {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(free, "port {port} stayed busy");
+        }
+        let user = ScriptedUser::new(sim, &[Answer::Text(text.clone())]);
+        let result = login(flow(&user).as_ref(), &user).await;
+        assert!(
+            matches!(result, Err(FlowError::Invalid(_) | FlowError::Rejected(_))),
+            "{provider} signed in with {text:?}: {result:?}"
+        );
+        user.assert_no_secret_leaked(&[format!("{result:?}"), format!("{:?}", result.err())]);
+    }
+    assert_eq!(
+        sim.provider_counters(provider).token_exchanges,
+        0,
+        "{provider} exchanged a code"
+    );
+}
+
+/// Answers that are no answer at all, for every flow.
+fn malformed() -> Vec<String> {
+    strings(&[
+        "",
+        "   ",
+        "#",
+        "\u{0}",
+        "http://",
+        "://",
+        "http://[::1",
+        "http://localhost:1/cb?code=&state=",
+        "http://localhost:1/cb?state=&code=x&state=",
+    ])
+}
+
+#[tokio::test]
+async fn anthropic_never_signs_in_with_another_sign_ins_code_or_a_malformed_one() {
+    let sim = Simulator::start().await.unwrap();
+    // A live CODE#STATE of another sign-in, never exchanged: its flow got an empty paste.
+    let other = ScriptedUser::new(&sim, &[Answer::Text(String::new())]);
+    let browser = SimBrowser::new(&sim, Act::CodeToPasteboard, &other);
+    let abandoned = login(&anthropic(&sim, browser), &other).await;
+    assert!(
+        matches!(abandoned, Err(FlowError::Invalid(_))),
+        "{abandoned:?}"
+    );
+    let stolen = other.take_pasteboard();
+    let (code, state) = stolen.split_once('#').unwrap();
+
+    let mut pasted = malformed();
+    pasted.extend([
+        stolen.clone(),
+        format!("{code}#"),
+        format!("#{state}"),
+        format!("{code}#{state}#{state}"),
+        // A bare code is taken on trust, and the provider then refuses it: it was issued with
+        // another state and another PKCE challenge.
+        code.to_owned(),
+        "not-a-code".to_owned(),
+    ]);
+    assert_no_paste_logs_in(
+        &sim,
+        OAuthProvider::Anthropic,
+        |user| {
+            Box::new(anthropic(
+                &sim,
+                SimBrowser::new(&sim, Act::Unavailable, user),
+            ))
+        },
+        &pasted,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gemini_never_signs_in_with_another_sign_ins_redirect_or_a_malformed_one() {
+    let sim = Simulator::start().await.unwrap();
+    let nobrowser: Arc<dyn Browser> = Arc::new(SystemBrowser::new(BrowserEnv::default(), true));
+    let other = ScriptedUser::new(&sim, &[Answer::ConsentAndKeep]);
+    let abandoned = login(&gemini(&sim, nobrowser.clone()), &other).await;
+    assert!(
+        matches!(abandoned, Err(FlowError::Invalid(_))),
+        "{abandoned:?}"
+    );
+    let stolen = other.take_pasteboard();
+    let code = param(&stolen, "code").unwrap();
+
+    let mut pasted = malformed();
+    pasted.extend([
+        stolen.clone(),
+        with_param(&stolen, "state", "not-this-sign-ins"),
+        format!("{stolen}&state=also-repeated"),
+        // Taken on trust as a bare code; refused at the exchange (another loopback port and
+        // another PKCE challenge).
+        code,
+    ]);
+    assert_no_paste_logs_in(
+        &sim,
+        OAuthProvider::Gemini,
+        |_| Box::new(gemini(&sim, nobrowser.clone())),
+        &pasted,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn codex_never_signs_in_with_another_sign_ins_redirect_or_a_malformed_one() {
+    let ports = free_ports();
+    let sim = sim_for_codex(ports).await;
+    let nobrowser: Arc<dyn Browser> = Arc::new(SystemBrowser::new(BrowserEnv::default(), true));
+    let other = ScriptedUser::new(&sim, &[Answer::ConsentAndKeep]);
+    let abandoned = login(&codex(&sim, ports, nobrowser.clone()), &other).await;
+    assert!(
+        matches!(abandoned, Err(FlowError::Invalid(_))),
+        "{abandoned:?}"
+    );
+    let stolen = other.take_pasteboard();
+    let code = param(&stolen, "code").unwrap();
+
+    let mut pasted = malformed();
+    pasted.extend([
+        stolen.clone(),
+        with_param(&stolen, "state", "not-this-sign-ins"),
+        format!("{stolen}&code=another"),
+        code.clone(),
+        format!("{code}#whatever"),
+    ]);
+    assert_no_paste_logs_in(
+        &sim,
+        OAuthProvider::Codex,
+        |_| Box::new(codex(&sim, ports, nobrowser.clone())),
+        &pasted,
+        &[ports.0],
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
