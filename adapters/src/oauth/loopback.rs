@@ -404,6 +404,7 @@ mod tests {
 
     use async_trait::async_trait;
     use llxprt_application::ports::PromptError;
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -708,5 +709,92 @@ mod tests {
         )
         .unwrap_err();
         assert!(!err.to_string().contains("leaky"));
+    }
+
+    /// A query parameter name the callback gives a meaning to, or any other.
+    fn any_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("state".to_owned()),
+            Just("code".to_owned()),
+            Just("error".to_owned()),
+            Just("error_description".to_owned()),
+            any::<String>(),
+        ]
+    }
+
+    /// The sign-in's state, an empty one, or anything.
+    fn any_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("st-123".to_owned()),
+            Just(String::new()),
+            any::<String>()
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_pasted_text_never_panics(text in any::<String>()) {
+            let p = Lines::default();
+            for bare in [BareCode::Accepted, BareCode::Refused] {
+                let _ = parse_pasted(&p, &text, &state(), bare);
+            }
+        }
+
+        #[test]
+        fn a_pasted_address_never_panics(query in any::<String>(), fragment in any::<String>()) {
+            let p = Lines::default();
+            let text = format!("http://localhost:8085/oauth2callback?{query}#{fragment}");
+            let _ = parse_pasted(&p, &text, &state(), BareCode::Refused);
+        }
+
+        #[test]
+        fn another_sign_ins_state_is_never_accepted(
+            code in "[A-Za-z0-9_.~-]{1,24}",
+            other in any::<String>().prop_filter("not ours", |s| s.trim() != "st-123"),
+        ) {
+            let p = Lines::default();
+            let mut url = Url::parse("http://localhost:1455/auth/callback").unwrap();
+            url.query_pairs_mut().append_pair("code", &code).append_pair("state", &other);
+            let pasted = [url.to_string(), format!("{code}#{other}")];
+            for text in pasted {
+                for bare in [BareCode::Accepted, BareCode::Refused] {
+                    prop_assert!(parse_pasted(&p, &text, &state(), bare).is_err(), "{}", text);
+                }
+            }
+        }
+
+        #[test]
+        fn a_callback_completes_only_with_one_matching_state_and_one_code(
+            pairs in proptest::collection::vec((any_name(), any_value()), 0..6),
+        ) {
+            let (event, response) = judge(&pairs, "st-123");
+            let count = |name: &str| pairs.iter().filter(|(k, _)| k == name).count();
+            let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            match event {
+                CallbackEvent::Code(code) => {
+                    prop_assert_eq!(response.status(), StatusCode::OK);
+                    prop_assert_eq!(count("state"), 1);
+                    prop_assert_eq!(value("state"), Some("st-123"));
+                    prop_assert_eq!(count("code"), 1);
+                    prop_assert_eq!(count("error"), 0);
+                    prop_assert_eq!(Some(code.expose()), value("code"));
+                    prop_assert!(!code.expose().is_empty());
+                }
+                CallbackEvent::ProviderError { .. } => {
+                    prop_assert_eq!(value("state"), Some("st-123"));
+                    prop_assert_eq!(count("error"), 1);
+                }
+                CallbackEvent::Ignored(_) => {
+                    prop_assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+                }
+            }
+        }
+
+        #[test]
+        fn any_raw_query_is_judged_without_panicking(query in any::<Vec<u8>>()) {
+            let pairs: Vec<(String, String)> =
+                url::form_urlencoded::parse(&query).into_owned().collect();
+            let _ = judge(&pairs, "st-123");
+        }
     }
 }
