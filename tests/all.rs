@@ -7,6 +7,7 @@ mod bad_files;
 mod command_line;
 mod killed_refresh;
 mod line_mode;
+mod no_leaks;
 mod pty;
 mod readme;
 mod support;
