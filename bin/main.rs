@@ -8,11 +8,12 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Parser;
-use llxprt_adapters::repl;
+use llxprt_adapters::repl::{self, TerminalPrompt};
+use llxprt_application::ports::UserPrompt as _;
 
 use crate::cli::Cli;
 
-fn main() -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -21,6 +22,18 @@ fn main() -> anyhow::Result<ExitCode> {
         )
         .with_writer(io::stderr)
         .init();
+    match run_to_the_end(cli) {
+        Ok(exit) => exit,
+        Err(error) => {
+            // One line with every cause (`{:#}`): the `Debug` form that returning the error from
+            // `main` prints spreads it over lines, and adds a backtrace under RUST_BACKTRACE.
+            TerminalPrompt::output_only().show_error(&format!("Error: {error:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_to_the_end(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let exit = runtime.block_on(run(cli));
     // A question cancelled mid-read leaves a thread blocked on the terminal: do not wait for it.

@@ -148,7 +148,13 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         .map(ProfileName::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
+    let asked_for = profile.is_some();
     if let Err(error) = session.start(profile) {
+        // A profile named on the command line is what the run is about: without it, stop. A
+        // broken default profile only warns, so the commands that repair it still run.
+        if asked_for {
+            anyhow::bail!(error);
+        }
         TerminalPrompt::output_only().show_error(&format!("Error: {error}"));
     }
     let mut shell: Arc<dyn Shell> = Arc::new(session);

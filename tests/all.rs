@@ -3,10 +3,13 @@
 // Helpers here are test code too: a step that fails is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bad_files;
 mod command_line;
 mod failover;
+mod killed_refresh;
 mod line_mode;
 mod messaging;
+mod no_leaks;
 mod pty;
 mod readme;
 mod refresh;

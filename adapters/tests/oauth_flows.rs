@@ -62,6 +62,9 @@ enum Answer {
     ConsentWithState(&'static str),
     /// As [`Answer::ConsentToShownUrl`], but paste only the `code` of the address.
     ConsentCodeOnly,
+    /// Consent to the last URL shown, keep where the browser ended on the pasteboard (a live
+    /// answer of this sign-in, for another one to be handed), and paste nothing.
+    ConsentAndKeep,
 }
 
 struct ScriptedUser {
@@ -176,6 +179,11 @@ impl UserPrompt for ScriptedUser {
             Some(Answer::ConsentCodeOnly) => {
                 let to = self.consent_to_shown_url().await;
                 Ok(param(&to, "code").expect("the redirect carries a code"))
+            }
+            Some(Answer::ConsentAndKeep) => {
+                let to = self.consent_to_shown_url().await;
+                *self.pasteboard.lock().unwrap() = Some(to);
+                Ok(String::new())
             }
         }
     }
@@ -877,6 +885,165 @@ async fn codex_refresh_rotates_keeps_the_account_and_refuses_reuse() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pasted answers that must not sign anyone in
+
+/// Gives each pasted answer to a new sign-in through `flow` and checks that none ends in a
+/// login, that `provider` exchanged no code, and that no error holds a secret.
+async fn assert_no_paste_logs_in(
+    sim: &SimulatorHandle,
+    provider: OAuthProvider,
+    flow: impl Fn(&ScriptedUser) -> Box<dyn OAuthFlow>,
+    pasted: &[String],
+    ports: &[u16],
+) {
+    for text in pasted {
+        // The last sign-in's callback server lets its fixed port go a moment after it ends.
+        for port in ports {
+            let mut free = false;
+            for _ in 0..100 {
+                free = std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok();
+                if free {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(free, "port {port} stayed busy");
+        }
+        let user = ScriptedUser::new(sim, &[Answer::Text(text.clone())]);
+        let result = login(flow(&user).as_ref(), &user).await;
+        assert!(
+            matches!(result, Err(FlowError::Invalid(_) | FlowError::Rejected(_))),
+            "{provider} signed in with {text:?}: {result:?}"
+        );
+        user.assert_no_secret_leaked(&[format!("{result:?}"), format!("{:?}", result.err())]);
+    }
+    assert_eq!(
+        sim.provider_counters(provider).token_exchanges,
+        0,
+        "{provider} exchanged a code"
+    );
+}
+
+/// Answers that are no answer at all, for every flow.
+fn malformed() -> Vec<String> {
+    strings(&[
+        "",
+        "   ",
+        "#",
+        "\u{0}",
+        "http://",
+        "://",
+        "http://[::1",
+        "http://localhost:1/cb?code=&state=",
+        "http://localhost:1/cb?state=&code=x&state=",
+    ])
+}
+
+#[tokio::test]
+async fn anthropic_never_signs_in_with_another_sign_ins_code_or_a_malformed_one() {
+    let sim = Simulator::start().await.unwrap();
+    // A live CODE#STATE of another sign-in, never exchanged: its flow got an empty paste.
+    let other = ScriptedUser::new(&sim, &[Answer::Text(String::new())]);
+    let browser = SimBrowser::new(&sim, Act::CodeToPasteboard, &other);
+    let abandoned = login(&anthropic(&sim, browser), &other).await;
+    assert!(
+        matches!(abandoned, Err(FlowError::Invalid(_))),
+        "{abandoned:?}"
+    );
+    let stolen = other.take_pasteboard();
+    let (code, state) = stolen.split_once('#').unwrap();
+
+    let mut pasted = malformed();
+    pasted.extend([
+        stolen.clone(),
+        format!("{code}#"),
+        format!("#{state}"),
+        format!("{code}#{state}#{state}"),
+        // A bare code is taken on trust, and the provider then refuses it: it was issued with
+        // another state and another PKCE challenge.
+        code.to_owned(),
+        "not-a-code".to_owned(),
+    ]);
+    assert_no_paste_logs_in(
+        &sim,
+        OAuthProvider::Anthropic,
+        |user| {
+            Box::new(anthropic(
+                &sim,
+                SimBrowser::new(&sim, Act::Unavailable, user),
+            ))
+        },
+        &pasted,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gemini_never_signs_in_with_another_sign_ins_redirect_or_a_malformed_one() {
+    let sim = Simulator::start().await.unwrap();
+    let nobrowser: Arc<dyn Browser> = Arc::new(SystemBrowser::new(BrowserEnv::default(), true));
+    let other = ScriptedUser::new(&sim, &[Answer::ConsentAndKeep]);
+    let abandoned = login(&gemini(&sim, nobrowser.clone()), &other).await;
+    assert!(
+        matches!(abandoned, Err(FlowError::Invalid(_))),
+        "{abandoned:?}"
+    );
+    let stolen = other.take_pasteboard();
+    let code = param(&stolen, "code").unwrap();
+
+    let mut pasted = malformed();
+    pasted.extend([
+        stolen.clone(),
+        with_param(&stolen, "state", "not-this-sign-ins"),
+        format!("{stolen}&state=also-repeated"),
+        // Taken on trust as a bare code; refused at the exchange (another loopback port and
+        // another PKCE challenge).
+        code,
+    ]);
+    assert_no_paste_logs_in(
+        &sim,
+        OAuthProvider::Gemini,
+        |_| Box::new(gemini(&sim, nobrowser.clone())),
+        &pasted,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn codex_never_signs_in_with_another_sign_ins_redirect_or_a_malformed_one() {
+    let ports = free_ports();
+    let sim = sim_for_codex(ports).await;
+    let nobrowser: Arc<dyn Browser> = Arc::new(SystemBrowser::new(BrowserEnv::default(), true));
+    let other = ScriptedUser::new(&sim, &[Answer::ConsentAndKeep]);
+    let abandoned = login(&codex(&sim, ports, nobrowser.clone()), &other).await;
+    assert!(
+        matches!(abandoned, Err(FlowError::Invalid(_))),
+        "{abandoned:?}"
+    );
+    let stolen = other.take_pasteboard();
+    let code = param(&stolen, "code").unwrap();
+
+    let mut pasted = malformed();
+    pasted.extend([
+        stolen.clone(),
+        with_param(&stolen, "state", "not-this-sign-ins"),
+        format!("{stolen}&code=another"),
+        code.clone(),
+        format!("{code}#whatever"),
+    ]);
+    assert_no_paste_logs_in(
+        &sim,
+        OAuthProvider::Codex,
+        |_| Box::new(codex(&sim, ports, nobrowser.clone())),
+        &pasted,
+        &[ports.0],
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Refresh failures that are not the provider's refusal
 
 /// A token endpoint that answers every request with `status`, `content_type` and `body`.
@@ -948,6 +1115,163 @@ async fn refresh_failures_are_classified_for_the_token_service() {
             matches!(result, Err(RefreshError::NeedsLogin(_))),
             "{url}: {result:?}"
         );
+    }
+}
+
+/// How a broken token endpoint answers.
+#[derive(Debug, Clone, Copy)]
+enum Broken {
+    /// `500` with a text body.
+    ServerError,
+    /// `200` with a sign-in page in HTML, as a captive portal or a misrouted proxy answers.
+    HtmlPage,
+    /// `200` that says JSON and is not.
+    InvalidJson,
+    /// `200` with ten megabytes, streamed.
+    Huge,
+    /// Takes the request and says nothing for a minute.
+    Silent,
+}
+
+/// A token endpoint that answers every request the `broken` way.
+async fn broken_token_endpoint(broken: Broken) -> String {
+    use axum::body::{Body, Bytes};
+    use axum::http::{header, Response, StatusCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || async move {
+        let answer = |status: StatusCode, content_type: &str, body: Body| {
+            Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(body)
+                .unwrap()
+        };
+        match broken {
+            Broken::ServerError => answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                Body::from("internal error"),
+            ),
+            Broken::HtmlPage => answer(
+                StatusCode::OK,
+                "text/html",
+                Body::from("<!doctype html><html><body><form>Sign in</form></body></html>"),
+            ),
+            Broken::InvalidJson => answer(
+                StatusCode::OK,
+                "application/json",
+                Body::from(r#"{"access_token": "at-new", "#),
+            ),
+            Broken::Huge => {
+                let chunk = Bytes::from(vec![b' '; 64 << 10]);
+                let chunks = std::iter::repeat_n(chunk, 160).map(Ok::<_, std::io::Error>);
+                answer(
+                    StatusCode::OK,
+                    "application/json",
+                    Body::from_stream(futures_util::stream::iter(chunks)),
+                )
+            }
+            Broken::Silent => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                answer(StatusCode::OK, "application/json", Body::from("{}"))
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_broken_token_endpoint_is_a_clear_error_in_time_and_the_stored_token_stays() {
+    use llxprt_adapters::store::FileTokenStore;
+    use llxprt_application::ports::TokenStore;
+    use llxprt_application::services::{FlowRegistry, TokenError, TokenService};
+    use llxprt_domain::BucketId;
+
+    // A short request timeout, so that the silent endpoint costs a second, not a minute.
+    let http =
+        OAuthHttp::direct_with_timeouts(Duration::from_secs(1), Duration::from_secs(1)).unwrap();
+    let nobrowser: Arc<dyn Browser> = Arc::new(SystemBrowser::new(BrowserEnv::default(), true));
+    let cases = [
+        (Broken::ServerError, "HTTP 500"),
+        (Broken::HtmlPage, "could not be read"),
+        (Broken::InvalidJson, "could not be read"),
+        (Broken::Huge, "too large"),
+        (Broken::Silent, "timed out"),
+    ];
+    for (broken, expected) in cases {
+        let url = broken_token_endpoint(broken).await;
+        // Anthropic's JSON exchange is written by hand; Qwen's form goes through `oauth2`.
+        let flows: [Arc<dyn OAuthFlow>; 2] = [
+            Arc::new(
+                AnthropicFlow::new(
+                    AnthropicConfig {
+                        authorize_url: format!("{url}/authorize"),
+                        token_url: url.clone(),
+                        client_id: "client".into(),
+                        redirect_uri: format!("{url}/code"),
+                        scopes: strings(&["user:inference"]),
+                    },
+                    http.clone(),
+                    nobrowser.clone(),
+                    Arc::new(FixedClock),
+                )
+                .unwrap(),
+            ),
+            Arc::new(
+                QwenFlow::new(
+                    QwenConfig {
+                        device_authorization_url: format!("{url}/device"),
+                        token_url: url.clone(),
+                        client_id: "client".into(),
+                        scopes: strings(&["openid"]),
+                    },
+                    http.clone(),
+                    nobrowser.clone(),
+                    Arc::new(FixedClock),
+                )
+                .unwrap(),
+            ),
+        ];
+        for flow in flows {
+            let provider = flow.provider();
+            let home = tempfile::tempdir().unwrap();
+            let store = Arc::new(FileTokenStore::new(home.path().join("oauth")));
+            let bucket = BucketId::default_for(provider);
+            let mut expired = Token::new(Secret::new("at-old"), NOW - 10);
+            expired.refresh_token = Some(Secret::new("rt-old"));
+            store.save(&bucket, &expired).await.unwrap();
+            let file = home.path().join("oauth").join(format!("{provider}.json"));
+            let before = std::fs::read(&file).unwrap();
+            let mut registry = FlowRegistry::new();
+            registry.register(flow);
+            let service = TokenService::new(store.clone(), registry, Arc::new(FixedClock));
+
+            let result =
+                tokio::time::timeout(Duration::from_secs(20), service.valid_token(&bucket))
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("{provider} {broken:?}: no answer within the timeout")
+                    });
+            let error = result.unwrap_err();
+            assert!(
+                matches!(error, TokenError::Transient { .. }),
+                "{provider} {broken:?}: {error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("could not refresh {provider}"))
+                    && message.contains(expected),
+                "{provider} {broken:?}: {message}"
+            );
+            assert_eq!(
+                std::fs::read(&file).unwrap(),
+                before,
+                "{provider} {broken:?}: the stored token changed"
+            );
+            assert_eq!(store.load(&bucket).await.unwrap(), Some(expired));
+        }
     }
 }
 

@@ -198,6 +198,8 @@ fn chatgpt_account_id(jwt: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn jwt(claims: &serde_json::Value) -> String {
@@ -222,5 +224,19 @@ mod tests {
         );
         assert_eq!(chatgpt_account_id("not-a-jwt"), None);
         assert_eq!(chatgpt_account_id("a.%%%.c"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn reading_the_account_id_never_panics(text in any::<String>()) {
+            let _ = chatgpt_account_id(&text);
+        }
+
+        #[test]
+        fn any_payload_is_read_without_panicking(payload in any::<Vec<u8>>(), claims in r#"[\[\]{}":,a-z_/. 0-9]{0,60}"#) {
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let _ = chatgpt_account_id(&format!("h.{}.s", b64.encode(&payload)));
+            let _ = chatgpt_account_id(&format!("h.{}.s", b64.encode(claims.as_bytes())));
+        }
     }
 }

@@ -80,11 +80,18 @@ impl OAuthHttp {
     /// # Errors
     /// [`OAuthConfigError::HttpClient`] when the TLS back end cannot be initialised.
     pub fn direct() -> Result<Self, OAuthConfigError> {
-        Self::build(
-            reqwest::Client::builder().no_proxy(),
-            DEFAULT_CONNECT_TIMEOUT,
-            DEFAULT_REQUEST_TIMEOUT,
-        )
+        Self::direct_with_timeouts(DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// [`OAuthHttp::direct`] with the given timeouts.
+    ///
+    /// # Errors
+    /// [`OAuthConfigError::HttpClient`] when the TLS back end cannot be initialised.
+    pub fn direct_with_timeouts(
+        connect: Duration,
+        request: Duration,
+    ) -> Result<Self, OAuthConfigError> {
+        Self::build(reqwest::Client::builder().no_proxy(), connect, request)
     }
 
     fn build(
@@ -141,6 +148,11 @@ impl OAuthHttp {
 
 const UNREADABLE: &str = "the provider's answer could not be read";
 
+/// The most a token endpoint's answer may hold. Real answers are a few kilobytes (a Codex id
+/// token is the largest part); anything bigger is not a token response, and reading it whole
+/// would let a broken or hostile endpoint fill the memory.
+pub(crate) const MAX_ANSWER_BYTES: usize = 1 << 20;
+
 /// Why a request to a provider got no usable answer, before any OAuth error is read. The text
 /// carries kinds and status codes only, never a body or URL, so it cannot leak a secret.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +169,9 @@ pub(crate) enum HttpFailure {
     /// A 400 or 401 without an OAuth error body: a refusal all the same.
     #[error("the provider refused the request (HTTP {0})")]
     Refused(u16),
+    /// The answer exceeds [`MAX_ANSWER_BYTES`]; reading stopped there.
+    #[error("the provider's answer is too large (over {} KiB)", MAX_ANSWER_BYTES / 1024)]
+    TooLarge,
 }
 
 impl From<reqwest::Error> for HttpFailure {
@@ -192,7 +207,7 @@ impl<'c> AsyncHttpClient<'c> for Transport {
             let response = self.0.execute(request).await?;
             let status = response.status();
             let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-            let body = response.bytes().await?.to_vec();
+            let body = read_capped(response).await?;
             let is_oauth_error = || serde_json::from_slice::<OAuthErrorProbe>(&body).is_ok();
             match status.as_u16() {
                 200 => {}
@@ -208,6 +223,22 @@ impl<'c> AsyncHttpClient<'c> for Transport {
             builder.body(body).map_err(|_| HttpFailure::Request)
         })
     }
+}
+
+/// The answer's body, refused as soon as it is known to exceed [`MAX_ANSWER_BYTES`].
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, HttpFailure> {
+    let declared = response.content_length().unwrap_or(0);
+    if declared > MAX_ANSWER_BYTES as u64 {
+        return Err(HttpFailure::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(HttpFailure::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The provider-specific fields some token responses add.
@@ -377,6 +408,50 @@ mod tests {
         );
         assert_eq!(describe("invalid_grant", Some("  ")), "invalid_grant");
         assert_eq!(describe("x", Some(&"d".repeat(1000))).len(), 303);
+    }
+
+    /// A token endpoint answering 200 with ten megabytes, streamed in chunks when `chunked`,
+    /// else in one body with its `content-length`.
+    async fn huge_answer(chunked: bool) -> Url {
+        use axum::body::Body;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/token", listener.local_addr().unwrap())).unwrap();
+        let app = axum::Router::new().fallback(move || async move {
+            const SIZE: usize = 10 << 20;
+            let body = if chunked {
+                let chunk = axum::body::Bytes::from(vec![b' '; 64 << 10]);
+                let chunks = std::iter::repeat_n(chunk, SIZE / (64 << 10));
+                Body::from_stream(futures_util::stream::iter(
+                    chunks.map(Ok::<_, std::convert::Infallible>),
+                ))
+            } else {
+                Body::from(vec![b' '; SIZE])
+            };
+            axum::http::Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .unwrap()
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_huge_answer_is_refused_before_it_is_read_whole() {
+        let http = OAuthHttp::direct().unwrap();
+        for chunked in [true, false] {
+            let url = huge_answer(chunked).await;
+            let answer = http
+                .post_json_for_token(&url, &serde_json::json!({"grant_type": "refresh_token"}))
+                .await;
+            assert!(
+                matches!(
+                    answer,
+                    Err(RequestTokenError::Request(HttpFailure::TooLarge))
+                ),
+                "chunked {chunked}: {answer:?}"
+            );
+        }
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl Drop for CallbackServer {
 }
 
 async fn callback(State(shared): State<Shared>, RawQuery(query): RawQuery) -> Response {
-    let params: HashMap<String, String> = query
+    let pairs: Vec<(String, String)> = query
         .as_deref()
         .map(|q| {
             url::form_urlencoded::parse(q.as_bytes())
@@ -158,15 +158,35 @@ async fn callback(State(shared): State<Shared>, RawQuery(query): RawQuery) -> Re
                 .collect()
         })
         .unwrap_or_default();
-    let (event, response) = judge(&params, &shared.state);
-    // The flow may have finished already; a late callback then has nobody to tell.
-    let _ = shared.events.send(event).await;
+    let (event, response) = judge(&pairs, &shared.state);
+    if shared.events.send(event).await.is_err() {
+        // The flow has finished: this answer changes nothing, and must not say it did.
+        return page(
+            StatusCode::GONE,
+            "Sign-in not accepted",
+            "No sign-in is waiting for this answer any more. Return to the terminal.",
+        );
+    }
     response
 }
 
 /// What a callback means for the sign-in, and the page the browser gets.
-fn judge(params: &HashMap<String, String>, state: &str) -> (CallbackEvent, Response) {
-    if params.get("state").map(String::as_str) != Some(state) {
+fn judge(pairs: &[(String, String)], state: &str) -> (CallbackEvent, Response) {
+    if repeats_a_parameter(pairs) {
+        return (
+            CallbackEvent::Ignored("it repeats a parameter"),
+            page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in not accepted",
+                "This answer repeats a parameter, so it cannot be trusted. Return to the terminal.",
+            ),
+        );
+    }
+    let params: HashMap<&str, &str> = pairs
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    if params.get("state") != Some(&state) {
         return (
             CallbackEvent::Ignored("its state does not match this sign-in"),
             page(
@@ -178,11 +198,11 @@ fn judge(params: &HashMap<String, String>, state: &str) -> (CallbackEvent, Respo
         );
     }
     if let Some(error) = params.get("error") {
-        let description = params.get("error_description").cloned();
+        let description = params.get("error_description").map(|d| (*d).to_owned());
         let text = describe(error, description.as_deref());
         return (
             CallbackEvent::ProviderError {
-                error: error.clone(),
+                error: (*error).to_owned(),
                 description,
             },
             page(
@@ -194,7 +214,7 @@ fn judge(params: &HashMap<String, String>, state: &str) -> (CallbackEvent, Respo
     }
     match params.get("code").filter(|c| !c.is_empty()) {
         Some(code) => (
-            CallbackEvent::Code(Secret::new(code.clone())),
+            CallbackEvent::Code(Secret::new(*code)),
             page(
                 StatusCode::OK,
                 "Signed in",
@@ -210,6 +230,14 @@ fn judge(params: &HashMap<String, String>, state: &str) -> (CallbackEvent, Respo
             ),
         ),
     }
+}
+
+/// RFC 6749 §3.1: no parameter may be sent twice. Readers disagree on which copy counts, so an
+/// answer that repeats one of those that decide a sign-in is trusted with neither.
+fn repeats_a_parameter(pairs: &[(String, String)]) -> bool {
+    ["state", "code", "error"]
+        .into_iter()
+        .any(|name| pairs.iter().filter(|(key, _)| key == name).count() > 1)
 }
 
 fn page(status: StatusCode, title: &str, message: &str) -> Response {
@@ -283,7 +311,13 @@ pub(crate) fn parse_pasted(
     if pasted.contains("://") {
         let url = Url::parse(pasted)
             .map_err(|_| FlowError::Invalid("the pasted text is not a valid URL".to_owned()))?;
-        let params: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        if repeats_a_parameter(&pairs) {
+            return Err(FlowError::Invalid(
+                "the pasted address repeats a parameter, so it cannot be trusted".to_owned(),
+            ));
+        }
+        let params: HashMap<String, String> = pairs.into_iter().collect();
         if params.get("state") != Some(state.secret()) {
             return Err(mismatch());
         }
@@ -370,6 +404,7 @@ mod tests {
 
     use async_trait::async_trait;
     use llxprt_application::ports::PromptError;
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -459,6 +494,111 @@ mod tests {
 
     async fn get_owned(url: String) -> (u16, String) {
         get(&url).await
+    }
+
+    async fn server_for(state: &str) -> (CallbackServer, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let state = CsrfToken::new(state.to_owned());
+        (CallbackServer::start(listener, "/cb", &state), base)
+    }
+
+    #[tokio::test]
+    async fn a_repeated_state_or_code_is_never_trusted() {
+        let (server, base) = server().await;
+        let prompt = Lines::default();
+        let (waited, ()) = tokio::join!(
+            server.wait_for_code(&prompt, Duration::from_secs(20)),
+            async {
+                for query in [
+                    "state=forged&state=st-123&code=c-1",
+                    "state=st-123&code=c-2&state=forged",
+                    "state=st-123&state=st-123&code=c-3",
+                    "state=st-123&code=c-4&code=c-5",
+                    "state=st-123&code=c-6&error=access_denied&error=server_error",
+                ] {
+                    let (status, body) = get(&format!("{base}/cb?{query}")).await;
+                    assert_eq!(status, 400, "{query}");
+                    assert!(body.contains("repeats a parameter"), "{query}: {body}");
+                }
+                assert_eq!(
+                    get(&format!("{base}/cb?state=st-123&code=good")).await.0,
+                    200
+                );
+            }
+        );
+        assert_eq!(waited.unwrap().expose(), "good");
+    }
+
+    #[tokio::test]
+    async fn each_of_two_sign_ins_ignores_the_others_callback() {
+        let (first, first_base) = server_for("state-of-the-first").await;
+        let (second, second_base) = server_for("state-of-the-second").await;
+        let prompt = Lines::default();
+        let (first_code, second_code, ()) = tokio::join!(
+            first.wait_for_code(&prompt, Duration::from_secs(20)),
+            second.wait_for_code(&prompt, Duration::from_secs(20)),
+            async {
+                let crossed = [
+                    format!("{first_base}/cb?code=meant-for-second&state=state-of-the-second"),
+                    format!("{second_base}/cb?code=meant-for-first&state=state-of-the-first"),
+                ];
+                for url in crossed {
+                    assert_eq!(get(&url).await.0, 400, "{url}");
+                }
+                let own = [
+                    format!("{first_base}/cb?code=first-code&state=state-of-the-first"),
+                    format!("{second_base}/cb?code=second-code&state=state-of-the-second"),
+                ];
+                for url in own {
+                    assert_eq!(get(&url).await.0, 200, "{url}");
+                }
+            }
+        );
+        assert_eq!(first_code.unwrap().expose(), "first-code");
+        assert_eq!(second_code.unwrap().expose(), "second-code");
+    }
+
+    #[tokio::test]
+    async fn a_callback_after_the_sign_in_finished_changes_nothing_and_says_so() {
+        let (server, base) = server().await;
+        // One client, so the late callback may reuse the first one's kept-alive connection.
+        let browser = reqwest::Client::new();
+        let prompt = Lines::default();
+        let (waited, status) = tokio::join!(
+            server.wait_for_code(&prompt, Duration::from_secs(20)),
+            async {
+                let url = format!("{base}/cb?code=first&state=st-123");
+                browser.get(url).send().await.unwrap().status().as_u16()
+            }
+        );
+        assert_eq!(status, 200);
+        assert_eq!(waited.unwrap().expose(), "first");
+        // The server is stopping: the late answer is refused or told it came too late.
+        let late = browser
+            .get(format!("{base}/cb?code=second&state=st-123"))
+            .send()
+            .await;
+        if let Ok(late) = late {
+            let status = late.status().as_u16();
+            let body = late.text().await.unwrap_or_default();
+            assert_ne!(status, 200, "{body}");
+            assert!(!body.contains("Sign-in complete"), "{body}");
+        }
+
+        // The same, deterministic: nobody is waiting any more.
+        let (events, receiver) = mpsc::channel(1);
+        drop(receiver);
+        let shared = Shared {
+            state: Arc::new("st-123".to_owned()),
+            events,
+        };
+        let late = callback(
+            State(shared),
+            RawQuery(Some("code=second&state=st-123".to_owned())),
+        )
+        .await;
+        assert_eq!(late.status(), StatusCode::GONE);
     }
 
     #[tokio::test]
@@ -554,11 +694,107 @@ mod tests {
             ok("a b", BareCode::Accepted),
             Err(FlowError::Invalid(_))
         ));
+        for repeated in [
+            "http://localhost:1/cb?code=abc&state=other&state=st-123",
+            "http://localhost:1/cb?code=abc&code=def&state=st-123",
+        ] {
+            assert!(
+                matches!(ok(repeated, BareCode::Accepted), Err(FlowError::Invalid(_))),
+                "{repeated}"
+            );
+        }
         let err = ok(
             "http://localhost:1/cb?code=leaky&state=bad",
             BareCode::Accepted,
         )
         .unwrap_err();
         assert!(!err.to_string().contains("leaky"));
+    }
+
+    /// A query parameter name the callback gives a meaning to, or any other.
+    fn any_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("state".to_owned()),
+            Just("code".to_owned()),
+            Just("error".to_owned()),
+            Just("error_description".to_owned()),
+            any::<String>(),
+        ]
+    }
+
+    /// The sign-in's state, an empty one, or anything.
+    fn any_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("st-123".to_owned()),
+            Just(String::new()),
+            any::<String>()
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_pasted_text_never_panics(text in any::<String>()) {
+            let p = Lines::default();
+            for bare in [BareCode::Accepted, BareCode::Refused] {
+                let _ = parse_pasted(&p, &text, &state(), bare);
+            }
+        }
+
+        #[test]
+        fn a_pasted_address_never_panics(query in any::<String>(), fragment in any::<String>()) {
+            let p = Lines::default();
+            let text = format!("http://localhost:8085/oauth2callback?{query}#{fragment}");
+            let _ = parse_pasted(&p, &text, &state(), BareCode::Refused);
+        }
+
+        #[test]
+        fn another_sign_ins_state_is_never_accepted(
+            code in "[A-Za-z0-9_.~-]{1,24}",
+            other in any::<String>().prop_filter("not ours", |s| s.trim() != "st-123"),
+        ) {
+            let p = Lines::default();
+            let mut url = Url::parse("http://localhost:1455/auth/callback").unwrap();
+            url.query_pairs_mut().append_pair("code", &code).append_pair("state", &other);
+            let pasted = [url.to_string(), format!("{code}#{other}")];
+            for text in pasted {
+                for bare in [BareCode::Accepted, BareCode::Refused] {
+                    prop_assert!(parse_pasted(&p, &text, &state(), bare).is_err(), "{}", text);
+                }
+            }
+        }
+
+        #[test]
+        fn a_callback_completes_only_with_one_matching_state_and_one_code(
+            pairs in proptest::collection::vec((any_name(), any_value()), 0..6),
+        ) {
+            let (event, response) = judge(&pairs, "st-123");
+            let count = |name: &str| pairs.iter().filter(|(k, _)| k == name).count();
+            let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            match event {
+                CallbackEvent::Code(code) => {
+                    prop_assert_eq!(response.status(), StatusCode::OK);
+                    prop_assert_eq!(count("state"), 1);
+                    prop_assert_eq!(value("state"), Some("st-123"));
+                    prop_assert_eq!(count("code"), 1);
+                    prop_assert_eq!(count("error"), 0);
+                    prop_assert_eq!(Some(code.expose()), value("code"));
+                    prop_assert!(!code.expose().is_empty());
+                }
+                CallbackEvent::ProviderError { .. } => {
+                    prop_assert_eq!(value("state"), Some("st-123"));
+                    prop_assert_eq!(count("error"), 1);
+                }
+                CallbackEvent::Ignored(_) => {
+                    prop_assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+                }
+            }
+        }
+
+        #[test]
+        fn any_raw_query_is_judged_without_panicking(query in any::<Vec<u8>>()) {
+            let pairs: Vec<(String, String)> =
+                url::form_urlencoded::parse(&query).into_owned().collect();
+            let _ = judge(&pairs, "st-123");
+        }
     }
 }

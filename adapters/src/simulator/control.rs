@@ -30,6 +30,10 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         )
         .route("/_sim/{provider}/deny-next-device", post(deny_next_device))
         .route(
+            "/_sim/{provider}/hold-next-refresh",
+            post(hold_next_refresh),
+        )
+        .route(
             "/_sim/{provider}/expire-next-device",
             post(expire_next_device),
         )
@@ -106,6 +110,11 @@ async fn set_token_lifetime(sim: Sim, Path(p): Path<String>, Json(b): Json<Secon
 
 async fn deny_next_consent(sim: Sim, Path(p): Path<String>) -> Done {
     sim.lock().deny_next_consent(parse(&p)?);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn hold_next_refresh(sim: Sim, Path(p): Path<String>) -> Done {
+    sim.lock().hold_next_refresh(parse(&p)?);
     Ok(StatusCode::NO_CONTENT)
 }
 

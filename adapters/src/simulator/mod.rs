@@ -113,6 +113,7 @@
 //! | [`deny_next_consent`](SimulatorHandle::deny_next_consent) | `POST /_sim/{p}/deny-next-consent` |
 //! | [`deny_next_device_authorization`](SimulatorHandle::deny_next_device_authorization) | `POST /_sim/{p}/deny-next-device` |
 //! | [`expire_next_device_authorization`](SimulatorHandle::expire_next_device_authorization) | `POST /_sim/{p}/expire-next-device` |
+//! | [`hold_next_refresh`](SimulatorHandle::hold_next_refresh) | `POST /_sim/{p}/hold-next-refresh` |
 //! | [`expire_access_tokens`](SimulatorHandle::expire_access_tokens) | `POST /_sim/{p}/accounts/{a}/expire-tokens` |
 //! | [`revoke`](SimulatorHandle::revoke) | `POST /_sim/{p}/accounts/{a}/revoke` |
 //! | [`fail_next_chat_requests`](SimulatorHandle::fail_next_chat_requests) | `POST /_sim/{p}/accounts/{a}/fail-next` `{"count":2,"failure":{"kind":"rate_limited","retry_after_secs":30}}` |
@@ -149,7 +150,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use llxprt_domain::{ChatProvider, OAuthProvider, Secret};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use browser::{BrowseError, Consent, Page};
@@ -180,9 +181,11 @@ impl Simulator {
             .map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let endpoints = Endpoints::at(&format!("http://{addr}"));
+        let (release, released) = watch::channel(());
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(config, endpoints.clone())),
             endpoints,
+            released,
         });
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -206,6 +209,7 @@ impl Simulator {
             server: Arc::new(ServerTask {
                 stop: Mutex::new(Some(stop)),
                 task: Mutex::new(Some(task)),
+                release,
             }),
             http,
         })
@@ -554,6 +558,14 @@ impl SimulatorHandle {
             .preset_next_device(provider, state::DeviceOutcome::Expired);
     }
 
+    /// Makes `provider`'s next successful refresh do everything a refresh does (a rotating
+    /// refresh token is spent and a new one issued; `refreshes` counts it) and then never answer:
+    /// the request stays open until the client gives up or the simulator stops. For tests of a
+    /// client killed between the provider's rotation and its own write.
+    pub fn hold_next_refresh(&self, provider: OAuthProvider) {
+        self.shared.lock().hold_next_refresh(provider);
+    }
+
     /// Expires every access token of the account now (its refresh tokens stay valid).
     pub fn expire_access_tokens(&self, provider: OAuthProvider, account: &str) {
         self.shared.lock().expire_access_tokens(provider, account);
@@ -616,6 +628,7 @@ impl SimulatorHandle {
 
     /// Stops the server and waits for it to finish (every clone of this handle stops working).
     pub async fn shutdown(self) {
+        self.server.release.send_replace(());
         let stop = self
             .server
             .stop
@@ -641,6 +654,9 @@ impl SimulatorHandle {
 struct ServerTask {
     stop: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Lets held refresh answers go (by a send, or by being dropped), so that stopping the
+    /// server does not wait on them.
+    release: watch::Sender<()>,
 }
 
 impl Drop for ServerTask {
@@ -656,6 +672,8 @@ impl Drop for ServerTask {
 struct Shared {
     state: Mutex<State>,
     endpoints: Endpoints,
+    /// Changes when held refresh answers may end (see [`SimulatorHandle::hold_next_refresh`]).
+    released: watch::Receiver<()>,
 }
 
 impl Shared {
@@ -670,6 +688,10 @@ type Sim = axum::extract::State<Arc<Shared>>;
 
 fn router(shared: Arc<Shared>) -> axum::Router {
     oauth::routes()
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            oauth::hold_held_refreshes,
+        ))
         .merge(device::routes())
         .merge(chat::routes())
         .merge(control::routes())

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::RawQuery;
+use axum::extract::{RawQuery, Request};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -396,7 +397,31 @@ fn refresh(
         revoked,
     )?;
     let body = state.grant(provider, &account, &scope, state::rotates(provider), true);
-    Ok(wire::no_store(StatusCode::OK, body))
+    let mut response = wire::no_store(StatusCode::OK, body);
+    if state.take_hold_next_refresh(provider) {
+        tracing::debug!(%provider, account, "refreshed; holding the answer back");
+        response.extensions_mut().insert(HeldRefresh);
+    }
+    Ok(response)
+}
+
+/// Marks a refresh answer that [`hold_held_refreshes`] must never deliver.
+#[derive(Clone, Copy)]
+struct HeldRefresh;
+
+/// Middleware of the token endpoints: a refresh the provider has already done (tokens rotated,
+/// counted) but whose answer was asked to be held stays unanswered until the simulator stops,
+/// like a provider whose reply is lost after it changed its state.
+pub(super) async fn hold_held_refreshes(sim: Sim, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.extensions().get::<HeldRefresh>().is_none() {
+        return response;
+    }
+    let mut released = sim.released.clone();
+    // Ends when the simulator shuts down (a value is sent) or its last handle is gone (the
+    // sender is dropped); either way nobody should get the tokens any more.
+    let _ = released.changed().await;
+    wire::json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
 }
 
 fn unsupported_grant(grant_type: &str) -> OAuthError {

@@ -25,6 +25,7 @@ struct ProviderState {
     token_lifetime_secs: u64,
     deny_next_consent: bool,
     next_device: Option<DeviceOutcome>,
+    hold_next_refresh: bool,
 }
 
 impl ProviderState {
@@ -34,6 +35,7 @@ impl ProviderState {
             token_lifetime_secs: cfg.token_lifetime_secs,
             deny_next_consent: false,
             next_device: None,
+            hold_next_refresh: false,
         }
     }
 }
@@ -235,6 +237,14 @@ impl State {
 
     pub(super) fn deny_next_consent(&mut self, provider: OAuthProvider) {
         self.provider(provider).deny_next_consent = true;
+    }
+
+    pub(super) fn hold_next_refresh(&mut self, provider: OAuthProvider) {
+        self.provider(provider).hold_next_refresh = true;
+    }
+
+    pub(super) fn take_hold_next_refresh(&mut self, provider: OAuthProvider) -> bool {
+        std::mem::take(&mut self.provider(provider).hold_next_refresh)
     }
 
     pub(super) fn preset_next_device(&mut self, provider: OAuthProvider, outcome: DeviceOutcome) {

@@ -359,10 +359,54 @@ mod tests {
             )
     }
 
+    /// A JSON value of a kind a token file might hold, sound or not.
+    fn any_json_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+            Just("1e400".to_owned()),
+            "-?[0-9]{1,25}(\\.[0-9]{1,6})?([eE][+-]?[0-9]{1,4})?",
+            "\\PC{0,12}".prop_map(|s| serde_json::Value::String(s).to_string()),
+            r#"[\[\]{}":,a-z0-9.\\]{0,12}"#,
+        ]
+    }
+
     proptest! {
         #[test]
         fn every_token_round_trips(token in any_token()) {
             prop_assert_eq!(token_from_json(&token_to_json(&token)).unwrap(), token);
+        }
+
+        #[test]
+        fn reading_never_panics_on_any_text(text in any::<String>()) {
+            let _ = token_from_json(&text);
+        }
+
+        #[test]
+        fn reading_never_panics_on_json_like_text(text in r#"[\[\]{}":,a-z_ 0-9.\-eE+\\]{0,120}"#) {
+            let _ = token_from_json(&text);
+        }
+
+        #[test]
+        fn whatever_is_read_is_written_back_the_same(
+            fields in proptest::collection::vec(
+                (prop_oneof![
+                    proptest::sample::select(KNOWN_FIELDS.to_vec()).prop_map(str::to_owned),
+                    "[a-z_]{1,8}",
+                ], any_json_value()),
+                0..10,
+            )
+        ) {
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(name, value)| format!("{}:{value}", serde_json::Value::String(name.clone())))
+                .collect();
+            let text = format!("{{{}}}", body.join(","));
+            if let Ok(token) = token_from_json(&text) {
+                prop_assert_eq!(token_from_json(&token_to_json(&token)).unwrap(), token);
+            }
         }
     }
 }

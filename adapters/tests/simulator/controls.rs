@@ -349,3 +349,53 @@ async fn a_shut_down_simulator_refuses_connections() {
     assert!(http().get(&url).send().await.is_err());
     assert!(other.consent(&url).await.is_err());
 }
+
+#[tokio::test]
+async fn a_held_refresh_rotates_the_token_and_never_answers() {
+    let sim = Simulator::start().await.unwrap();
+    let tokens = anthropic_login(&sim).await;
+    let old = str_of(&tokens, "refresh_token");
+    let hold = http().post(format!(
+        "{}/anthropic/hold-next-refresh",
+        sim.endpoints().controls
+    ));
+    assert_eq!(send_raw(hold).await.status(), StatusCode::NO_CONTENT);
+
+    let held = tokio::spawn({
+        let sim = sim.clone();
+        let old = old.to_owned();
+        async move { anthropic_refresh(&sim, &old).await }
+    });
+    // The provider side is done as soon as the refresh is counted; the answer never comes.
+    let mut counted = false;
+    for _ in 0..200 {
+        if sim.counters(OAuthProvider::Anthropic, "user1").refreshes == 1 {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(counted, "the held refresh reached the provider");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "the held refresh was answered");
+
+    // The old token was spent by the held refresh; only the next refresh is answered again.
+    let (status, body) = anthropic_refresh(&sim, old).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(oauth_error(&body), "invalid_grant");
+    assert_eq!(
+        sim.counters(OAuthProvider::Anthropic, "user1")
+            .reused_refresh_tokens,
+        1
+    );
+
+    // Stopping the simulator lets the held request end instead of hanging the shutdown.
+    tokio::time::timeout(std::time::Duration::from_secs(20), sim.shutdown())
+        .await
+        .expect("shutdown does not wait for the held answer");
+    let (status, _) = tokio::time::timeout(std::time::Duration::from_secs(20), held)
+        .await
+        .expect("the held request ended")
+        .unwrap();
+    assert_ne!(status, StatusCode::OK);
+}

@@ -1,0 +1,105 @@
+//! A process killed in the middle of a refresh: after the provider rotated the refresh token,
+//! before the new one reached the file.
+
+use std::time::Duration;
+
+use llxprt_adapters::store::json::token_from_json;
+use llxprt_domain::OAuthProvider;
+
+use crate::support::{against, free_port, sign_in, simulator, Driven};
+
+#[test]
+fn a_kill_after_the_provider_rotated_leaves_the_old_file_and_the_next_run_asks_for_a_login() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let port = free_port();
+    let sim = runtime.block_on(simulator(port));
+    let home = tempfile::tempdir().unwrap();
+    let base = against(&sim, port);
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .cloned()
+            .chain(extra.iter().map(|s| (*s).to_owned()))
+            .collect()
+    };
+
+    // Signed in to the bucket work1 with a token that is already expired, so the next message
+    // has to refresh it first.
+    sim.set_token_lifetime(OAuthProvider::Anthropic, 0);
+    let mut setup = Driven::start(home.path(), &with(&[]), &[], 1);
+    sign_in(&mut setup, &sim, &runtime, "anthropic", Some("work1"));
+    setup.send("/provider anthropic");
+    setup.send("/profile save model crash work1");
+    let done = setup.finish();
+    assert_eq!(done.code(), Some(0), "{}\n{}", done.stdout, done.stderr);
+    sim.set_token_lifetime(OAuthProvider::Anthropic, 3600);
+    let file = home.path().join("oauth").join("anthropic-work1.json");
+    let before = std::fs::read_to_string(&file).unwrap();
+
+    // The provider rotates the refresh token and its answer never arrives: the process is
+    // killed while it waits.
+    sim.hold_next_refresh(OAuthProvider::Anthropic);
+    let refreshing = Driven::start(
+        home.path(),
+        &with(&["--profile", "crash", "-p", "hello"]),
+        &[],
+        1,
+    );
+    let mut rotated = false;
+    for _ in 0..500 {
+        if sim.counters(OAuthProvider::Anthropic, "user1").refreshes == 1 {
+            rotated = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(rotated, "the child never refreshed");
+    refreshing.kill();
+
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(after, before, "the file was written or torn");
+    let kept = token_from_json(&after).unwrap();
+    assert!(kept.refresh_token.is_some());
+    for entry in std::fs::read_dir(home.path().join("oauth")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                token_from_json(&text).is_ok(),
+                "{} is not a token file",
+                path.display()
+            );
+        }
+    }
+
+    // The next run presents the old refresh token, which the provider already spent. (It also
+    // takes the bucket's lock, which the killed process held: the kernel released it.)
+    let next = Driven::start(
+        home.path(),
+        &with(&["--profile", "crash", "-p", "hello"]),
+        &[],
+        1,
+    );
+    let told = next.finish();
+    assert_eq!(told.code(), Some(1), "{}", told.stdout);
+    assert_eq!(
+        sim.counters(OAuthProvider::Anthropic, "user1")
+            .reused_refresh_tokens,
+        1
+    );
+    let needs_login = told
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("needs a new login"))
+        .unwrap_or_else(|| panic!("nothing says a login is needed:\n{}", told.stderr))
+        .to_owned();
+    assert!(needs_login.contains("anthropic/work1"), "{needs_login}");
+    assert!(
+        needs_login.contains("/auth anthropic login work1"),
+        "{needs_login}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        before,
+        "the token file is kept as it was"
+    );
+}
