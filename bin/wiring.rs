@@ -154,7 +154,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
             sim.endpoints().root,
             home.display()
         ));
-        shell = Arc::new(browser.shell(shell));
+        shell = Arc::new(browser.shell(shell, !cli.nobrowser));
     }
     Ok(Wired {
         shell,
