@@ -8,11 +8,12 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Parser;
-use llxprt_adapters::repl;
+use llxprt_adapters::repl::{self, TerminalPrompt};
+use llxprt_application::ports::UserPrompt;
 
 use crate::cli::Cli;
 
-fn main() -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -21,11 +22,24 @@ fn main() -> anyhow::Result<ExitCode> {
         )
         .with_writer(io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new()?;
-    let exit = runtime.block_on(run(cli));
-    // A question cancelled mid-read leaves a thread blocked on the terminal: do not wait for it.
-    runtime.shutdown_background();
-    exit
+    let exit = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            let exit = runtime.block_on(run(cli));
+            // A question cancelled mid-read leaves a thread blocked on the terminal: do not
+            // wait for it.
+            runtime.shutdown_background();
+            exit
+        });
+    match exit {
+        Ok(exit) => exit,
+        Err(error) => {
+            // One line, whatever RUST_BACKTRACE says: a start-up error is the user's to fix
+            // (a missing profile, an unreadable key file), not a crash.
+            TerminalPrompt::output_only().show_error(&format!("Error: {error:#}"));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

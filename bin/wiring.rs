@@ -89,7 +89,11 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
     let settings = config.load_settings()?;
     let key = match (&cli.key, &cli.keyfile) {
         (Some(key), _) => Some(key.clone()),
-        (None, Some(path)) => Some(config.read_key_file(&path.to_string_lossy())?),
+        (None, Some(path)) => Some(
+            config
+                .read_key_file(&path.to_string_lossy())
+                .context("--keyfile")?,
+        ),
         (None, None) => key_setting,
     };
 
@@ -144,7 +148,13 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         .map(ProfileName::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
+    let asked_for_profile = profile.is_some();
     if let Err(error) = session.start(profile) {
+        // `--profile` was asked for by name, so starting without it would be a surprise; a
+        // default profile that went missing only deserves a warning.
+        if asked_for_profile {
+            anyhow::bail!("--profile: {error}");
+        }
         TerminalPrompt::output_only().show_error(&format!("Error: {error}"));
     }
     let mut shell: Arc<dyn Shell> = Arc::new(session);
