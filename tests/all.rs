@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod command_line;
+mod commands;
 mod line_mode;
 mod pty;
 mod readme;

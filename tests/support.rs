@@ -44,8 +44,26 @@ impl Run {
 
 /// Runs `llxprt ARGS` with `stdin` piped in (so not a terminal), killing it at [`LIMIT`].
 pub(crate) fn run(home: &Path, args: &[&str], stdin: &str) -> Run {
-    let mut child = llxprt(home)
-        .args(args)
+    let mut command = llxprt(home);
+    command.args(args);
+    run_command(command, stdin)
+}
+
+/// Runs `llxprt --sandbox ARGS` with `home` as its (kept) home and `stdin` piped in.
+pub(crate) fn sandbox(home: &Path, args: &[&str], stdin: &str) -> Run {
+    let mut command = llxprt(home);
+    command.arg("--sandbox").args(args);
+    run_command(command, stdin)
+}
+
+/// Runs a prepared [`llxprt`] command with `stdin` piped in, killing it at [`LIMIT`]; fails
+/// the test if it panicked.
+pub(crate) fn run_command(mut command: Command, stdin: &str) -> Run {
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -89,4 +107,108 @@ pub(crate) fn run(home: &Path, args: &[&str], stdin: &str) -> Run {
         run.stderr
     );
     run
+}
+
+/// A running `llxprt` (stdin not a terminal) whose input is written line by line while its
+/// output is read, for conversations that depend on what it printed. Killed when dropped.
+pub(crate) struct Interactive {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::sync::mpsc::Receiver<String>,
+    stderr: Option<thread::JoinHandle<String>>,
+    seen: String,
+}
+
+impl Interactive {
+    /// Starts a prepared [`llxprt`] command.
+    pub(crate) fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let (lines, stdout) = std::sync::mpsc::channel();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        thread::spawn(move || {
+            for line in std::io::BufRead::lines(out) {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr: Some(stderr),
+            seen: String::new(),
+        }
+    }
+
+    /// Types one line.
+    pub(crate) fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("input is still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Reads printed lines until one satisfies `wanted`, and returns it.
+    pub(crate) fn line_where(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {what} within {LIMIT:?}; printed so far:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Closes the input and waits for the end; returns everything printed.
+    pub(crate) fn finish(mut self) -> Run {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "llxprt did not finish within {LIMIT:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        assert!(!stderr.contains("panicked"), "llxprt panicked:\n{stderr}");
+        Run {
+            status,
+            stdout: std::mem::take(&mut self.seen),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
