@@ -386,8 +386,12 @@ impl Session {
                     let moves_on =
                         policy.is_some_and(|p| llxprt_domain::moves_on(p, error.member_failure()));
                     if let (true, Some(member)) = (moves_on, &member) {
+                        // The member's own error may run over several lines (the exhausted
+                        // report); its first line says enough while the request goes on.
+                        let error_text = error.to_string();
+                        let first = error_text.lines().next().unwrap_or_default();
                         prompt.show_error(&format!(
-                            "Profile {member} failed ({error}); trying the next profile"
+                            "Profile {member} failed ({first}); trying the next profile"
                         ));
                         last_failure = Some(Failure(error.to_string()));
                         continue;
@@ -455,10 +459,23 @@ impl Session {
                 }
             };
             let mark = if ok { '✓' } else { '✗' };
-            prompt.show(&format!(
-                "{mark} {oauth}: {} ({enabled}){expiry} — {}",
-                credential.method(),
+            let signed_in = match credential {
+                Credential::None => self.services.auth.store().list(oauth).await?,
+                _ => Vec::new(),
+            };
+            // Signing in does not turn OAuth on, which surprises: say what would use it.
+            let why = if signed_in.is_empty() {
                 credential.why()
+            } else {
+                let names: Vec<&str> = signed_in.iter().map(BucketName::as_str).collect();
+                format!(
+                    "signed in ({}) but OAuth is off: /auth {oauth} enable uses it",
+                    names.join(", ")
+                )
+            };
+            prompt.show(&format!(
+                "{mark} {oauth}: {} ({enabled}){expiry} — {why}",
+                credential.method(),
             ));
         }
         Ok(())
