@@ -113,9 +113,16 @@ fn auth_overview_shows_each_provider_with_its_method_switch_and_expiry() {
     command.arg("--sandbox");
     let done = crate::support::run_command(
         command,
-        "/auth anthropic login\n/auth anthropic enable\n/auth\n",
+        "/auth anthropic login\n/auth\n/auth anthropic enable\n/auth\n",
     );
     succeeded(&done);
+    // Signed in but not enabled: the line says what would use the token.
+    let before = done
+        .stdout
+        .lines()
+        .find(|l| l.starts_with('✗') && l.contains(" anthropic"))
+        .unwrap_or_else(|| panic!("{}", done.stdout));
+    assert!(before.contains("/auth anthropic enable"), "{before}");
     let anthropic = overview_line(&done, "anthropic");
     assert!(anthropic.starts_with('✓'), "{anthropic}");
     for word in ["oauth", "enabled", "expires in"] {
@@ -680,6 +687,9 @@ fn a_roundrobin_profile_takes_its_profiles_in_turn_and_failover_moves_on() {
         assert!(reply.starts_with(alternate(i)), "{replies:?}");
     }
     assert_eq!(replies[3], "[simulated qwen/q1] you said: four");
+    // One line about the member that failed, however long its own error is.
+    let failed = one_line(&done, "Profile pa failed");
+    assert!(failed.ends_with("trying the next profile"), "{failed}");
 }
 
 #[test]
