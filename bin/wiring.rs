@@ -159,11 +159,15 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
     }
     let mut shell: Arc<dyn Shell> = Arc::new(session);
     if let (Some(browser), Some(sim)) = (&sandbox_browser, &simulator) {
-        TerminalPrompt::output_only().show(&format!(
-            "Sandbox: every provider is simulated at {} (home {}). Type /sandbox for its controls, /help for commands.",
-            sim.endpoints().root,
-            home.display()
-        ));
+        // A one-shot run's output is only its answer, ready for a pipe.
+        let one_shot = cli.prompt.is_some() || !cli.words.is_empty();
+        if !one_shot {
+            TerminalPrompt::output_only().show(&format!(
+                "Sandbox: every provider is simulated at {} (home {}). Type /sandbox for its controls, /help for commands.",
+                sim.endpoints().root,
+                home.display()
+            ));
+        }
         shell = Arc::new(browser.shell(shell, !cli.nobrowser));
     }
     Ok(Wired {
