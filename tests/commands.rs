@@ -279,6 +279,9 @@ fn an_enabled_provider_signs_in_lazily_at_the_first_message() {
 
 #[test]
 fn login_writes_private_token_files_named_by_provider_and_bucket() {
+    let _codex = crate::support::CODEX_PORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let home = tempfile::tempdir().unwrap();
     let done = sandbox(
         home.path(),

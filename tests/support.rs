@@ -6,6 +6,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Held by tests that sign in to Codex: its loopback listener may only use ports 1455 and 1457
+/// (the provider's allow-list), so two such sign-ins at once are all that can run.
+pub(crate) static CODEX_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Long enough for a loaded CI machine; reaching it means the program hung.
 pub(crate) const LIMIT: Duration = Duration::from_secs(20);
 
