@@ -848,3 +848,46 @@ fn help_lists_every_command_and_quit_ends_with_the_status_so_far() {
     let failed_first = run(home.path(), &[], "/frobnicate\n/quit\n");
     assert_eq!(failed_first.code(), Some(1));
 }
+
+#[test]
+fn a_model_profile_keeps_the_session_key_for_its_provider() {
+    let home = tempfile::tempdir().unwrap();
+    let done = sandbox(
+        home.path(),
+        &[],
+        "/provider qwen\n/key sim-qwen-key\n/profile save model keyed\n",
+    );
+    succeeded(&done);
+    assert!(!done.stdout.contains("sim-qwen-key"), "{}", done.stdout);
+    let later = sandbox(home.path(), &["--profile", "keyed", "-p", "hello"], "");
+    succeeded(&later);
+    assert_eq!(later.stdout, "[simulated qwen/api-key] you said: hello\n");
+    assert_eq!(mode(&home.path().join("profiles/keyed.json")), 0o600);
+}
+
+#[test]
+fn an_access_token_the_provider_expired_is_refreshed_and_the_message_answered() {
+    let home = tempfile::tempdir().unwrap();
+    let done = sandbox(
+        home.path(),
+        &[],
+        "/auth anthropic login\n/auth anthropic enable\n\
+         /sandbox expire anthropic default\nhello\n",
+    );
+    succeeded(&done);
+    assert!(done
+        .stdout
+        .contains("[simulated anthropic/default] you said: hello"));
+    // One sign-in only: the 401 was answered by a refresh, not a new login.
+    assert_eq!(
+        lines_with(&done, "Logged in to").len(),
+        1,
+        "{}",
+        done.stdout
+    );
+    assert!(
+        !done.stdout.contains("not logged in yet"),
+        "{}",
+        done.stdout
+    );
+}
