@@ -90,7 +90,11 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
     let settings = config.load_settings()?;
     let key = match (&cli.key, &cli.keyfile) {
         (Some(key), _) => Some(key.clone()),
-        (None, Some(path)) => Some(config.read_key_file(&path.to_string_lossy())?),
+        (None, Some(path)) => Some(
+            config
+                .read_key_file(&path.to_string_lossy())
+                .context("--keyfile")?,
+        ),
         (None, None) => key_setting,
     };
 
@@ -159,12 +163,16 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
     }
     let mut shell: Arc<dyn Shell> = Arc::new(session);
     if let (Some(browser), Some(sim)) = (&sandbox_browser, &simulator) {
-        TerminalPrompt::output_only().show(&format!(
-            "Sandbox: every provider is simulated at {} (home {}). Type /sandbox for its controls, /help for commands.",
-            sim.endpoints().root,
-            home.display()
-        ));
-        shell = Arc::new(browser.shell(shell));
+        // A one-shot run's output is only its answer, ready for a pipe.
+        let one_shot = cli.prompt.is_some() || !cli.words.is_empty();
+        if !one_shot {
+            TerminalPrompt::output_only().show(&format!(
+                "Sandbox: every provider is simulated at {} (home {}). Type /sandbox for its controls, /help for commands.",
+                sim.endpoints().root,
+                home.display()
+            ));
+        }
+        shell = Arc::new(browser.shell(shell, !cli.nobrowser));
     }
     Ok(Wired {
         shell,

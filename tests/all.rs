@@ -5,6 +5,7 @@
 
 mod bad_files;
 mod command_line;
+mod commands;
 mod failover;
 mod killed_refresh;
 mod line_mode;

@@ -78,3 +78,95 @@ fn unusual_input_never_panics() {
     let done = run(home.path(), &[], &input);
     assert_eq!(done.code(), Some(1));
 }
+
+/// Odd lines of every shape a command can take, made by a fixed pseudo-random generator so a
+/// failure can be replayed.
+fn odd_lines(count: usize) -> Vec<String> {
+    const HEADS: [&str; 24] = [
+        "/",
+        "//",
+        "/auth",
+        "/auth anthropic",
+        "/auth gemini login",
+        "/auth qwen logout",
+        "/auth anthropic status",
+        "/auth qwen enable",
+        "/provider",
+        "/model",
+        "/key",
+        "/keyfile",
+        "/set",
+        "/set auth-key",
+        "/profile save model",
+        "/profile save loadbalancer x failover",
+        "/profile load",
+        "/profile delete",
+        "/stats",
+        "/sandbox limit anthropic",
+        "/sandbox lifetime qwen",
+        "/help",
+        "",
+        "/ auth",
+    ];
+    const PIECES: [&str; 20] = [
+        " ",
+        "\t",
+        "é",
+        "✓",
+        "𝔘",
+        "\u{202e}",
+        "\u{feff}",
+        "\u{0}",
+        "\u{7}",
+        "\u{1b}[2J",
+        "\r",
+        "..",
+        "../../etc/passwd",
+        "--all",
+        "-1",
+        "99999999999999999999999",
+        "=",
+        "#",
+        "%s%n",
+        "default",
+    ];
+    let mut seed: u64 = 0x5eed_1e55;
+    let mut next = move |bound: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize % bound
+    };
+    (0..count)
+        .map(|_| {
+            let mut line = HEADS[next(HEADS.len())].to_owned();
+            for _ in 0..next(6) {
+                line.push_str(PIECES[next(PIECES.len())]);
+            }
+            if next(10) == 0 {
+                line.push_str(&"ẍ".repeat(next(50_000)));
+            }
+            line
+        })
+        .collect()
+}
+
+#[test]
+fn odd_lines_in_the_sandbox_never_panic_and_every_line_gets_an_answer() {
+    let home = tempfile::tempdir().unwrap();
+    let mut input = odd_lines(300).join("\n");
+    input.push_str("\n/auth\n");
+    // `sandbox` fails the test if the program panicked or hung.
+    let done = crate::support::sandbox(home.path(), &[], &input);
+    assert!(
+        matches!(done.code(), Some(0 | 1)),
+        "ended by a signal or a crash: {:?}",
+        done.status
+    );
+    // It kept going to the last line.
+    assert!(
+        provider_line(&done.stdout, "codex").is_some(),
+        "{}",
+        done.stdout
+    );
+}

@@ -14,8 +14,13 @@ const PROVIDERS: [&str; 4] = ["anthropic", "gemini", "qwen", "codex"];
 
 /// The REPL on a pseudo-terminal that understands the usual escape sequences.
 fn start(home: &Path) -> PtySession {
+    start_with(home, &[])
+}
+
+/// The REPL started with `args`.
+fn start_with(home: &Path, args: &[&str]) -> PtySession {
     let mut command = llxprt(home);
-    command.env("TERM", "xterm");
+    command.env("TERM", "xterm").args(args);
     let options = Options::new()
         .timeout_ms(Some(LIMIT.as_millis() as u64))
         .strip_ansi_escape_codes(true);
@@ -154,4 +159,98 @@ fn history_of_an_earlier_session_is_offered_again() {
     expect_status_of_every_provider(&mut repl);
     repl.send_control('d').unwrap();
     assert_eq!(exit_code(&mut repl), 0);
+}
+
+#[test]
+fn tab_lists_the_providers_after_auth_and_completes_one() {
+    let home = tempfile::tempdir().unwrap();
+    let mut repl = start(home.path());
+    // Two tabs on an empty word list every provider.
+    type_in(&mut repl, "/auth \t\t");
+    // The list is sorted, so it ends with qwen.
+    let listed = decoded(&repl.exp_string("qwen").unwrap());
+    for provider in ["anthropic", "codex", "gemini"] {
+        assert!(
+            listed.contains(provider),
+            "{provider} not offered: {listed}"
+        );
+    }
+    // The line is still "/auth ": a unique prefix completes.
+    type_in(&mut repl, "q\t");
+    repl.exp_string("wen").unwrap();
+    type_in(&mut repl, "status\r");
+    repl.exp_string("OAuth Buckets for qwen:").unwrap();
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
+}
+
+#[test]
+fn tab_completes_bucket_names_once_the_bucket_exists() {
+    let home = tempfile::tempdir().unwrap();
+    let mut repl = start_with(home.path(), &["--sandbox"]);
+    type_in(&mut repl, "/auth anthropic login work1@company.com\r");
+    repl.exp_string("Logged in to anthropic/work1@company.com")
+        .unwrap();
+    repl.exp_string("> ").unwrap();
+    type_in(&mut repl, "/auth anthropic logout wo\t");
+    // Only "wo" was typed: the rest of the name is the completion.
+    repl.exp_string("rk1@company.com").unwrap();
+    type_in(&mut repl, "\r");
+    repl.exp_string("Logged out of anthropic/work1@company.com")
+        .unwrap();
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
+    assert!(!home
+        .path()
+        .join("oauth/anthropic-work1@company.com.json")
+        .exists());
+}
+
+#[test]
+fn tab_completes_profile_names_after_profile_load() {
+    let home = tempfile::tempdir().unwrap();
+    let mut repl = start(home.path());
+    type_in(&mut repl, "/profile save model nightly-claude\r");
+    repl.exp_string("Profile nightly-claude saved").unwrap();
+    repl.exp_string("> ").unwrap();
+    type_in(&mut repl, "/profile load nig\t");
+    repl.exp_string("htly-claude").unwrap();
+    type_in(&mut repl, "\r");
+    repl.exp_string("Profile nightly-claude loaded").unwrap();
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
+}
+
+#[test]
+fn ctrl_c_cancels_a_device_sign_in_in_flight_and_the_repl_goes_on() {
+    let home = tempfile::tempdir().unwrap();
+    // With --nobrowser nobody approves the device code, so the sign-in waits until cancelled.
+    let mut repl = start_with(home.path(), &["--sandbox", "--nobrowser"]);
+    type_in(&mut repl, "/auth qwen login\r");
+    repl.exp_string("Enter code:").unwrap();
+    repl.exp_string("Waiting").unwrap();
+    repl.send_control('c').unwrap();
+    repl.exp_string("Cancelled").unwrap();
+    repl.exp_regex(r"\n\r*> ").unwrap();
+    type_in(&mut repl, "/auth\r");
+    let printed = expect_status_of_every_provider(&mut repl);
+    assert!(printed.contains("qwen: none"), "{printed}");
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
+    assert!(!home.path().join("oauth/qwen.json").exists());
+}
+
+#[test]
+fn ctrl_c_at_the_code_question_cancels_the_login_and_the_repl_goes_on() {
+    let home = tempfile::tempdir().unwrap();
+    let mut repl = start_with(home.path(), &["--sandbox", "--nobrowser"]);
+    type_in(&mut repl, "/auth anthropic login\r");
+    repl.exp_string("Paste the authorization code:").unwrap();
+    repl.send_control('c').unwrap();
+    repl.exp_regex(r"\n\r*> ").unwrap();
+    type_in(&mut repl, "/auth anthropic status\r");
+    repl.exp_string("OAuth Buckets for anthropic:").unwrap();
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
+    assert!(!home.path().join("oauth/anthropic.json").exists());
 }

@@ -24,6 +24,10 @@ use llxprt_application::settings::Settings;
 use llxprt_domain::{BucketId, BucketName, OAuthProvider, Secret, Token};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+/// Held by tests that sign in to Codex: its loopback listener may only use ports 1455 and 1457
+/// (the provider's allow-list), so two such sign-ins at once are all that can run.
+pub(crate) static CODEX_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Long enough for a loaded CI machine; reaching it means the program hung.
 pub(crate) const LIMIT: Duration = Duration::from_secs(20);
 
@@ -67,9 +71,26 @@ pub(crate) fn run(home: &Path, args: &[&str], stdin: &str) -> Run {
 
 /// [`run`] with `env` added to the child's environment.
 pub(crate) fn run_with(home: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
-    let mut child = llxprt(home)
-        .args(args)
-        .envs(env.iter().copied())
+    let mut command = llxprt(home);
+    command.args(args).envs(env.iter().copied());
+    run_command(command, stdin)
+}
+
+/// Runs `llxprt --sandbox ARGS` with `home` as its (kept) home and `stdin` piped in.
+pub(crate) fn sandbox(home: &Path, args: &[&str], stdin: &str) -> Run {
+    let mut command = llxprt(home);
+    command.arg("--sandbox").args(args);
+    run_command(command, stdin)
+}
+
+/// Runs a prepared [`llxprt`] command with `stdin` piped in, killing it at [`LIMIT`]; fails
+/// the test if it panicked.
+pub(crate) fn run_command(mut command: Command, stdin: &str) -> Run {
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -776,4 +797,108 @@ pub(crate) fn sign_in(
     child.wait_for("the login", |l| {
         l.contains(&format!("Logged in to {provider}"))
     });
+}
+
+/// A running `llxprt` (stdin not a terminal) whose input is written line by line while its
+/// output is read, for conversations that depend on what it printed. Killed when dropped.
+pub(crate) struct Interactive {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::sync::mpsc::Receiver<String>,
+    stderr: Option<thread::JoinHandle<String>>,
+    seen: String,
+}
+
+impl Interactive {
+    /// Starts a prepared [`llxprt`] command.
+    pub(crate) fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let (lines, stdout) = std::sync::mpsc::channel();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        thread::spawn(move || {
+            for line in std::io::BufRead::lines(out) {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr: Some(stderr),
+            seen: String::new(),
+        }
+    }
+
+    /// Types one line.
+    pub(crate) fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("input is still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Reads printed lines until one satisfies `wanted`, and returns it.
+    pub(crate) fn line_where(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {what} within {LIMIT:?}; printed so far:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Closes the input and waits for the end; returns everything printed.
+    pub(crate) fn finish(mut self) -> Run {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "llxprt did not finish within {LIMIT:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        assert!(!stderr.contains("panicked"), "llxprt panicked:\n{stderr}");
+        Run {
+            status,
+            stdout: std::mem::take(&mut self.seen),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use llxprt_application::ports::{Browser, BrowserError, PromptError, UserPrompt};
 use llxprt_application::shell::{CompletionData, LineOutcome, Shell};
-use llxprt_domain::{OAuthProvider, Secret};
+use llxprt_domain::{ChatProvider, OAuthProvider, Secret};
 use tokio::sync::Notify;
 
-use crate::simulator::{Consent, ForcedFailure, SimulatorHandle};
+use crate::simulator::{Consent, ForcedFailure, SimulatorConfig, SimulatorHandle};
 
 /// The settings that point every provider at the simulator, as `NAME=VALUE` overrides.
 pub fn settings_overrides(sim: &SimulatorHandle) -> Vec<(String, String)> {
@@ -88,10 +88,12 @@ impl SandboxBrowser {
         }
     }
 
-    /// Wraps the session's shell with the `/sandbox` commands and the pasting of codes this
-    /// browser is shown.
-    pub fn shell(&self, inner: Arc<dyn Shell>) -> SandboxShell {
-        SandboxShell::new(inner, self.sim.clone(), self.shown.clone())
+    /// Wraps the session's shell with the `/sandbox` commands and, when `paste_codes` (this
+    /// browser is the one the flows open), the pasting of codes this browser is shown. With
+    /// `--nobrowser` nothing is ever shown, so the user is asked at once.
+    pub fn shell(&self, inner: Arc<dyn Shell>, paste_codes: bool) -> SandboxShell {
+        let shown = paste_codes.then(|| self.shown.clone());
+        SandboxShell::new(inner, self.sim.clone(), shown)
     }
 }
 
@@ -145,15 +147,16 @@ impl UserPrompt for SandboxPrompt<'_> {
                     .unwrap_or_else(PoisonError::into_inner)
                     .take()
             };
-            let code = match take() {
-                Some(code) => Some(code),
-                None => {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        self.shown.arrived.notified(),
-                    )
-                    .await;
-                    take()
+            // A code that arrived before the question left a stored wake-up behind, so one
+            // wake-up does not mean a code is there: look again until the deadline.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let code = loop {
+                let arrived = self.shown.arrived.notified();
+                if let Some(code) = take() {
+                    break Some(code);
+                }
+                if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                    break None;
                 }
             };
             if let Some(code) = code {
@@ -172,12 +175,13 @@ impl UserPrompt for SandboxPrompt<'_> {
 pub struct SandboxShell {
     inner: Arc<dyn Shell>,
     sim: SimulatorHandle,
-    shown: Arc<ShownCode>,
+    /// Where the simulated browser leaves codes to paste; `None` with `--nobrowser`.
+    shown: Option<Arc<ShownCode>>,
 }
 
 impl SandboxShell {
     /// Wraps `inner`. Every provider's simulated login account starts as `default`.
-    fn new(inner: Arc<dyn Shell>, sim: SimulatorHandle, shown: Arc<ShownCode>) -> Self {
+    fn new(inner: Arc<dyn Shell>, sim: SimulatorHandle, shown: Option<Arc<ShownCode>>) -> Self {
         for provider in OAuthProvider::ALL {
             sim.set_login_account(provider, "default");
         }
@@ -189,8 +193,8 @@ impl SandboxShell {
             "/sandbox limit P BUCKET [SECONDS]   the bucket's next request gets 429 (retry-after SECONDS, 60 by default)",
             "/sandbox quota P BUCKET             the bucket's next request gets 402",
             "/sandbox revoke P BUCKET            revoke the bucket's tokens (403/refresh rejected)",
-            "/sandbox expire P BUCKET            expire the bucket's access token now",
-            "/sandbox lifetime P SECONDS         lifetime of tokens issued from now on",
+            "/sandbox expire P BUCKET            the simulator expires the bucket's access token now (llxprt finds out at its next request: 401, then a refresh)",
+            "/sandbox lifetime P SECONDS         lifetime of tokens issued from now on (0: issued already expired)",
         ];
         let provider = |p: &str| p.parse::<OAuthProvider>();
         let result = match words {
@@ -233,6 +237,14 @@ impl SandboxShell {
                 for line in usage {
                     prompt.show(line);
                 }
+                let keys: Vec<String> = ChatProvider::ALL
+                    .iter()
+                    .map(|p| SimulatorConfig::default_api_key(*p).expose().to_owned())
+                    .collect();
+                prompt.show(&format!(
+                    "P is anthropic, gemini, qwen or codex; each BUCKET signs in as the simulated account of that name. API keys the simulator accepts: {}",
+                    keys.join(", ")
+                ));
                 return if words.is_empty() {
                     LineOutcome::Succeeded
                 } else {
@@ -267,11 +279,18 @@ impl Shell for SandboxShell {
             }
             _ => {}
         }
-        let prompt = SandboxPrompt {
-            inner: prompt,
-            shown: &self.shown,
+        let outcome = match &self.shown {
+            Some(shown) => {
+                // A code no earlier line asked for belongs to no sign-in of this line.
+                *shown.code.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                let prompt = SandboxPrompt {
+                    inner: prompt,
+                    shown,
+                };
+                self.inner.run_line(line, &prompt).await
+            }
+            None => self.inner.run_line(line, prompt).await,
         };
-        let outcome = self.inner.run_line(line, &prompt).await;
         for provider in OAuthProvider::ALL {
             self.sim.set_login_account(provider, "default");
         }

@@ -63,7 +63,9 @@ type Run = Result<(), Failure>;
 struct State {
     provider: Option<ChatProvider>,
     model: Option<String>,
-    session_key: Option<Secret>,
+    /// The key given on the command line or with `/key`, `/keyfile`, `/set auth-key`, and the
+    /// provider that was active then: a key for one provider is never sent to another.
+    session_key: Option<(ChatProvider, Secret)>,
     overrides: Vec<(String, String)>,
     profile: Option<(ProfileName, Profile)>,
     balancers: HashMap<ProfileName, LoadBalancer>,
@@ -83,7 +85,9 @@ impl Session {
         let state = State {
             provider: options.provider,
             model: options.model,
-            session_key: options.key,
+            session_key: options
+                .key
+                .map(|key| (options.provider.unwrap_or(ChatProvider::Anthropic), key)),
             ..State::default()
         };
         Self {
@@ -93,7 +97,8 @@ impl Session {
     }
 
     /// Loads the start-up profile (`--profile`, else the settings' default profile), keeping
-    /// `--provider` and `--model` over the profile's.
+    /// `--provider` and `--model` over the profile's. A command-line key belongs to the provider
+    /// active once the profile is loaded.
     ///
     /// # Errors
     /// A one-line description when the settings or the profile cannot be loaded.
@@ -112,6 +117,10 @@ impl Session {
         Self::apply_profile(&mut state, name, loaded);
         state.provider = provider.or(state.provider);
         state.model = model.or(state.model.take());
+        let active = state.provider.unwrap_or(ChatProvider::Anthropic);
+        if let Some((owner, _)) = &mut state.session_key {
+            *owner = active;
+        }
         Ok(())
     }
 
@@ -140,9 +149,10 @@ impl Session {
             .unwrap_or_else(|| provider.default_model().to_owned())
     }
 
-    /// The credential a request to `provider` would use now. Keys given for the session, in
-    /// the profile and in the settings belong to the active provider only; environment
-    /// variables and OAuth are per provider.
+    /// The credential a request to `provider` would use now. A session key belongs to the
+    /// provider that was active when it was given; the profile's key to the profile's provider;
+    /// the settings' `auth-key` to the active provider; environment variables and OAuth are per
+    /// provider.
     fn credential(
         &self,
         settings: &Settings,
@@ -167,7 +177,11 @@ impl Session {
             .collect();
         resolve_credential(CredentialSources {
             provider,
-            command_line: state.session_key.clone().filter(|_| active),
+            command_line: state
+                .session_key
+                .clone()
+                .filter(|(owner, _)| *owner == provider)
+                .map(|(_, key)| key),
             profile_key,
             settings_key: settings.auth_key.clone().filter(|_| active),
             env,
@@ -227,17 +241,18 @@ impl Session {
                 Ok(())
             }
             Command::Key(key) => {
-                self.state().session_key = Some(Secret::new(key));
-                prompt.show(&format!(
-                    "API key set for {} for this session",
-                    self.active_provider()
-                ));
+                let provider = self.active_provider();
+                self.state().session_key = Some((provider, Secret::new(key)));
+                prompt.show(&format!("API key set for {provider} for this session"));
                 Ok(())
             }
             Command::KeyFile(path) => {
                 let key = self.services.config.read_key_file(&path)?;
-                self.state().session_key = Some(key);
-                prompt.show(&format!("API key read from {path} for this session"));
+                let provider = self.active_provider();
+                self.state().session_key = Some((provider, key));
+                prompt.show(&format!(
+                    "API key for {provider} read from {path} for this session"
+                ));
                 Ok(())
             }
             Command::Set(name, value) => self.set(name, value, prompt),
@@ -371,8 +386,12 @@ impl Session {
                     let moves_on =
                         policy.is_some_and(|p| llxprt_domain::moves_on(p, error.member_failure()));
                     if let (true, Some(member)) = (moves_on, &member) {
+                        // The member's own error may run over several lines (the exhausted
+                        // report); its first line says enough while the request goes on.
+                        let error_text = error.to_string();
+                        let first = error_text.lines().next().unwrap_or_default();
                         prompt.show_error(&format!(
-                            "Profile {member} failed ({error}); trying the next profile"
+                            "Profile {member} failed ({first}); trying the next profile"
                         ));
                         last_failure = Some(Failure(error.to_string()));
                         continue;
@@ -441,10 +460,23 @@ impl Session {
                 }
             };
             let mark = if ok { '✓' } else { '✗' };
-            prompt.show(&format!(
-                "{mark} {oauth}: {} ({enabled}){expiry} — {}",
-                credential.method(),
+            let signed_in = match credential {
+                Credential::None => self.services.auth.store().list(oauth).await?,
+                _ => Vec::new(),
+            };
+            // Signing in does not turn OAuth on, which surprises: say what would use it.
+            let why = if signed_in.is_empty() {
                 credential.why()
+            } else {
+                let names: Vec<&str> = signed_in.iter().map(BucketName::as_str).collect();
+                format!(
+                    "signed in ({}) but OAuth is off: /auth {oauth} enable uses it",
+                    names.join(", ")
+                )
+            };
+            prompt.show(&format!(
+                "{mark} {oauth}: {} ({enabled}){expiry} — {why}",
+                credential.method(),
             ));
         }
         Ok(())
@@ -514,13 +546,13 @@ impl Session {
                 ));
             }
             LogoutTarget::Bucket(name) => {
-                let bucket = BucketId::new(provider, name);
-                if self.services.auth.logout(&bucket).await? {
-                    self.services.chat.mark_usable(&bucket).await;
-                    prompt.show(&format!("Logged out of {bucket}"));
-                } else {
-                    prompt.show(&format!("{bucket} was not logged in"));
+                let bucket = BucketId::new(provider, name.clone());
+                if !self.services.auth.logout(&bucket).await? {
+                    let existing = self.services.auth.store().list(provider).await?;
+                    return Err(Failure(no_such_bucket(provider, &name, &existing)));
                 }
+                self.services.chat.mark_usable(&bucket).await;
+                prompt.show(&format!("Logged out of {bucket}"));
             }
         }
         Ok(())
@@ -528,15 +560,27 @@ impl Session {
 
     fn set(&self, name: String, value: String, prompt: &dyn UserPrompt) -> Run {
         if name.replace('_', "-") == "auth-key" {
-            self.state().session_key = Some(Secret::new(value)).filter(|k| !k.is_empty());
-            prompt.show(&format!(
-                "auth-key set for {} for this session",
-                self.active_provider()
-            ));
+            let provider = self.active_provider();
+            let key = Some(Secret::new(value)).filter(|k| !k.is_empty());
+            self.state().session_key = key.map(|key| (provider, key));
+            prompt.show(&format!("auth-key set for {provider} for this session"));
             return Ok(());
         }
         // Check the setting against the current settings before keeping it.
         self.settings()?.apply(&name, &value)?;
+        let key = name.replace('-', "_");
+        // Endpoints and OAuth clients are built once at start, so a session override of
+        // them would be accepted and then silently ignored.
+        if key.starts_with("providers.") {
+            return Err(Failure(format!(
+                "{name} is read at start; pass --set {name}=VALUE or put it in settings.json"
+            )));
+        }
+        if key == "default_profile" {
+            return Err(Failure(format!(
+                "the default profile is not a session setting; use /profile set-default {value}"
+            )));
+        }
         prompt.show(&format!("{name} set for this session"));
         self.state().overrides.push((name, value));
         Ok(())
@@ -557,10 +601,16 @@ impl Session {
                 "bucket {missing} does not exist for {oauth}; run /auth {oauth} login {missing} first"
             )));
         }
+        let key = self
+            .state()
+            .session_key
+            .clone()
+            .filter(|(owner, _)| *owner == provider)
+            .map(|(_, key)| key);
         let profile = Profile::Model {
             provider,
             model: Some(self.active_model()),
-            key: self.state().session_key.clone(),
+            key,
             buckets,
         };
         self.services.config.save_profile(&name, &profile)?;
@@ -636,6 +686,18 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The one-line error for a bucket that has no tokens, naming those that do.
+fn no_such_bucket(provider: OAuthProvider, name: &BucketName, existing: &[BucketName]) -> String {
+    if existing.is_empty() {
+        return format!("{provider} has no bucket '{name}' (nothing is logged in); sign in with /auth {provider} login [BUCKET]");
+    }
+    let names: Vec<&str> = existing.iter().map(BucketName::as_str).collect();
+    format!(
+        "{provider} has no bucket '{name}'; its buckets are: {} (or use --all)",
+        names.join(", ")
+    )
 }
 
 fn profile_name(text: &str) -> Result<ProfileName, Failure> {

@@ -34,13 +34,16 @@ impl fmt::Display for UnixSeconds {
     }
 }
 
-/// A duration said the way people say it: `59 minutes`, `2 hours`, `30 seconds`.
+/// A duration said the way people say it: `59 minutes`, `90 minutes`, `2 hours`, `30 seconds`.
+///
+/// Minutes go up to two hours, so a fresh one-hour token reads `60 minutes` like the
+/// `59 minutes` it becomes a moment later, rather than jumping between units.
 pub fn humanize_seconds(seconds: i64) -> String {
     let s = seconds.max(0);
     let (n, unit) = match s {
         0..=59 => (s, "second"),
-        60..=3599 => (s / 60, "minute"),
-        3600..=86_399 => (s / 3600, "hour"),
+        60..=7199 => (s / 60, "minute"),
+        7200..=86_399 => (s / 3600, "hour"),
         _ => (s / 86_400, "day"),
     };
     if n == 1 {
@@ -72,6 +75,8 @@ mod tests {
     fn durations_read_as_people_say_them() {
         assert_eq!(humanize_seconds(3599), "59 minutes");
         assert_eq!(humanize_seconds(60), "1 minute");
+        assert_eq!(humanize_seconds(3600), "60 minutes");
+        assert_eq!(humanize_seconds(7199), "119 minutes");
         assert_eq!(humanize_seconds(7200), "2 hours");
         assert_eq!(humanize_seconds(-5), "0 seconds");
         assert_eq!(
