@@ -153,13 +153,12 @@ impl TokenService {
         bucket: &BucketId,
         good_enough: impl Fn(&Token) -> bool,
     ) -> Result<Token, TokenError> {
-        let flight = self.flight(bucket);
-        let _in_process = flight.lock().await;
+        let in_process = self.flight(bucket).lock_owned().await;
         let stored = self.load(bucket).await?;
         if good_enough(&stored) {
             return Ok(stored);
         }
-        let _across_processes = self.store.lock(bucket, self.lock_timeout).await?;
+        let across_processes = self.store.lock(bucket, self.lock_timeout).await?;
         let stored = self.load(bucket).await?;
         if good_enough(&stored) {
             tracing::debug!(%bucket, "another process refreshed the token");
@@ -176,20 +175,36 @@ impl TokenService {
             .flows
             .get(bucket.provider)
             .ok_or(TokenError::NoFlow(bucket.provider))?;
-        tracing::info!(%bucket, "refreshing the access token");
-        let refreshed = flow.refresh(&refresh_token).await.map_err(|e| match e {
-            RefreshError::NeedsLogin(reason) => TokenError::NeedsLogin {
+        let store = self.store.clone();
+        let owned_bucket = bucket.clone();
+        // Once a rotating refresh token is sent, the provider forgets it: the answer must reach
+        // the store even if the caller gives up (Ctrl-C drops its future), or the bucket would
+        // need a new login. So the exchange and the write run as a task of their own, holding
+        // both locks until the new token is saved.
+        let exchange = tokio::spawn(async move {
+            let _locks = (in_process, across_processes);
+            let bucket = owned_bucket;
+            tracing::info!(%bucket, "refreshing the access token");
+            let refreshed = flow.refresh(&refresh_token).await.map_err(|e| match e {
+                RefreshError::NeedsLogin(reason) => TokenError::NeedsLogin {
+                    bucket: bucket.clone(),
+                    reason,
+                },
+                RefreshError::Transient(message) => TokenError::Transient {
+                    bucket: bucket.clone(),
+                    message,
+                },
+            })?;
+            let merged = stored.merge_refresh(refreshed);
+            store.save(&bucket, &merged).await?;
+            Ok(merged)
+        });
+        exchange.await.unwrap_or_else(|e| {
+            Err(TokenError::Transient {
                 bucket: bucket.clone(),
-                reason,
-            },
-            RefreshError::Transient(message) => TokenError::Transient {
-                bucket: bucket.clone(),
-                message,
-            },
-        })?;
-        let merged = stored.merge_refresh(refreshed);
-        self.store.save(bucket, &merged).await?;
-        Ok(merged)
+                message: format!("the refresh task failed: {e}"),
+            })
+        })
     }
 
     /// The in-process single-flight mutex of a bucket.
@@ -349,5 +364,78 @@ mod tests {
             err.to_string(),
             "anthropic/default is not logged in; run `/auth anthropic login`"
         );
+    }
+}
+
+#[cfg(test)]
+mod cancellation_tests {
+    use super::*;
+    use crate::ports::{FlowError, UserPrompt};
+    use crate::test_support::{token, FixedClock, MapStore, NOW};
+    use async_trait::async_trait;
+    use llxprt_domain::BucketName;
+    use std::sync::atomic::Ordering;
+    use tokio::sync::Notify;
+
+    /// A provider that rotates the refresh token at once and answers only when told to.
+    struct SlowProvider {
+        started: Notify,
+        answer: Notify,
+    }
+
+    #[async_trait]
+    impl OAuthFlow for SlowProvider {
+        fn provider(&self) -> OAuthProvider {
+            OAuthProvider::Anthropic
+        }
+        async fn login(&self, _prompt: &dyn UserPrompt) -> Result<Token, FlowError> {
+            Err(FlowError::Denied("not in this test".into()))
+        }
+        async fn refresh(&self, _refresh_token: &Secret) -> Result<Token, RefreshError> {
+            self.started.notify_one();
+            self.answer.notified().await;
+            Ok(token("at-new", Some("rt-new"), NOW + 3600))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_whose_caller_gave_up_still_saves_the_rotated_token() {
+        let bucket = BucketId::new(OAuthProvider::Anthropic, BucketName::parse("w").unwrap());
+        let store = Arc::new(MapStore::default());
+        store
+            .tokens
+            .lock()
+            .unwrap()
+            .insert(bucket.clone(), token("at-old", Some("rt-old"), NOW - 1));
+        let provider = Arc::new(SlowProvider {
+            started: Notify::new(),
+            answer: Notify::new(),
+        });
+        let mut flows = FlowRegistry::new();
+        flows.register(provider.clone());
+        let service = Arc::new(TokenService::new(
+            store.clone(),
+            flows,
+            Arc::new(FixedClock),
+        ));
+        let caller = {
+            let (service, bucket) = (service.clone(), bucket.clone());
+            tokio::spawn(async move { service.valid_token(&bucket).await })
+        };
+        provider.started.notified().await;
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        provider.answer.notify_one();
+        for _ in 0..500 {
+            if store.saves.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let saved = store.load(&bucket).await.unwrap().unwrap();
+        assert_eq!(saved.refresh_token.unwrap().expose(), "rt-new");
+        // The next caller gets the saved token without another refresh.
+        let next = service.valid_token(&bucket).await.unwrap();
+        assert_eq!(next.access_token.expose(), "at-new");
     }
 }
