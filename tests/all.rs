@@ -7,4 +7,5 @@ mod command_line;
 mod line_mode;
 mod pty;
 mod readme;
+mod statistics;
 mod support;
