@@ -53,5 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         repl::run_line_mode(shell, io::BufReader::new(io::stdin())).await
     };
+    // Answers do not wait for their statistics; the process does, before it exits.
+    wired.chat.flush_statistics().await;
     Ok(exit.into())
 }

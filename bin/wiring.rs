@@ -39,6 +39,8 @@ pub(crate) struct Wired {
     pub(crate) shell: Arc<dyn Shell>,
     /// `$LLXPRT_HOME/history`.
     pub(crate) history: PathBuf,
+    /// Sending; its statistics must be flushed before the process exits.
+    pub(crate) chat: Arc<ChatService>,
     /// The sandbox's throwaway home, removed at exit.
     _sandbox_home: Option<tempfile::TempDir>,
     /// The sandbox's simulated providers, stopped at exit.
@@ -135,7 +137,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         SessionServices {
             config,
             auth,
-            chat,
+            chat: chat.clone(),
             clock,
             env,
         },
@@ -177,6 +179,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
     Ok(Wired {
         shell,
         history: home.join("history"),
+        chat,
         _sandbox_home: sandbox_home,
         _simulator: simulator,
     })

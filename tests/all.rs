@@ -14,5 +14,6 @@ mod no_leaks;
 mod pty;
 mod readme;
 mod refresh;
+mod statistics;
 mod stats;
 mod support;

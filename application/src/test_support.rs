@@ -48,6 +48,7 @@ pub struct MapStore {
     pub lock: Arc<tokio::sync::Mutex<()>>,
     pub on_lock: Mutex<Option<Token>>,
     pub saves: AtomicUsize,
+    pub loads: AtomicUsize,
 }
 
 struct Held(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
@@ -56,6 +57,7 @@ impl BucketLock for Held {}
 #[async_trait]
 impl TokenStore for MapStore {
     async fn load(&self, bucket: &BucketId) -> Result<Option<Token>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
         Ok(self.tokens.lock().unwrap().get(bucket).cloned())
     }
     async fn save(&self, bucket: &BucketId, token: &Token) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@
 //! between requests: a rate-limited bucket cools down until its reset time and rejoins by itself
 //! once that passes.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::bucket::BucketName;
@@ -256,8 +257,10 @@ impl FailoverRequest {
     /// cleared.
     pub fn start(buckets: Vec<(BucketName, BucketHealth)>, now: UnixSeconds) -> (Self, Decision) {
         let mut health: Vec<(BucketName, BucketHealth)> = Vec::with_capacity(buckets.len());
+        // A set, not a scan of `health`: a profile may name a thousand buckets.
+        let mut named = HashSet::with_capacity(buckets.len());
         for (name, state) in buckets {
-            if health.iter().any(|(known, _)| *known == name) {
+            if !named.insert(name.clone()) {
                 continue;
             }
             let state = if state.is_usable_at(now) {
@@ -788,6 +791,14 @@ mod tests {
             Decision::Exhausted(_)
         ));
         assert_eq!(request.health().len(), 2);
+    }
+
+    #[test]
+    fn a_bucket_named_twice_keeps_its_first_place() {
+        let (request, decision) = FailoverRequest::start(usable(&["b", "a", "b", "c", "a"]), NOW);
+        assert_eq!(decision, Decision::Use(name("b")));
+        let order: Vec<&str> = request.health().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(order, ["b", "a", "c"]);
     }
 
     #[test]

@@ -99,10 +99,9 @@ pub struct ChatService {
     auth: Arc<AuthService>,
     clients: ChatClients,
     clock: Arc<dyn Clock>,
-    stats: Arc<dyn StatsStore>,
     health: Mutex<HashMap<BucketId, BucketHealth>>,
     shared_health: Option<Arc<dyn HealthStore>>,
-    unsaved: Mutex<StatsDelta>,
+    stats: StatsSaver,
 }
 
 impl ChatService {
@@ -119,10 +118,13 @@ impl ChatService {
             auth,
             clients,
             clock,
-            stats,
             health: Mutex::new(HashMap::new()),
             shared_health: None,
-            unsaved: Mutex::new(StatsDelta::new()),
+            stats: StatsSaver {
+                store: stats,
+                unsaved: Arc::default(),
+                running: Mutex::new(None),
+            },
         }
     }
 
@@ -175,14 +177,23 @@ impl ChatService {
             .await;
     }
 
-    /// The statistics of every bucket: the stored totals plus this process's unsaved counts.
+    /// The statistics of every bucket: the stored totals, once this process's counts are saved,
+    /// plus any counts the store refused.
     ///
     /// # Errors
     /// [`StatsError`] when the stored totals cannot be read.
     pub async fn statistics(&self) -> Result<StatsTotals, StatsError> {
-        let mut totals = self.stats.load().await?;
-        totals.apply(&self.unsaved_delta().clone());
+        self.flush_statistics().await;
+        let mut totals = self.stats.store.load().await?;
+        totals.apply(&lock(&self.stats.unsaved).delta);
         Ok(totals)
+    }
+
+    /// Waits until the counts of every answer given so far are saved. Answers do not wait for
+    /// their statistics; call this before the process exits. A count the store refuses is kept
+    /// for the next save (and logged), never lost silently.
+    pub async fn flush_statistics(&self) {
+        self.stats.flush().await;
     }
 
     /// Sends `request` to `target`, with failover over the buckets when it uses OAuth. Pieces of
@@ -212,7 +223,7 @@ impl ChatService {
                     .await
             }
         };
-        self.save_statistics().await;
+        self.stats.save_in_background();
         result
     }
 
@@ -272,7 +283,8 @@ impl ChatService {
             }
         };
         let now = self.clock.now();
-        self.unsaved_delta()
+        lock(&self.stats.unsaved)
+            .delta
             .record_failover_request(provider, &machine, now);
         // Only what this request changed is recorded, so it cannot undo what another process
         // learned meanwhile about a bucket this request did not touch.
@@ -404,28 +416,96 @@ impl ChatService {
         text
     }
 
-    async fn save_statistics(&self) {
-        let delta = self.unsaved_delta().take();
-        if delta.is_empty() {
-            return;
-        }
-        if let Err(error) = self.stats.add(&delta).await {
-            // Keep the counts for the next save rather than lose them.
-            tracing::warn!(%error, "could not save bucket statistics");
-            let mut unsaved = self.unsaved_delta();
-            let later = unsaved.take();
-            *unsaved = delta;
-            unsaved.merge(&later);
-        }
-    }
-
     fn health_map(&self) -> std::sync::MutexGuard<'_, HashMap<BucketId, BucketHealth>> {
         self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    fn unsaved_delta(&self) -> std::sync::MutexGuard<'_, StatsDelta> {
-        self.unsaved.lock().unwrap_or_else(PoisonError::into_inner)
+/// This process's request counts on their way to the statistics store, saved after the answers
+/// rather than before them: the file store fsyncs every save, which would otherwise be part of
+/// every answer's wait. At most one save runs at a time; counts made while it runs go with it.
+struct StatsSaver {
+    store: Arc<dyn StatsStore>,
+    unsaved: Arc<Mutex<Unsaved>>,
+    /// The save running in the background, if any. Taken and set only with `unsaved` held, so
+    /// that a flush cannot miss a save that is starting.
+    running: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Unsaved {
+    delta: StatsDelta,
+    /// Whether a background save is running (it takes new counts before it ends).
+    saving: bool,
+}
+
+impl StatsSaver {
+    fn save_in_background(&self) {
+        let mut unsaved = lock(&self.unsaved);
+        if unsaved.saving || unsaved.delta.is_empty() {
+            return;
+        }
+        unsaved.saving = true;
+        let (store, shared) = (self.store.clone(), self.unsaved.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let delta = {
+                    let mut unsaved = lock(&shared);
+                    let delta = unsaved.delta.take();
+                    if delta.is_empty() {
+                        unsaved.saving = false;
+                        return;
+                    }
+                    delta
+                };
+                if !save(store.as_ref(), &shared, delta).await {
+                    lock(&shared).saving = false;
+                    return;
+                }
+            }
+        });
+        *lock(&self.running) = Some(task);
     }
+
+    async fn flush(&self) {
+        loop {
+            let running = {
+                let _unsaved = lock(&self.unsaved);
+                lock(&self.running).take()
+            };
+            let Some(task) = running else { break };
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "a statistics save did not finish");
+            }
+        }
+        // What a failed save put back, or what no save has taken yet.
+        let delta = lock(&self.unsaved).delta.take();
+        if !delta.is_empty() {
+            save(self.store.as_ref(), &self.unsaved, delta).await;
+        }
+    }
+}
+
+/// Adds `delta` to the store; when the store refuses, keeps it in `unsaved` for the next save
+/// rather than lose it. Returns whether it was saved.
+async fn save(store: &dyn StatsStore, unsaved: &Mutex<Unsaved>, delta: StatsDelta) -> bool {
+    match store.add(&delta).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(%error, "could not save bucket statistics");
+            let mut unsaved = lock(unsaved);
+            let later = unsaved.delta.take();
+            unsaved.delta = delta;
+            unsaved.delta.merge(&later);
+            false
+        }
+    }
+}
+
+/// Poisoning is ignored: every change made under these locks is a single call, so a holder that
+/// panicked cannot have left the data half-changed.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The failover outcome of a provider's refusal at `now`.
@@ -466,6 +546,7 @@ mod tests {
     };
     use llxprt_domain::precedence::{resolve_credential, CredentialSources};
     use llxprt_domain::OAuthProvider;
+    use std::time::Duration;
 
     struct Fixture {
         store: Arc<MapStore>,
@@ -476,6 +557,11 @@ mod tests {
     }
 
     fn fixture(flow: MockOAuthFlow) -> Fixture {
+        fixture_with(flow, None)
+    }
+
+    /// With a gate, every statistics save waits until the test adds permits to it.
+    fn fixture_with(flow: MockOAuthFlow, gate: Option<Arc<tokio::sync::Semaphore>>) -> Fixture {
         let store = Arc::new(MapStore::default());
         let clock = Arc::new(MovableClock::at(NOW));
         let mut flows = FlowRegistry::new();
@@ -490,13 +576,36 @@ mod tests {
         let mut clients = ChatClients::new();
         clients.register(client.clone());
         let stats = Arc::new(MemoryStats::default());
-        let service = ChatService::new(tokens, auth, clients, clock.clone(), stats.clone());
+        let stats_store: Arc<dyn StatsStore> = match gate {
+            Some(gate) => Arc::new(GatedStats {
+                gate,
+                memory: stats.clone(),
+            }),
+            None => stats.clone(),
+        };
+        let service = ChatService::new(tokens, auth, clients, clock.clone(), stats_store);
         Fixture {
             store,
             client,
             clock,
             stats,
             service,
+        }
+    }
+
+    struct GatedStats {
+        gate: Arc<tokio::sync::Semaphore>,
+        memory: Arc<MemoryStats>,
+    }
+
+    #[async_trait::async_trait]
+    impl StatsStore for GatedStats {
+        async fn load(&self) -> Result<StatsTotals, StatsError> {
+            self.memory.load().await
+        }
+        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, StatsError> {
+            let _permit = self.gate.acquire().await.unwrap();
+            self.memory.add(delta).await
         }
     }
 
@@ -574,10 +683,96 @@ mod tests {
             *f.client.calls.lock().unwrap(),
             vec!["at-w1", "at-w2", "at-w2", "at-w1"]
         );
+        f.service.flush_statistics().await;
         let totals = f.stats.0.lock().unwrap().clone();
         let w1 = totals.get(&id("w1")).unwrap();
         assert_eq!((w1.requests, w1.rate_limits, w1.failovers), (2, 1, 1));
         assert_eq!(totals.get(&id("w2")).unwrap().requests, 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_does_not_wait_for_its_statistics_and_a_flush_saves_them() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let f = fixture_with(MockOAuthFlow::new(), Some(gate.clone()));
+        log_in(&f, "w1").await;
+        let t = oauth_target(&["w1"]);
+        // The gate opens only after the answers: a send that waited for its save would hang,
+        // which the bound turns into a failure.
+        for _ in 0..2 {
+            let sent = tokio::time::timeout(
+                Duration::from_secs(30),
+                f.service.send(&t, &hello(), &RecordingPrompt::default()),
+            )
+            .await;
+            assert_eq!(sent.unwrap().unwrap().text, "ok:at-w1");
+        }
+        assert!(f.stats.0.lock().unwrap().get(&id("w1")).is_none());
+        gate.add_permits(100);
+        f.service.flush_statistics().await;
+        assert_eq!(
+            f.stats.0.lock().unwrap().get(&id("w1")).unwrap().requests,
+            2
+        );
+        // Saved counts are not counted a second time as unsaved ones.
+        let totals = f.service.statistics().await.unwrap();
+        assert_eq!(totals.get(&id("w1")).unwrap().requests, 2);
+    }
+
+    #[tokio::test]
+    async fn counts_the_store_refuses_are_kept_for_the_next_save() {
+        let f = fixture(MockOAuthFlow::new());
+        log_in(&f, "w1").await;
+        let t = oauth_target(&["w1"]);
+        let failing = Arc::new(FailingStats::default());
+        let service = ChatService::new(
+            f.service.tokens.clone(),
+            f.service.auth.clone(),
+            f.service.clients.clone(),
+            f.clock.clone(),
+            failing.clone(),
+        );
+        service
+            .send(&t, &hello(), &RecordingPrompt::default())
+            .await
+            .unwrap();
+        service.flush_statistics().await;
+        assert!(failing.attempts.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        failing
+            .works
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        service
+            .send(&t, &hello(), &RecordingPrompt::default())
+            .await
+            .unwrap();
+        service.flush_statistics().await;
+        let totals = failing.memory.0.lock().unwrap().clone();
+        assert_eq!(totals.get(&id("w1")).unwrap().requests, 2);
+    }
+
+    /// Refuses every save until `works` is set.
+    #[derive(Default)]
+    struct FailingStats {
+        works: std::sync::atomic::AtomicBool,
+        attempts: std::sync::atomic::AtomicUsize,
+        memory: MemoryStats,
+    }
+
+    #[async_trait::async_trait]
+    impl StatsStore for FailingStats {
+        async fn load(&self) -> Result<StatsTotals, StatsError> {
+            self.memory.load().await
+        }
+        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, StatsError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.attempts.fetch_add(1, SeqCst);
+            if !self.works.load(SeqCst) {
+                return Err(StatsError::Io {
+                    path: "stats.json".into(),
+                    message: "disk full".into(),
+                });
+            }
+            self.memory.add(delta).await
+        }
     }
 
     #[tokio::test]

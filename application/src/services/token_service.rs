@@ -1,7 +1,8 @@
 //! Keeping the user signed in: a valid token for a bucket, refreshed by exactly one caller.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use llxprt_domain::{BucketId, OAuthProvider, Secret, Token};
@@ -77,13 +78,43 @@ impl FlowRegistry {
 ///
 /// Exactly one refresh per bucket runs at a time: callers in this process queue on a per-bucket
 /// mutex (single flight), and across processes the store's lock is held from the re-read through
-/// the write, so a rotating refresh token is never spent twice.
+/// the write, so a rotating refresh token is never spent twice. Callers that queued while a
+/// refresh ran take its token without reading the store again.
 pub struct TokenService {
     store: Arc<dyn TokenStore>,
     flows: FlowRegistry,
     clock: Arc<dyn Clock>,
     lock_timeout: Duration,
-    in_flight: Mutex<HashMap<BucketId, Arc<tokio::sync::Mutex<()>>>>,
+    in_flight: Mutex<HashMap<BucketId, Arc<Flight>>>,
+}
+
+/// One bucket's single flight.
+#[derive(Default)]
+struct Flight {
+    /// Held by the caller that may refresh, and by its refresh task until the token is saved.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// How many refreshes this process has completed for the bucket.
+    refreshes: AtomicU64,
+    /// The token the last of them produced, with its number.
+    last: Mutex<Option<(u64, Token)>>,
+}
+
+impl Flight {
+    /// The token of a refresh completed after `arrived` (a count of refreshes read before
+    /// queuing): it is at least as new as anything the caller had seen.
+    fn refreshed_since(&self, arrived: u64) -> Option<Token> {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*last {
+            Some((number, token)) if *number > arrived => Some(token.clone()),
+            _ => None,
+        }
+    }
+
+    fn record(&self, token: &Token) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let number = self.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
+        *last = Some((number, token.clone()));
+    }
 }
 
 impl TokenService {
@@ -153,7 +184,13 @@ impl TokenService {
         bucket: &BucketId,
         good_enough: impl Fn(&Token) -> bool,
     ) -> Result<Token, TokenError> {
-        let in_process = self.flight(bucket).lock_owned().await;
+        let flight = self.flight(bucket);
+        let arrived = flight.refreshes.load(Ordering::SeqCst);
+        let in_process = flight.turn.clone().lock_owned().await;
+        // A storm of callers would otherwise read the store one after another here.
+        if let Some(token) = flight.refreshed_since(arrived).filter(|t| good_enough(t)) {
+            return Ok(token);
+        }
         let stored = self.load(bucket).await?;
         if good_enough(&stored) {
             return Ok(stored);
@@ -197,6 +234,7 @@ impl TokenService {
             })?;
             let merged = stored.merge_refresh(refreshed);
             store.save(&bucket, &merged).await?;
+            flight.record(&merged);
             Ok(merged)
         });
         exchange.await.unwrap_or_else(|e| {
@@ -207,14 +245,14 @@ impl TokenService {
         })
     }
 
-    /// The in-process single-flight mutex of a bucket.
-    fn flight(&self, bucket: &BucketId) -> Arc<tokio::sync::Mutex<()>> {
+    /// The in-process single flight of a bucket.
+    fn flight(&self, bucket: &BucketId) -> Arc<Flight> {
         // A poisoned map only means another thread panicked while inserting; the map itself is
         // still a valid map of mutexes.
         let mut map = self
             .in_flight
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         map.entry(bucket.clone()).or_default().clone()
     }
 }
@@ -224,7 +262,6 @@ mod tests {
     use super::*;
     use crate::test_support::{flow_with, token, FixedClock, MapStore, MockOAuthFlow, NOW};
     use llxprt_domain::BucketName;
-    use std::sync::atomic::Ordering;
 
     fn bucket() -> BucketId {
         BucketId::new(OAuthProvider::Anthropic, BucketName::parse("work").unwrap())
@@ -285,6 +322,71 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap().access_token.expose(), "at-2");
         }
         assert_eq!(store.saves.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_queued_behind_a_refresh_take_its_token_without_reading_the_store_again() {
+        const CALLERS: usize = 1000;
+        let store = store_with(token("at-1", Some("rt-1"), NOW - 5));
+        let mut flow = MockOAuthFlow::new();
+        let seen = store.clone();
+        flow.expect_refresh().times(1).returning(move |_| {
+            // Hold the refresh until every other caller has read the expired token and queued:
+            // every caller's first read, and the refresher's two re-reads.
+            for _ in 0..10_000 {
+                if seen.loads.load(Ordering::SeqCst) >= CALLERS + 2 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(token("at-2", Some("rt-2"), NOW + 3600))
+        });
+        let svc = Arc::new(service(store.clone(), flow));
+        let tasks: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let svc = svc.clone();
+                tokio::spawn(async move { svc.valid_token(&bucket()).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap().access_token.expose(), "at-2");
+        }
+        assert_eq!(store.loads.load(Ordering::SeqCst), CALLERS + 2);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_finished_before_a_caller_queued_is_not_taken_for_a_rejected_token() {
+        let mut flow = MockOAuthFlow::new();
+        let mut refreshed = 0;
+        flow.expect_refresh().times(2).returning(move |_| {
+            refreshed += 1;
+            Ok(token(
+                &format!("at-{}", refreshed + 1),
+                Some("rt"),
+                NOW + 3600,
+            ))
+        });
+        let store = store_with(token("at-1", Some("rt-1"), NOW - 5));
+        let svc = service(store.clone(), flow);
+        assert_eq!(
+            svc.valid_token(&bucket())
+                .await
+                .unwrap()
+                .access_token
+                .expose(),
+            "at-2"
+        );
+        // The user signs in again; the new token is then rejected: it must be refreshed, not
+        // swapped for the token of the earlier refresh.
+        store
+            .save(&bucket(), &token("at-login", Some("rt-login"), NOW + 3600))
+            .await
+            .unwrap();
+        let got = svc
+            .refresh_rejected(&bucket(), &Secret::new("at-login"))
+            .await
+            .unwrap();
+        assert_eq!(got.access_token.expose(), "at-3");
     }
 
     #[tokio::test]
