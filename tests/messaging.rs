@@ -46,6 +46,7 @@ async fn each_provider_answers_with_oauth_and_with_a_key() {
     // Each provider's own sign-in, through the binary, as the user would type it.
     let mut child = lab.spawn(&[], &[]);
     for (oauth, chat, oauth_name, _) in PROVIDERS {
+        lab.sim.set_login_account(oauth, "default");
         child.login(&lab, oauth, "default").await;
         child.send(&format!("/auth {oauth} enable")).await;
         child.send(&format!("/provider {chat}")).await;
