@@ -61,6 +61,16 @@ impl Run {
     pub(crate) fn code(&self) -> Option<i32> {
         self.status.code()
     }
+
+    /// This run, once the test has failed if `what` (the program run) panicked.
+    fn unless_panicked(self, what: &str) -> Self {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "{what} panicked:\n{}",
+            self.stderr
+        );
+        self
+    }
 }
 
 /// Runs `llxprt ARGS` with `stdin` piped in (so not a terminal), killing it at [`LIMIT`].
@@ -122,17 +132,12 @@ pub(crate) fn run_command(mut command: Command, stdin: &str) -> Run {
         thread::sleep(Duration::from_millis(20));
     };
     writer.join().unwrap();
-    let run = Run {
+    Run {
         status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
-    };
-    assert!(
-        !run.stderr.contains("panicked"),
-        "llxprt {args:?} panicked:\n{}",
-        run.stderr
-    );
-    run
+    }
+    .unless_panicked(&format!("llxprt {args:?}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -622,18 +627,12 @@ impl Child {
             }
             text
         };
-        let run = Run {
+        Run {
             status,
             stdout: text(0),
             stderr: text(1),
-        };
-        assert!(
-            !run.stderr.contains("panicked"),
-            "{} panicked:\n{}",
-            self.what,
-            run.stderr
-        );
-        run
+        }
+        .unless_panicked(&self.what)
     }
 }
 
