@@ -1,13 +1,10 @@
 //! The invocation forms of cli.md: flags, `--help` and one-shot `llxprt WORDS...`.
 
 use std::path::Path;
-use std::process::Command;
 
-use llxprt_adapters::sandbox::settings_overrides;
-use llxprt_adapters::simulator::{Consent, Simulator, SimulatorHandle};
 use llxprt_domain::OAuthProvider;
 
-use crate::support::{llxprt, run, run_command, sandbox, Interactive, Run};
+use crate::support::{llxprt, run, run_command, sandbox, Lab, Run, LIMIT};
 
 #[test]
 fn help_lists_every_flag_with_a_description_on_its_line() {
@@ -88,31 +85,6 @@ fn an_unknown_flag_is_refused() {
     let home = tempfile::tempdir().unwrap();
     let refused = run(home.path(), &["--frobnicate"], "");
     assert_ne!(refused.code(), Some(0));
-}
-
-/// A simulator in the test process that children reach through `--set`, with the runtime that
-/// serves it.
-struct Provider {
-    runtime: tokio::runtime::Runtime,
-    sim: SimulatorHandle,
-}
-
-impl Provider {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let sim = runtime.block_on(Simulator::start()).unwrap();
-        Self { runtime, sim }
-    }
-
-    /// `llxprt` pointed at this simulator (not the sandbox: the real flows, stores and
-    /// browser handling).
-    fn llxprt(&self, home: &Path) -> Command {
-        let mut command = llxprt(home);
-        for (name, value) in settings_overrides(&self.sim) {
-            command.arg("--set").arg(format!("{name}={value}"));
-        }
-        command
-    }
 }
 
 fn reply_from(run: &Run, who: &str, text: &str) -> bool {
@@ -253,16 +225,17 @@ fn set_overrides_settings_for_one_run_only() {
 
 #[test]
 fn settings_come_from_the_file_then_the_environment_then_set() {
-    let provider = Provider::start();
-    let home = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let lab = runtime.block_on(Lab::start());
+    let home = lab.home();
     let closed = "http://127.0.0.1:9";
     std::fs::write(
-        home.path().join("settings.json"),
+        home.join("settings.json"),
         format!(r#"{{"providers": {{"anthropic": {{"base_url": "{closed}"}}}}}}"#),
     )
     .unwrap();
     let ask = |env: Option<&str>, set: Option<&str>| {
-        let mut command = llxprt(home.path());
+        let mut command = llxprt(home);
         if let Some(url) = env {
             command.env("LLXPRT_PROVIDERS__ANTHROPIC__BASE_URL", url);
         }
@@ -274,7 +247,7 @@ fn settings_come_from_the_file_then_the_environment_then_set() {
         command.args(["--key", "sim-anthropic-key", "-p", "hi"]);
         run_command(command, "")
     };
-    let base = provider.sim.endpoints().anthropic.base_url.clone();
+    let base = lab.sim.endpoints().anthropic.base_url.clone();
     assert_eq!(
         ask(None, None).code(),
         Some(1),
@@ -343,66 +316,26 @@ fn recording_browser(home: &Path) -> (String, std::path::PathBuf) {
     (script.to_string_lossy().into_owned(), opened)
 }
 
-/// Signs in to Anthropic through a running llxprt: waits for the printed URL and the
-/// question, consents as the simulated user and pastes the code that the page showed.
-fn paste_anthropic_code(provider: &Provider, child: &mut Interactive) -> String {
-    let url = child.line_where("the authorize URL", |l| l.starts_with("http"));
-    child.line_where("the code question", |l| {
-        l.starts_with("Paste the authorization code:")
-    });
-    let code = match provider
-        .runtime
-        .block_on(provider.sim.consent(&url))
-        .unwrap()
-    {
-        Consent::CodeShown(code) => code,
-        other => panic!("the page showed no code: {other:?}"),
-    };
-    child.send_line(code.expose());
-    url
-}
-
-#[test]
-fn nobrowser_prints_the_url_opens_nothing_and_takes_the_pasted_code() {
-    let provider = Provider::start();
-    provider
-        .sim
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobrowser_prints_the_url_opens_nothing_and_takes_the_pasted_code() {
+    let lab = Lab::start().await;
+    lab.sim
         .set_login_account(OAuthProvider::Anthropic, "pasted");
-    provider
-        .sim
-        .set_login_account(OAuthProvider::Gemini, "pasted");
-    let home = tempfile::tempdir().unwrap();
-    let (browser, opened) = recording_browser(home.path());
-    let mut command = provider.llxprt(home.path());
-    command
-        .env("BROWSER", &browser)
-        .env("DISPLAY", ":0")
-        .arg("--nobrowser");
-    let mut child = Interactive::start(command);
-    child.send_line("/auth anthropic login");
-    paste_anthropic_code(&provider, &mut child);
-    child.line_where("the login", |l| {
-        l.contains("Logged in to anthropic/default")
-    });
-
-    child.send_line("/auth gemini login");
-    let url = child.line_where("the authorize URL", |l| l.starts_with("http"));
-    child.line_where("the redirect question", |l| {
-        l.starts_with("Paste the redirect URL")
-    });
-    let redirect = match provider
-        .runtime
-        .block_on(provider.sim.consent(&url))
-        .unwrap()
-    {
-        Consent::Redirect(redirect) => redirect,
-        other => panic!("no redirect: {other:?}"),
-    };
-    child.send_line(redirect.expose());
-    child.line_where("the login", |l| l.contains("Logged in to gemini/default"));
-    child.send_line("/auth anthropic enable");
-    child.send_line("hello");
-    let done = child.finish();
+    lab.sim.set_login_account(OAuthProvider::Gemini, "pasted");
+    let home = lab.home();
+    let (browser, opened) = recording_browser(home);
+    let mut child = lab
+        .spawn(
+            &["--nobrowser"],
+            &[("BROWSER", &browser), ("DISPLAY", ":0")],
+        )
+        .within(LIMIT);
+    // Anthropic shows a code to paste; Gemini, without a browser, asks for the redirect.
+    child.login(&lab, OAuthProvider::Anthropic, "default").await;
+    child.login(&lab, OAuthProvider::Gemini, "default").await;
+    child.send("/auth anthropic enable").await;
+    child.send("hello").await;
+    let done = child.finish().await;
     assert_eq!(done.code(), Some(0), "{}", done.stderr);
     assert!(
         reply_from(&done, "anthropic/pasted", "hello"),
@@ -410,24 +343,19 @@ fn nobrowser_prints_the_url_opens_nothing_and_takes_the_pasted_code() {
         done.stdout
     );
     assert!(!opened.exists(), "--nobrowser launched $BROWSER");
-    assert!(home.path().join("oauth/anthropic.json").exists());
-    assert!(home.path().join("oauth/gemini.json").exists());
+    assert!(home.join("oauth/anthropic.json").exists());
+    assert!(home.join("oauth/gemini.json").exists());
 }
 
-#[test]
-fn the_browser_command_gets_exactly_the_printed_url() {
-    let provider = Provider::start();
-    let home = tempfile::tempdir().unwrap();
-    let (browser, opened) = recording_browser(home.path());
-    let mut command = provider.llxprt(home.path());
-    command.env("BROWSER", &browser).env("DISPLAY", ":0");
-    let mut child = Interactive::start(command);
-    child.send_line("/auth anthropic login");
-    let printed = paste_anthropic_code(&provider, &mut child);
-    child.line_where("the login", |l| {
-        l.contains("Logged in to anthropic/default")
-    });
-    let done = child.finish();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_command_gets_exactly_the_printed_url() {
+    let lab = Lab::start().await;
+    let (browser, opened) = recording_browser(lab.home());
+    let mut child = lab
+        .spawn(&[], &[("BROWSER", &browser), ("DISPLAY", ":0")])
+        .within(LIMIT);
+    let printed = child.login(&lab, OAuthProvider::Anthropic, "default").await;
+    let done = child.finish().await;
     assert_eq!(done.code(), Some(0), "{}", done.stderr);
     assert_eq!(std::fs::read_to_string(&opened).unwrap(), printed);
 }

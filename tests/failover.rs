@@ -296,6 +296,7 @@ async fn the_next_process_honours_a_cooldown_and_a_needed_login_until_they_pass(
 
     // Signing in again makes the bucket usable for every process.
     let mut child = lab.spawn(&[], &[]);
+    lab.sim.set_login_account(ANTHROPIC, "w2");
     child.login(&lab, ANTHROPIC, "w2").await;
     let run = child.finish().await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);

@@ -6,60 +6,48 @@ use std::time::Duration;
 use llxprt_adapters::store::json::token_from_json;
 use llxprt_domain::OAuthProvider;
 
-use crate::support::{against, free_port, sign_in, simulator, Driven};
+use crate::support::{Lab, LIMIT};
 
-#[test]
-fn a_kill_after_the_provider_rotated_leaves_the_old_file_and_the_next_run_asks_for_a_login() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let port = free_port();
-    let sim = runtime.block_on(simulator(port));
-    let home = tempfile::tempdir().unwrap();
-    let base = against(&sim, port);
-    let with = |extra: &[&str]| -> Vec<String> {
-        base.iter()
-            .cloned()
-            .chain(extra.iter().map(|s| (*s).to_owned()))
-            .collect()
-    };
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_after_the_provider_rotated_leaves_the_old_file_and_the_next_run_asks_for_a_login() {
+    let lab = Lab::start().await;
+    let sim = &lab.sim;
+    let home = lab.home();
+    let message = ["--nobrowser", "--profile", "crash", "-p", "hello"];
 
     // Signed in to the bucket work1 with a token that is already expired, so the next message
     // has to refresh it first.
     sim.set_token_lifetime(OAuthProvider::Anthropic, 0);
-    let mut setup = Driven::start(home.path(), &with(&[]), &[], 1);
-    sign_in(&mut setup, &sim, &runtime, "anthropic", Some("work1"));
-    setup.send("/provider anthropic");
-    setup.send("/profile save model crash work1");
-    let done = setup.finish();
+    let mut setup = lab.spawn(&["--nobrowser"], &[]).within(LIMIT);
+    setup.login(&lab, OAuthProvider::Anthropic, "work1").await;
+    setup.send("/provider anthropic").await;
+    setup.send("/profile save model crash work1").await;
+    let done = setup.finish().await;
     assert_eq!(done.code(), Some(0), "{}\n{}", done.stdout, done.stderr);
     sim.set_token_lifetime(OAuthProvider::Anthropic, 3600);
-    let file = home.path().join("oauth").join("anthropic-work1.json");
+    let file = home.join("oauth").join("anthropic-work1.json");
     let before = std::fs::read_to_string(&file).unwrap();
 
     // The provider rotates the refresh token and its answer never arrives: the process is
     // killed while it waits.
     sim.hold_next_refresh(OAuthProvider::Anthropic);
-    let refreshing = Driven::start(
-        home.path(),
-        &with(&["--profile", "crash", "-p", "hello"]),
-        &[],
-        1,
-    );
+    let refreshing = lab.spawn(&message, &[]).within(LIMIT);
     let mut rotated = false;
     for _ in 0..500 {
         if sim.counters(OAuthProvider::Anthropic, "user1").refreshes == 1 {
             rotated = true;
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(rotated, "the child never refreshed");
-    refreshing.kill();
+    refreshing.kill().await;
 
     let after = std::fs::read_to_string(&file).unwrap();
     assert_eq!(after, before, "the file was written or torn");
     let kept = token_from_json(&after).unwrap();
     assert!(kept.refresh_token.is_some());
-    for entry in std::fs::read_dir(home.path().join("oauth")).unwrap() {
+    for entry in std::fs::read_dir(home.join("oauth")).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {
             let text = std::fs::read_to_string(&path).unwrap();
@@ -73,13 +61,8 @@ fn a_kill_after_the_provider_rotated_leaves_the_old_file_and_the_next_run_asks_f
 
     // The next run presents the old refresh token, which the provider already spent. (It also
     // takes the bucket's lock, which the killed process held: the kernel released it.)
-    let next = Driven::start(
-        home.path(),
-        &with(&["--profile", "crash", "-p", "hello"]),
-        &[],
-        1,
-    );
-    let told = next.finish();
+    let next = lab.spawn(&message, &[]).within(LIMIT);
+    let told = next.finish().await;
     assert_eq!(told.code(), Some(1), "{}", told.stdout);
     assert_eq!(
         sim.counters(OAuthProvider::Anthropic, "user1")

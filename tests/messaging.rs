@@ -5,7 +5,7 @@ use llxprt_adapters::simulator::Counters;
 use llxprt_application::ports::TokenStore;
 use llxprt_domain::OAuthProvider;
 
-use crate::support::{reply, Lab};
+use crate::support::{reply, Lab, Run};
 
 /// Each OAuth provider, the `/provider` name that uses it, and how the simulator names it in
 /// replies to OAuth requests and to key requests.
@@ -29,6 +29,14 @@ const KEYS: [(&str, &str); 4] = [
     ("OPENAI_API_KEY", "sim-openai-key"),
 ];
 
+/// The line `/auth` printed for `oauth`.
+fn overview_line(run: &Run, oauth: OAuthProvider) -> &str {
+    run.stdout
+        .lines()
+        .find(|l| l.starts_with(['✓', '✗']) && l.contains(&format!(" {oauth}: ")))
+        .unwrap_or_else(|| panic!("/auth shows no {oauth} line:\n{}", run.stdout))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_provider_answers_with_oauth_and_with_a_key() {
     let lab = Lab::start().await;
@@ -46,6 +54,7 @@ async fn each_provider_answers_with_oauth_and_with_a_key() {
     // Each provider's own sign-in, through the binary, as the user would type it.
     let mut child = lab.spawn(&[], &[]);
     for (oauth, chat, oauth_name, _) in PROVIDERS {
+        lab.sim.set_login_account(oauth, "default");
         child.login(&lab, oauth, "default").await;
         child.send(&format!("/auth {oauth} enable")).await;
         child.send(&format!("/provider {chat}")).await;
@@ -57,11 +66,7 @@ async fn each_provider_answers_with_oauth_and_with_a_key() {
     let run = child.finish().await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     for (oauth, ..) in PROVIDERS {
-        let overview = run
-            .stdout
-            .lines()
-            .find(|l| l.starts_with(['✓', '✗']) && l.contains(&format!(" {oauth}: ")))
-            .unwrap_or_else(|| panic!("/auth shows no {oauth} line:\n{}", run.stdout));
+        let overview = overview_line(&run, oauth);
         assert!(
             overview.starts_with('✓') && overview.contains("oauth"),
             "{overview}"
@@ -118,11 +123,7 @@ async fn a_key_in_the_environment_wins_over_enabled_oauth_and_no_flow_starts() {
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
 
     for (oauth, ..) in PROVIDERS {
-        let overview = run
-            .stdout
-            .lines()
-            .find(|l| l.starts_with(['✓', '✗']) && l.contains(&format!(" {oauth}: ")))
-            .unwrap_or_else(|| panic!("/auth shows no {oauth} line:\n{}", run.stdout));
+        let overview = overview_line(&run, oauth);
         assert!(
             overview.contains("api-key") && overview.contains("enabled"),
             "{overview}"

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use llxprt_domain::OAuthProvider;
 
-use crate::support::{against, free_port, sign_in, simulator, Driven};
+use crate::support::{Lab, LIMIT};
 
 /// The `/auth` name and the `/provider` name of each OAuth provider.
 const PROVIDERS: [(&str, &str, OAuthProvider); 4] = [
@@ -33,43 +33,38 @@ fn written_files(dir: &Path, into: &mut Vec<(String, String)>) {
     }
 }
 
-#[test]
-fn no_issued_secret_appears_in_output_or_files_at_trace_level() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let port = free_port();
-    let sim = runtime.block_on(simulator(port));
-    let home = tempfile::tempdir().unwrap();
-    let mut child = Driven::start(
-        home.path(),
-        &against(&sim, port),
-        &[("RUST_LOG", "trace"), ("NO_COLOR", "1")],
-        3,
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_issued_secret_appears_in_output_or_files_at_trace_level() {
+    let lab = Lab::start().await;
+    let sim = &lab.sim;
+    let home = lab.home();
+    let mut child = lab
+        .spawn(
+            &["--nobrowser"],
+            &[("RUST_LOG", "trace"), ("NO_COLOR", "1")],
+        )
+        .within(LIMIT * 3);
 
-    for (auth, _, _) in PROVIDERS {
-        sign_in(&mut child, &sim, &runtime, auth, None);
-        child.send(&format!("/auth {auth} enable"));
+    for (auth, _, oauth) in PROVIDERS {
+        child.login(&lab, oauth, "default").await;
+        child.send(&format!("/auth {auth} enable")).await;
     }
     for (_, provider, _) in PROVIDERS {
-        child.send(&format!("/provider {provider}"));
-        child.send(&format!("hello {provider}"));
-        child.wait_for("the reply", |l| {
-            l.contains(&format!("you said: hello {provider}"))
-        });
+        child.send(&format!("/provider {provider}")).await;
+        child.send(&format!("hello {provider}")).await;
+        child.wait_for(&format!("you said: hello {provider}")).await;
     }
     // The API refuses every access token now, so the next messages refresh first.
     for (_, _, oauth) in PROVIDERS {
         sim.expire_access_tokens(oauth, "user1");
     }
     for (_, provider, _) in PROVIDERS {
-        child.send(&format!("/provider {provider}"));
-        child.send(&format!("again {provider}"));
-        child.wait_for("the reply", |l| {
-            l.contains(&format!("you said: again {provider}"))
-        });
+        child.send(&format!("/provider {provider}")).await;
+        child.send(&format!("again {provider}")).await;
+        child.wait_for(&format!("you said: again {provider}")).await;
     }
     // The control: the same search finds the secrets where they belong.
-    let token_files: Vec<String> = std::fs::read_dir(home.path().join("oauth"))
+    let token_files: Vec<String> = std::fs::read_dir(home.join("oauth"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.is_file())
@@ -84,12 +79,12 @@ fn no_issued_secret_appears_in_output_or_files_at_trace_level() {
             file.len()
         );
     }
-    child.send("/auth");
-    child.send("/stats buckets");
+    child.send("/auth").await;
+    child.send("/stats buckets").await;
     for (auth, _, _) in PROVIDERS {
-        child.send(&format!("/auth {auth} logout"));
+        child.send(&format!("/auth {auth} logout")).await;
     }
-    let run = child.finish();
+    let run = child.finish().await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
 
     for (_, _, oauth) in PROVIDERS {
@@ -106,7 +101,7 @@ fn no_issued_secret_appears_in_output_or_files_at_trace_level() {
         ("stdout".to_owned(), run.stdout.clone()),
         ("stderr".to_owned(), run.stderr.clone()),
     ];
-    written_files(home.path(), &mut searched);
+    written_files(home, &mut searched);
     assert!(
         searched
             .iter()
@@ -141,17 +136,14 @@ fn a_code_pasted_into_the_repl_stays_out_of_its_history_and_screen_at_trace_leve
     use rexpect::session::spawn_with_options;
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let port = free_port();
-    let sim = runtime.block_on(simulator(port));
-    let home = tempfile::tempdir().unwrap();
-    let mut command = crate::support::llxprt(home.path());
-    command
-        .args(against(&sim, port))
-        .env("TERM", "xterm")
-        .env("RUST_LOG", "trace")
-        .env("NO_COLOR", "1");
+    let lab = runtime.block_on(Lab::start());
+    let sim = &lab.sim;
+    let command = lab.command(
+        &["--nobrowser"],
+        &[("TERM", "xterm"), ("RUST_LOG", "trace"), ("NO_COLOR", "1")],
+    );
     let options = Options::new()
-        .timeout_ms(Some(crate::support::LIMIT.as_millis() as u64))
+        .timeout_ms(Some(LIMIT.as_millis() as u64))
         .strip_ansi_escape_codes(true);
     let mut repl = spawn_with_options(command, options).expect("the REPL starts");
     let mut screen = repl.exp_string("> ").unwrap();
@@ -175,7 +167,7 @@ fn a_code_pasted_into_the_repl_stays_out_of_its_history_and_screen_at_trace_leve
     screen.push_str(&repl.exp_eof().unwrap());
 
     assert!(screen.contains("TRACE"), "the REPL did not log at TRACE");
-    let history = std::fs::read_to_string(home.path().join("history")).unwrap();
+    let history = std::fs::read_to_string(lab.home().join("history")).unwrap();
     assert!(history.contains("/auth anthropic login"), "{history}");
     let secrets = sim.issued_secrets();
     assert!(secrets

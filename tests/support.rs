@@ -1,10 +1,9 @@
 //! Running the built binary with its own `LLXPRT_HOME`, stdin and a time limit; and [`Lab`],
 //! children of the binary talking to a provider simulator in the test process.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use llxprt_adapters::oauth::{
     AnthropicConfig, AnthropicFlow, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow, OAuthHttp,
     QwenConfig, QwenFlow,
 };
-use llxprt_adapters::sandbox::{self, settings_overrides};
+use llxprt_adapters::sandbox::settings_overrides;
 use llxprt_adapters::simulator::{Consent, Counters, Simulator, SimulatorConfig, SimulatorHandle};
 use llxprt_adapters::store::FileTokenStore;
 use llxprt_application::ports::{
@@ -61,6 +60,16 @@ impl Run {
 
     pub(crate) fn code(&self) -> Option<i32> {
         self.status.code()
+    }
+
+    /// This run, once the test has failed if `what` (the program run) panicked.
+    fn unless_panicked(self, what: &str) -> Self {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "{what} panicked:\n{}",
+            self.stderr
+        );
+        self
     }
 }
 
@@ -123,17 +132,12 @@ pub(crate) fn run_command(mut command: Command, stdin: &str) -> Run {
         thread::sleep(Duration::from_millis(20));
     };
     writer.join().unwrap();
-    let run = Run {
+    Run {
         status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
-    };
-    assert!(
-        !run.stderr.contains("panicked"),
-        "llxprt {args:?} panicked:\n{}",
-        run.stderr
-    );
-    run
+    }
+    .unless_panicked(&format!("llxprt {args:?}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +200,7 @@ impl Lab {
     /// `llxprt ARGS` in this lab's home, every provider pointed at the simulator with `--set`,
     /// with `env` added to the child's environment only. `BROWSER=true` with a display makes
     /// every flow "open" its page and wait, and the test plays the browser from the printed URL.
-    pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = llxprt(self.home());
         for name in [
             "http_proxy",
@@ -219,15 +223,13 @@ impl Lab {
             command.arg("--set").arg(format!("{name}={value}"));
         }
         command.args(args).envs(env.iter().copied());
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(true);
         command
     }
 
     /// Starts `llxprt ARGS` with piped stdin (line mode unless ARGS say otherwise).
     pub(crate) fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
-        let mut process = self
-            .command(args, env)
+        let mut process = tokio::process::Command::from(self.command(args, env))
+            .kill_on_drop(true)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -240,11 +242,13 @@ impl Lab {
         ];
         Child {
             what: format!("llxprt {args:?}"),
+            nobrowser: args.contains(&"--nobrowser"),
             stdin: process.stdin.take(),
             process,
             lines,
             seen: [0, 0],
             readers,
+            end: None,
         }
     }
 
@@ -406,26 +410,51 @@ fn read_lines(
 ) -> tokio::task::JoinHandle<()> {
     let (lines, printed) = (lines.clone(), printed.clone());
     tokio::spawn(async move {
-        let mut reader = tokio::io::BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
+        let mut reader = tokio::io::BufReader::new(pipe);
+        let mut bytes = Vec::new();
+        // Decoded lossily, so that a stray byte neither stops the reading nor hides what follows
+        // from the checks for secrets.
+        while reader.read_until(b'\n', &mut bytes).await.unwrap_or(0) > 0 {
+            let text = String::from_utf8_lossy(&bytes);
+            let line = text.strip_suffix('\n').unwrap_or(&text);
+            let line = line.strip_suffix('\r').unwrap_or(line).to_owned();
+            bytes.clear();
             printed.lock().unwrap().push(line.clone());
             lines.lock().unwrap().push((stream, line));
         }
     })
 }
 
-/// A running `llxprt`: the test types its lines and reads what it prints as it goes.
+/// A running `llxprt`: the test types its lines and reads what it prints as it goes. Each step
+/// (a wait, the end) may take [`STEP`]; [`Child::within`] also bounds the whole run. Killed when
+/// dropped.
 pub(crate) struct Child {
     what: String,
+    /// Started with `--nobrowser`: a browser sign-in asks for the redirect to be pasted.
+    nobrowser: bool,
     process: tokio::process::Child,
     stdin: Option<tokio::process::ChildStdin>,
     lines: Lines,
-    /// Per stream, how many lines [`Child::wait_for`] has already gone past.
+    /// Per stream, how many lines [`Child::line_where`] has already gone past.
     seen: [usize; 2],
     readers: Vec<tokio::task::JoinHandle<()>>,
+    /// When the whole run must be over, if [`Child::within`] said.
+    end: Option<Instant>,
 }
 
 impl Child {
+    /// Bounds the whole run, from now to its end, by `limit`.
+    pub(crate) fn within(mut self, limit: Duration) -> Self {
+        self.end = Some(Instant::now() + limit);
+        self
+    }
+
+    /// When a step that starts now must be over.
+    fn deadline(&self) -> Instant {
+        let step = Instant::now() + STEP;
+        self.end.map_or(step, |end| end.min(step))
+    }
+
     /// Types one line.
     pub(crate) async fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is still open");
@@ -436,10 +465,10 @@ impl Child {
         stdin.flush().await.unwrap();
     }
 
-    /// Waits for a line (on stdout or stderr) containing `needle` that comes after the lines
-    /// earlier waits matched, and returns it. Kills the child and fails on [`STEP`].
-    pub(crate) async fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + STEP;
+    /// Waits for a line (on stdout or stderr) that satisfies `wanted` and comes after the lines
+    /// earlier waits matched, and returns it. Kills the child and fails at the deadline.
+    pub(crate) async fn line_where(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = self.deadline();
         loop {
             let found = {
                 let lines = self.lines.lock().unwrap();
@@ -447,7 +476,7 @@ impl Child {
                 let mut found = None;
                 for (stream, line) in lines.iter() {
                     counted[*stream] += 1;
-                    if counted[*stream] > self.seen[*stream] && line.contains(needle) {
+                    if counted[*stream] > self.seen[*stream] && wanted(line) {
                         found = Some((*stream, counted[*stream], line.clone()));
                         break;
                     }
@@ -461,13 +490,19 @@ impl Child {
             if Instant::now() > deadline {
                 let _ = self.process.kill().await;
                 panic!(
-                    "{} never printed {needle:?}; it printed:\n{}",
+                    "{} never printed {what}; it printed:\n{}",
                     self.what,
                     self.printed()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// [`Child::line_where`] for a line containing `needle`.
+    pub(crate) async fn wait_for(&mut self, needle: &str) -> String {
+        self.line_where(&format!("{needle:?}"), |l| l.contains(needle))
+            .await
     }
 
     /// Everything printed so far, stdout and stderr interleaved as they arrived.
@@ -478,60 +513,80 @@ impl Child {
     }
 
     /// Plays the user and the browser of a sign-in this child has just started (with
-    /// `/auth P login` or a message that signs in lazily).
-    pub(crate) async fn sign_in(&mut self, lab: &Lab, provider: OAuthProvider) {
+    /// `/auth P login` or a message that signs in lazily), and returns the address it printed
+    /// for the user to open.
+    pub(crate) async fn sign_in(&mut self, lab: &Lab, provider: OAuthProvider) -> String {
         let e = lab.sim.endpoints();
-        match provider {
-            OAuthProvider::Anthropic => {
-                let url = self.wait_for(&e.anthropic.authorize_url).await;
-                let code = match lab.sim.consent(url.trim()).await.unwrap() {
-                    Consent::CodeShown(code) => code,
-                    other => panic!("the Anthropic page showed no code: {other:?}"),
-                };
-                self.wait_for("Paste the authorization code:").await;
-                self.send(code.expose()).await;
-            }
-            OAuthProvider::Gemini | OAuthProvider::Codex => {
-                let authorize = if provider == OAuthProvider::Gemini {
-                    e.gemini.authorize_url.clone()
-                } else {
-                    format!("{}/oauth/authorize", e.codex.issuer)
-                };
-                let url = self.wait_for(&authorize).await;
-                let callback = match lab.sim.consent(url.trim()).await.unwrap() {
-                    Consent::Redirect(callback) => callback,
-                    other => panic!("{provider} did not redirect to the callback: {other:?}"),
-                };
-                // The browser lands on the child's own callback server.
-                let page = lab.sim.browse(callback.expose()).await.unwrap();
-                assert_eq!(page.status, 200, "{}", page.body);
-            }
+        let authorize = match provider {
+            OAuthProvider::Anthropic => e.anthropic.authorize_url.clone(),
+            OAuthProvider::Gemini => e.gemini.authorize_url.clone(),
+            OAuthProvider::Codex => format!("{}/oauth/authorize", e.codex.issuer),
             OAuthProvider::Qwen => {
-                let visit = self.wait_for("Visit: ").await;
-                let code = self.wait_for("Enter code: ").await;
-                let visit = visit.trim().trim_start_matches("Visit: ");
-                let code = code.trim().trim_start_matches("Enter code: ");
+                // A device flow: opening the page with the code approves it.
+                let visit = self
+                    .line_where("the page to visit", |l| l.starts_with("Visit: "))
+                    .await;
+                let code = self
+                    .line_where("the code to enter", |l| l.starts_with("Enter code: "))
+                    .await;
+                let visit = visit.trim_start_matches("Visit: ").to_owned();
+                let code = code.trim_start_matches("Enter code: ");
                 let page = lab
                     .sim
                     .browse(&format!("{visit}?user_code={code}"))
                     .await
                     .unwrap();
                 assert_eq!(page.status, 200, "{}", page.body);
+                return visit;
             }
+        };
+        let url = self
+            .line_where("the authorize URL", |l| l.starts_with(&authorize))
+            .await;
+        match (provider, lab.sim.consent(&url).await.unwrap()) {
+            (OAuthProvider::Anthropic, Consent::CodeShown(code)) => {
+                self.line_where("the code question", |l| {
+                    l.starts_with("Paste the authorization code:")
+                })
+                .await;
+                self.send(code.expose()).await;
+            }
+            (OAuthProvider::Gemini | OAuthProvider::Codex, Consent::Redirect(callback)) => {
+                if self.nobrowser {
+                    // No browser opened: the user pastes where the browser was sent.
+                    self.line_where("the redirect question", |l| {
+                        l.starts_with("Paste the redirect URL")
+                    })
+                    .await;
+                    self.send(callback.expose()).await;
+                } else {
+                    // The browser lands on the child's own callback server.
+                    let page = lab.sim.browse(callback.expose()).await.unwrap();
+                    assert_eq!(page.status, 200, "{}", page.body);
+                }
+            }
+            (_, other) => panic!("{provider}'s page did not end as its sign-in does: {other:?}"),
         }
+        url
     }
 
-    /// `/auth P login BUCKET` through this child, as the simulated account named BUCKET.
-    pub(crate) async fn login(&mut self, lab: &Lab, provider: OAuthProvider, bucket: &str) {
-        lab.sim.set_login_account(provider, bucket);
+    /// `/auth P login BUCKET` through this child, played to its end, as whichever account the
+    /// simulator signs in; returns the address printed for the user to open.
+    pub(crate) async fn login(
+        &mut self,
+        lab: &Lab,
+        provider: OAuthProvider,
+        bucket: &str,
+    ) -> String {
         if bucket == "default" {
             self.send(&format!("/auth {provider} login")).await;
         } else {
             self.send(&format!("/auth {provider} login {bucket}")).await;
         }
-        self.sign_in(lab, provider).await;
+        let url = self.sign_in(lab, provider).await;
         self.wait_for(&format!("Logged in to {provider}/{bucket}"))
             .await;
+        url
     }
 
     /// Types `text` as a message and waits for the reply from `account` of `provider`.
@@ -540,10 +595,16 @@ impl Child {
         self.wait_for(&reply(provider, account, text)).await;
     }
 
-    /// Ends the input and waits for the child to exit. Kills it and fails on [`STEP`].
+    /// Kills the process (SIGKILL) and reaps it.
+    pub(crate) async fn kill(mut self) {
+        self.process.kill().await.unwrap();
+    }
+
+    /// Ends the input and waits for the child to exit. Kills it and fails at the deadline.
     pub(crate) async fn finish(mut self) -> Run {
         drop(self.stdin.take());
-        let status = match tokio::time::timeout(STEP, self.process.wait()).await {
+        let deadline = tokio::time::Instant::from_std(self.deadline());
+        let status = match tokio::time::timeout_at(deadline, self.process.wait()).await {
             Ok(status) => status.unwrap(),
             Err(_) => {
                 let _ = self.process.kill().await;
@@ -566,18 +627,12 @@ impl Child {
             }
             text
         };
-        let run = Run {
+        Run {
             status,
             stdout: text(0),
             stderr: text(1),
-        };
-        assert!(
-            !run.stderr.contains("panicked"),
-            "{} panicked:\n{}",
-            self.what,
-            run.stderr
-        );
-        run
+        }
+        .unless_panicked(&self.what)
     }
 }
 
@@ -617,288 +672,5 @@ impl UserPrompt for ConsentingUser {
         let code = self.pasteboard.lock().unwrap().take();
         code.map(|c| c.expose().to_owned())
             .ok_or_else(|| PromptError::NoInput("no code was shown".to_owned()))
-    }
-}
-
-/// `--set NAME=VALUE` arguments that point every provider at `sim`, Codex's callback at
-/// `codex_port`, and never open a browser.
-pub(crate) fn against(sim: &SimulatorHandle, codex_port: u16) -> Vec<String> {
-    let mut args = vec!["--nobrowser".to_owned()];
-    let port = (
-        "providers.codex.oauth.callback_port".to_owned(),
-        codex_port.to_string(),
-    );
-    for (name, value) in sandbox::settings_overrides(sim).into_iter().chain([port]) {
-        args.push("--set".to_owned());
-        args.push(format!("{name}={value}"));
-    }
-    args
-}
-
-/// A simulator that accepts Codex's callback on `codex_port` (and on 1457, its fallback).
-pub(crate) async fn simulator(codex_port: u16) -> SimulatorHandle {
-    Simulator::start_with(SimulatorConfig {
-        codex_callback_ports: vec![codex_port, 1457],
-        ..SimulatorConfig::default()
-    })
-    .await
-    .expect("the simulator starts")
-}
-
-/// A loopback port that was free a moment ago.
-pub(crate) fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// A running `llxprt` whose stdin the test writes line by line while reading what it prints,
-/// for conversations (a login that asks for a pasted code) and for killing it mid-way.
-pub(crate) struct Driven {
-    child: std::process::Child,
-    stdin: Option<ChildStdin>,
-    printed: mpsc::Receiver<String>,
-    stdout: thread::JoinHandle<String>,
-    stderr: thread::JoinHandle<String>,
-    deadline: Instant,
-}
-
-impl Driven {
-    /// Starts `llxprt ARGS` with `env` added to its environment; all of it must be done within
-    /// [`LIMIT`] times `budget`.
-    pub(crate) fn start(home: &Path, args: &[String], env: &[(&str, &str)], budget: u32) -> Self {
-        let mut child = llxprt(home)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        let (sender, printed) = mpsc::channel();
-        let relay = |pipe: Box<dyn Read + Send>, sender: mpsc::Sender<String>| {
-            thread::spawn(move || {
-                let mut all = String::new();
-                let mut reader = BufReader::new(pipe);
-                let mut line = Vec::new();
-                while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                    let text = String::from_utf8_lossy(&line).into_owned();
-                    all.push_str(&text);
-                    let _ = sender.send(text.trim_end().to_owned());
-                    line.clear();
-                }
-                all
-            })
-        };
-        Self {
-            stdin: child.stdin.take(),
-            stdout: relay(Box::new(child.stdout.take().unwrap()), sender.clone()),
-            stderr: relay(Box::new(child.stderr.take().unwrap()), sender),
-            child,
-            printed,
-            deadline: Instant::now() + LIMIT * budget,
-        }
-    }
-
-    /// Types one line.
-    pub(crate) fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin is still open");
-        writeln!(stdin, "{line}").expect("llxprt reads its input");
-        stdin.flush().unwrap();
-    }
-
-    /// Waits for a printed line (stdout or stderr) that satisfies `wanted`, and returns it.
-    pub(crate) fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        loop {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            match self.printed.recv_timeout(left) {
-                Ok(line) if wanted(&line) => return line,
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = self.child.kill();
-                    panic!("llxprt never printed {what}");
-                }
-            }
-        }
-    }
-
-    /// Sends SIGKILL and reaps the process.
-    pub(crate) fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Closes stdin (end of input) and waits for the exit.
-    pub(crate) fn finish(mut self) -> Run {
-        drop(self.stdin.take());
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > self.deadline {
-                let _ = self.child.kill();
-                panic!("llxprt did not finish in time");
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        let run = Run {
-            status,
-            stdout: self.stdout.join().unwrap(),
-            stderr: self.stderr.join().unwrap(),
-        };
-        assert!(
-            !run.stderr.contains("panicked"),
-            "llxprt panicked:\n{}",
-            run.stderr
-        );
-        run
-    }
-}
-
-/// Runs `/auth PROVIDER login [BUCKET]` in `child` (started with [`against`]) and plays the
-/// user: consents in the simulator as a browser on another device would, pastes what the
-/// provider showed or where the browser was sent, or approves the device code.
-pub(crate) fn sign_in(
-    child: &mut Driven,
-    sim: &SimulatorHandle,
-    runtime: &tokio::runtime::Runtime,
-    provider: &str,
-    bucket: Option<&str>,
-) {
-    let e = sim.endpoints();
-    child.send(&format!("/auth {provider} login {}", bucket.unwrap_or("")));
-    let consent = |child: &mut Driven, authorize_url: &str| {
-        let url = child.wait_for("the authorize URL", |l| l.starts_with(authorize_url));
-        child.wait_for("the question", |l| l.starts_with("Paste the"));
-        match runtime.block_on(sim.consent(&url)).expect("the page loads") {
-            Consent::CodeShown(pasted) | Consent::Redirect(pasted) => {
-                child.send(pasted.expose());
-            }
-            Consent::Page(page) => panic!("consent ended on a page: {}", page.status),
-        }
-    };
-    match provider {
-        "anthropic" => consent(child, &e.anthropic.authorize_url),
-        "gemini" => consent(child, &e.gemini.authorize_url),
-        "codex" => consent(child, &format!("{}/oauth/authorize", e.codex.issuer)),
-        "qwen" => {
-            let code = child.wait_for("the device code", |l| l.starts_with("Device code: "));
-            let visit = child.wait_for("the page to visit", |l| l.starts_with("Visit: "));
-            let page = format!(
-                "{}?user_code={}",
-                visit.trim_start_matches("Visit: "),
-                code.trim_start_matches("Device code: ")
-            );
-            runtime
-                .block_on(sim.browse(&page))
-                .expect("the device page loads");
-        }
-        other => panic!("no sign-in script for {other}"),
-    }
-    child.wait_for("the login", |l| {
-        l.contains(&format!("Logged in to {provider}"))
-    });
-}
-
-/// A running `llxprt` (stdin not a terminal) whose input is written line by line while its
-/// output is read, for conversations that depend on what it printed. Killed when dropped.
-pub(crate) struct Interactive {
-    child: std::process::Child,
-    stdin: Option<std::process::ChildStdin>,
-    stdout: std::sync::mpsc::Receiver<String>,
-    stderr: Option<thread::JoinHandle<String>>,
-    seen: String,
-}
-
-impl Interactive {
-    /// Starts a prepared [`llxprt`] command.
-    pub(crate) fn start(mut command: Command) -> Self {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        let (lines, stdout) = std::sync::mpsc::channel();
-        let out = std::io::BufReader::new(child.stdout.take().unwrap());
-        thread::spawn(move || {
-            for line in std::io::BufRead::lines(out) {
-                let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let stderr = thread::spawn(move || {
-            let mut text = String::new();
-            let _ = err.read_to_string(&mut text);
-            text
-        });
-        Self {
-            stdin: child.stdin.take(),
-            child,
-            stdout,
-            stderr: Some(stderr),
-            seen: String::new(),
-        }
-    }
-
-    /// Types one line.
-    pub(crate) fn send_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("input is still open");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Reads printed lines until one satisfies `wanted`, and returns it.
-    pub(crate) fn line_where(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push_str(&line);
-                    self.seen.push('\n');
-                    if wanted(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no {what} within {LIMIT:?}; printed so far:\n{}", self.seen),
-            }
-        }
-    }
-
-    /// Closes the input and waits for the end; returns everything printed.
-    pub(crate) fn finish(mut self) -> Run {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + LIMIT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "llxprt did not finish within {LIMIT:?}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push_str(&line);
-            self.seen.push('\n');
-        }
-        let stderr = self.stderr.take().unwrap().join().unwrap();
-        assert!(!stderr.contains("panicked"), "llxprt panicked:\n{stderr}");
-        Run {
-            status,
-            stdout: std::mem::take(&mut self.seen),
-            stderr,
-        }
-    }
-}
-
-impl Drop for Interactive {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
