@@ -89,18 +89,41 @@ pub const AUTH_SUBCOMMANDS: [&str; 5] = ["status", "enable", "disable", "login",
 /// The subcommands of `/profile`.
 pub const PROFILE_SUBCOMMANDS: [&str; 5] = ["save", "load", "list", "delete", "set-default"];
 
+/// The longest piece of the user's input an error message repeats.
+const MAX_ECHO_CHARS: usize = 40;
+
+/// What the user typed, as an error message repeats it: cut short, so a pasted page does not
+/// come back as a page-long error line.
+pub(crate) fn shown(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn unknown_provider(e: llxprt_domain::UnknownProvider) -> CommandError {
+    err(llxprt_domain::UnknownProvider {
+        given: shown(&e.given),
+        ..e
+    }
+    .to_string())
+}
+
 fn err(message: impl Into<String>) -> CommandError {
     CommandError(message.into())
 }
 
 fn bucket(text: &str) -> Result<BucketName, CommandError> {
-    BucketName::parse(text).map_err(|e| err(format!("invalid bucket name '{text}': {e}")))
+    BucketName::parse(text).map_err(|e| err(format!("invalid bucket name '{}': {e}", shown(text))))
 }
 
 fn no_more(words: &[&str], usage: &str) -> Result<(), CommandError> {
     match words.first() {
         None => Ok(()),
-        Some(extra) => Err(err(format!("unexpected '{extra}'; usage: {usage}"))),
+        Some(extra) => Err(err(format!(
+            "unexpected '{}'; usage: {usage}",
+            shown(extra)
+        ))),
     }
 }
 
@@ -127,13 +150,19 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             [p] => p
                 .parse::<ChatProvider>()
                 .map(|p| Command::Provider(Some(p)))
-                .map_err(|e| err(e.to_string())),
-            [_, extra, ..] => Err(err(format!("unexpected '{extra}'; usage: /provider [P]"))),
+                .map_err(unknown_provider),
+            [_, extra, ..] => Err(err(format!(
+                "unexpected '{}'; usage: /provider [P]",
+                shown(extra)
+            ))),
         },
         "model" => match args {
             [] => Ok(Command::Model(None)),
             [m] => Ok(Command::Model(Some((*m).to_owned()))),
-            [_, extra, ..] => Err(err(format!("unexpected '{extra}'; usage: /model [M]"))),
+            [_, extra, ..] => Err(err(format!(
+                "unexpected '{}'; usage: /model [M]",
+                shown(extra)
+            ))),
         },
         "key" => match args {
             [k] => Ok(Command::Key((*k).to_owned())),
@@ -159,7 +188,8 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "help" => no_more(args, "/help").map(|()| Command::Help),
         "quit" | "exit" => no_more(args, "/quit").map(|()| Command::Quit),
         other => Err(err(format!(
-            "unknown command '/{other}'; commands are: {}",
+            "unknown command '/{}'; commands are: {}",
+            shown(other),
             COMMANDS.join(", ")
         ))),
     }
@@ -169,9 +199,7 @@ fn parse_auth(args: &[&str]) -> Result<Command, CommandError> {
     let Some((p, rest)) = args.split_first() else {
         return Ok(Command::AuthOverview);
     };
-    let provider: OAuthProvider = p
-        .parse()
-        .map_err(|e: llxprt_domain::UnknownProvider| err(e.to_string()))?;
+    let provider: OAuthProvider = p.parse().map_err(unknown_provider)?;
     let usage = "/auth P [status|enable|disable|login [BUCKET]|logout [BUCKET|--all]]";
     match rest {
         [] | ["status"] => Ok(Command::AuthStatus(provider)),
@@ -189,7 +217,8 @@ fn parse_auth(args: &[&str]) -> Result<Command, CommandError> {
             LogoutTarget::Bucket(bucket(b)?),
         )),
         [sub, ..] if !AUTH_SUBCOMMANDS.contains(sub) => Err(err(format!(
-            "unknown /auth subcommand '{sub}'; usage: {usage}"
+            "unknown /auth subcommand '{}'; usage: {usage}",
+            shown(sub)
         ))),
         _ => Err(err(format!("usage: {usage}"))),
     }
@@ -217,7 +246,8 @@ fn parse_profile(args: &[&str]) -> Result<Command, CommandError> {
         ["delete", name] => Ok(Command::ProfileDelete(owned(name))),
         ["set-default", name] => Ok(Command::ProfileSetDefault(owned(name))),
         [sub, ..] if !PROFILE_SUBCOMMANDS.contains(sub) => Err(err(format!(
-            "unknown /profile subcommand '{sub}'; subcommands are: {}",
+            "unknown /profile subcommand '{}'; subcommands are: {}",
+            shown(sub),
             PROFILE_SUBCOMMANDS.join(", ")
         ))),
         [sub, ..] => Err(err(format!("usage: /profile {sub} NAME"))),
@@ -289,6 +319,29 @@ mod tests {
         assert!(parse("/profile").is_err());
         assert!(parse("/profile save loadbalancer lb failover").is_err());
         assert!(parse("/stats").is_err());
+    }
+
+    #[test]
+    fn errors_repeat_at_most_a_short_piece_of_what_was_typed() {
+        let long = "x".repeat(50_000);
+        for line in [
+            format!("/{long}"),
+            format!("/auth {long}"),
+            format!("/auth qwen {long}"),
+            format!("/auth qwen login {long}"),
+            format!("/provider {long}"),
+            format!("/profile {long}"),
+            format!("/help {long}"),
+        ] {
+            let e = parse(&line).unwrap_err().0;
+            assert!(e.len() < 400, "{} characters: {}", e.len(), &e[..200]);
+            assert!(e.contains("xxxx…"), "{e}");
+        }
+        assert_eq!(
+            shown("é".repeat(41).as_str()),
+            format!("{}…", "é".repeat(40))
+        );
+        assert_eq!(shown("short"), "short");
     }
 
     #[test]

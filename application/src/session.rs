@@ -701,7 +701,12 @@ fn no_such_bucket(provider: OAuthProvider, name: &BucketName, existing: &[Bucket
 }
 
 fn profile_name(text: &str) -> Result<ProfileName, Failure> {
-    ProfileName::parse(text).map_err(|e| Failure(format!("invalid profile name '{text}': {e}")))
+    ProfileName::parse(text).map_err(|e| {
+        Failure(format!(
+            "invalid profile name '{}': {e}",
+            commands::shown(text)
+        ))
+    })
 }
 
 fn describe(profile: &Profile) -> String {
