@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use llxprt_adapters::chat::{self as chat, ChatEndpoints, HttpOptions};
+use llxprt_adapters::clock::LocalClock;
 use llxprt_adapters::health::FileHealthStore;
 use llxprt_adapters::oauth::{
     AnthropicConfig, AnthropicFlow, BrowserEnv, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow,
@@ -18,7 +19,7 @@ use llxprt_adapters::settings::FileConfigStore;
 use llxprt_adapters::simulator::{Simulator, SimulatorHandle};
 use llxprt_adapters::stats::FileStatsStore;
 use llxprt_adapters::store::FileTokenStore;
-use llxprt_application::ports::{Browser, Clock, ConfigStore, SystemClock, UserPrompt};
+use llxprt_application::ports::{Browser, Clock, ConfigStore, UserPrompt};
 use llxprt_application::services::{
     AuthService, ChatClients, ChatService, FlowRegistry, TokenService,
 };
@@ -100,7 +101,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         (None, None) => key_setting,
     };
 
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = Arc::new(LocalClock::system());
     let sandbox_browser = simulator.clone().map(SandboxBrowser::new).map(Arc::new);
     let browser: Arc<dyn Browser> = match &sandbox_browser {
         Some(browser) if !cli.nobrowser => browser.clone(),

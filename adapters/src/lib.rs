@@ -3,6 +3,7 @@
 //! Only this crate knows JSON, HTTP, files and terminals.
 
 pub mod chat;
+pub mod clock;
 mod fsutil;
 pub mod health;
 pub mod oauth;
