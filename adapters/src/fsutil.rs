@@ -37,6 +37,26 @@ pub(crate) fn write_atomically(
         .map_err(|e| (dir.to_owned(), e))
 }
 
+/// Rewrites the small JSON document at `path` under the exclusive lock of `PATH.lock`, so that
+/// processes changing it at once take turns and none loses another's change: `change` reads the
+/// current document and returns the new one, which replaces the file crash-safely.
+pub(crate) fn update_json_locked<T: serde::Serialize, E>(
+    path: &Path,
+    temp_prefix: &str,
+    change: impl FnOnce() -> Result<T, E>,
+    io: impl Fn(PathError) -> E,
+) -> Result<(), E> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| io((dir.to_owned(), e)))?;
+    }
+    let _lock = FileLock::acquire(&path.with_extension("json.lock")).map_err(&io)?;
+    let document = change()?;
+    let mut text = serde_json::to_string_pretty(&document)
+        .map_err(|e| io((path.to_owned(), io::Error::other(e))))?;
+    text.push('\n');
+    write_atomically(path, temp_prefix, text.as_bytes()).map_err(io)
+}
+
 /// An exclusive advisory lock on a lock file, held until dropped. The kernel releases it when
 /// the holder exits, even by a crash, so no stale lock can block anyone.
 #[derive(Debug)]

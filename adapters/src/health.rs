@@ -22,7 +22,7 @@ use llxprt_domain::failover::{BucketHealth, CooldownCause, LoginCause};
 use llxprt_domain::{BucketId, UnixSeconds};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{write_atomically, FileLock};
+use crate::fsutil::update_json_locked;
 use crate::stats::parse_bucket_key;
 
 /// The largest health file read; anything bigger is not ours.
@@ -138,24 +138,24 @@ impl FileHealthStore {
     }
 
     fn record_blocking(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), HealthError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
-        }
-        let lock_path = self.path.with_extension("json.lock");
-        let _lock = FileLock::acquire(&lock_path).map_err(|(p, e)| self.io(&p, e))?;
-        let mut file = self.read().unwrap_or_else(|error| {
-            tracing::warn!(%error, "replacing an unreadable bucket health file");
-            HealthFile::default()
-        });
-        for (bucket, health) in changes {
-            match Entry::from_health(*health) {
-                Some(entry) => file.buckets.insert(bucket.to_string(), entry),
-                None => file.buckets.remove(&bucket.to_string()),
-            };
-        }
-        let mut text = serde_json::to_string_pretty(&file).map_err(|e| self.io(&self.path, e))?;
-        text.push('\n');
-        write_atomically(&self.path, ".health-", text.as_bytes()).map_err(|(p, e)| self.io(&p, e))
+        update_json_locked(
+            &self.path,
+            ".health-",
+            || {
+                let mut file = self.read().unwrap_or_else(|error| {
+                    tracing::warn!(%error, "replacing an unreadable bucket health file");
+                    HealthFile::default()
+                });
+                for (bucket, health) in changes {
+                    match Entry::from_health(*health) {
+                        Some(entry) => file.buckets.insert(bucket.to_string(), entry),
+                        None => file.buckets.remove(&bucket.to_string()),
+                    };
+                }
+                Ok(file)
+            },
+            |(p, e)| self.io(&p, e),
+        )
     }
 }
 

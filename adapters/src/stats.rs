@@ -18,7 +18,7 @@ use llxprt_domain::stats::{BucketStats, StatsDelta, StatsTotals};
 use llxprt_domain::{BucketId, BucketName, OAuthProvider, UnixSeconds};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{write_atomically, FileLock};
+use crate::fsutil::update_json_locked;
 
 /// The largest statistics file read; anything bigger is not ours.
 const MAX_STATS_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -101,37 +101,31 @@ impl FileStatsStore {
         }
     }
 
-    fn write(&self, totals: &StatsTotals) -> Result<(), StatsError> {
-        let file = StatsFile {
-            buckets: totals
-                .iter()
-                .map(|(bucket, stats)| {
-                    (
-                        bucket.to_string(),
-                        BucketEntry {
-                            requests: stats.requests,
-                            last_used: stats.last_used.map(|t| t.0),
-                            rate_limits: stats.rate_limits,
-                            failovers: stats.failovers,
-                        },
-                    )
-                })
-                .collect(),
-        };
-        let mut text = serde_json::to_string_pretty(&file).map_err(|e| self.io(&self.path, e))?;
-        text.push('\n');
-        write_atomically(&self.path, ".stats-", text.as_bytes()).map_err(|(p, e)| self.io(&p, e))
-    }
-
     fn add_blocking(&self, delta: &StatsDelta) -> Result<StatsTotals, StatsError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
-        }
-        let lock_path = self.path.with_extension("json.lock");
-        let _lock = FileLock::acquire(&lock_path).map_err(|(p, e)| self.io(&p, e))?;
-        let mut totals = self.read()?;
-        totals.apply(delta);
-        self.write(&totals)?;
+        let mut totals = StatsTotals::new();
+        update_json_locked(
+            &self.path,
+            ".stats-",
+            || {
+                totals = self.read()?;
+                totals.apply(delta);
+                Ok(StatsFile {
+                    buckets: totals
+                        .iter()
+                        .map(|(bucket, stats)| {
+                            let entry = BucketEntry {
+                                requests: stats.requests,
+                                last_used: stats.last_used.map(|t| t.0),
+                                rate_limits: stats.rate_limits,
+                                failovers: stats.failovers,
+                            };
+                            (bucket.to_string(), entry)
+                        })
+                        .collect(),
+                })
+            },
+            |(p, e)| self.io(&p, e),
+        )?;
         Ok(totals)
     }
 }
