@@ -509,6 +509,41 @@ mod processes {
     }
 
     #[test]
+    fn a_token_kept_in_memory_gives_way_to_the_one_another_process_saves() {
+        let dir = tempfile::tempdir().unwrap();
+        let oauth = dir.path().join("oauth");
+        // Longer than a clock tick, short enough to wait for.
+        let settle = Duration::from_millis(50);
+        let store = FileTokenStore::new(oauth.clone()).with_settle_time(settle);
+        let rt = runtime();
+        let id = crash_bucket();
+        rt.block_on(store.save(&id, &numbered_token(0))).unwrap();
+        std::thread::sleep(settle * 4);
+        // Read once and kept: the file has settled.
+        for _ in 0..2 {
+            let token = rt.block_on(store.load(&id)).unwrap().unwrap();
+            assert_eq!(number_of(&token), Some(0));
+        }
+
+        let mut child = spawn_child("save-loop", &oauth, "1");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        for _ in 0..50 {
+            let Some(saved) = next_line(&mut out, "saved ") else {
+                panic!("the child stopped saving: {}", stderr_of(&mut child));
+            };
+            let saved: i64 = saved.parse().unwrap();
+            let token = rt.block_on(store.load(&id)).unwrap().unwrap();
+            let loaded = number_of(&token).expect("a whole token");
+            assert!(
+                loaded >= saved,
+                "loaded token {loaded} after the child saved {saved}"
+            );
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
     fn a_lock_held_by_a_killed_process_passes_to_the_waiter() {
         let dir = tempfile::tempdir().unwrap();
         let oauth = dir.path().join("oauth");

@@ -1,11 +1,14 @@
 //! The file store: one JSON file per provider and bucket, readable by the user alone, replaced
 //! atomically, locked with operating-system advisory locks.
 
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::collections::HashMap;
+use std::fs::{self, DirBuilder, File, Metadata, OpenOptions, Permissions};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use llxprt_application::ports::{BucketLock, StoreError, TokenStore};
@@ -18,6 +21,11 @@ pub const MAX_TOKEN_FILE_BYTES: u64 = 1024 * 1024;
 
 /// How long a waiter sleeps between two attempts at a busy lock.
 const LOCK_POLL: Duration = Duration::from_millis(10);
+
+/// How long a token file must have been left unchanged before a load trusts a `stat` to tell it
+/// apart from a newer write: longer than the coarsest file-time granularity and clock tick of the
+/// file systems a home directory lives on.
+pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(2);
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -33,15 +41,40 @@ const FILE_MODE: u32 = 0o600;
 /// - Bucket locks are `flock` locks on `locks/{provider}-{bucket}.lock`, which the kernel
 ///   releases when the holder dies; the file holds the holder's pid so a waiter can say who it
 ///   waits for. Lock files are never deleted (deleting one would let two holders in).
+/// - A load answers from memory only while a `stat` shows the very file it last read (see
+///   [`FileTokenStore::with_settle_time`]), and loads of one bucket that overlap share one read
+///   that began after each of them was called; neither can miss a token another process wrote.
 #[derive(Debug, Clone)]
 pub struct FileTokenStore {
     dir: PathBuf,
+    settle_time: Duration,
+    /// Shared by clones, which read the same files.
+    files: Arc<Mutex<HashMap<BucketId, Arc<TokenFile>>>>,
 }
 
 impl FileTokenStore {
     /// A store in `oauth_dir`, created on the first save or lock.
     pub fn new(oauth_dir: PathBuf) -> Self {
-        Self { dir: oauth_dir }
+        Self {
+            dir: oauth_dir,
+            settle_time: DEFAULT_SETTLE_TIME,
+            files: Arc::default(),
+        }
+    }
+
+    /// Changes how long a token file must have been unchanged (by its status-change time)
+    /// before its token is kept in memory ([`DEFAULT_SETTLE_TIME`] otherwise).
+    ///
+    /// A kept token is served while the file's device, inode, size, modification and
+    /// status-change times are those of the file it was read from. Every write gives a file a
+    /// new status-change time, and every replacement a new inode whose number can only repeat an
+    /// old one's after that one was freed, i.e. after the read; so a file that had settled
+    /// before the read cannot change without its `stat` changing, as long as the file system's
+    /// clock and this process's agree within the settle time. A file written more recently is
+    /// read again on every load.
+    pub fn with_settle_time(mut self, settle_time: Duration) -> Self {
+        self.settle_time = settle_time;
+        self
     }
 
     /// The directory holding the token files.
@@ -70,8 +103,37 @@ impl FileTokenStore {
 #[async_trait]
 impl TokenStore for FileTokenStore {
     async fn load(&self, bucket: &BucketId) -> Result<Option<Token>, StoreError> {
-        let (dir, path, bucket) = (self.dir.clone(), self.token_path(bucket), bucket.clone());
-        blocking(&path.clone(), move || read_token(&dir, &path, &bucket)).await
+        let file = self.file(bucket);
+        let path = self.token_path(bucket);
+        if let Some(token) = file.unchanged(&self.dir, &path) {
+            return Ok(Some(token));
+        }
+        let arrived = file.reads_started.load(Ordering::SeqCst);
+        let mut last = file.last_read.lock().await;
+        // A read that began after this call did is as good as one of its own; one that began
+        // earlier might predate a write this caller must see.
+        if let Some((number, result)) = &*last {
+            if *number > arrived {
+                return result.clone();
+            }
+        }
+        let number = file.reads_started.fetch_add(1, Ordering::SeqCst) + 1;
+        let (dir, settle_time, owned_path, owned_bucket) = (
+            self.dir.clone(),
+            self.settle_time,
+            path.clone(),
+            bucket.clone(),
+        );
+        let read = blocking(&path, move || {
+            read_token(&dir, &owned_path, &owned_bucket, settle_time)
+        })
+        .await;
+        let result = read.map(|(token, identity)| {
+            file.keep(identity.zip(token.clone()));
+            token
+        });
+        *last = Some((number, result.clone()));
+        result
     }
 
     async fn save(&self, bucket: &BucketId, token: &Token) -> Result<(), StoreError> {
@@ -85,6 +147,9 @@ impl TokenStore for FileTokenStore {
     }
 
     async fn delete(&self, bucket: &BucketId) -> Result<bool, StoreError> {
+        // Not needed for correctness (the file's absence shows in its `stat`), but a logged-out
+        // token has no business staying in memory.
+        self.file(bucket).keep(None);
         let (dir, path) = (self.dir.clone(), self.token_path(bucket));
         blocking(&path.clone(), move || match fs::remove_file(&path) {
             Ok(()) => sync_dir(&dir).map(|()| true),
@@ -143,6 +208,88 @@ impl TokenStore for FileTokenStore {
             }
             tokio::time::sleep(LOCK_POLL.min(timeout - waited)).await;
         }
+    }
+}
+
+impl FileTokenStore {
+    fn file(&self, bucket: &BucketId) -> Arc<TokenFile> {
+        // Nothing panics while the map is held, so a poisoned map is still consistent.
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        files.entry(bucket.clone()).or_default().clone()
+    }
+}
+
+/// What this store knows of one token file between loads.
+#[derive(Debug, Default)]
+struct TokenFile {
+    /// The token last read, with the identity of the file it came from, when that file had
+    /// settled before the read.
+    kept: Mutex<Option<(FileIdentity, Token)>>,
+    /// How many reads have begun; a caller compares it with a read's number to know whether the
+    /// read began after it arrived.
+    reads_started: AtomicU64,
+    /// Held across a read, so that overlapping loads queue for one read instead of each making
+    /// its own; holds the last read's number and result.
+    last_read: tokio::sync::Mutex<Option<(u64, LoadResult)>>,
+}
+
+type LoadResult = Result<Option<Token>, StoreError>;
+
+impl TokenFile {
+    /// The kept token, if the directory is still private and the token file is still the one
+    /// it was read from. These are two `stat`s of local paths, done here rather than on a
+    /// blocking thread, whose hand-over alone would cost several times as much.
+    fn unchanged(&self, dir: &Path, path: &Path) -> Option<Token> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        let private = fs::metadata(dir)
+            .is_ok_and(|meta| meta.is_dir() && meta.permissions().mode() & 0o077 == 0);
+        let same = fs::metadata(path).is_ok_and(|meta| FileIdentity::of(&meta) == kept.0);
+        (private && same).then_some(kept.1)
+    }
+
+    fn keep(&self, kept: Option<(FileIdentity, Token)>) {
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = kept;
+    }
+}
+
+/// What a `stat` says of a file that any change to it, or its replacement, would alter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+    size: u64,
+    mode: u32,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileIdentity {
+    fn of(meta: &Metadata) -> Self {
+        Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            mode: meta.mode(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file's last change came more than `settle_time` before `read_began`, so that
+    /// any later change must give it another status-change time.
+    fn settled_before(&self, read_began: SystemTime, settle_time: Duration) -> bool {
+        let nanos =
+            |(seconds, nanos): (i64, i64)| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+        let Ok(began) = read_began.duration_since(SystemTime::UNIX_EPOCH) else {
+            return false;
+        };
+        let began = i128::try_from(began.as_nanos()).unwrap_or(i128::MAX);
+        let settle = i128::try_from(settle_time.as_nanos()).unwrap_or(i128::MAX);
+        nanos(self.changed).saturating_add(settle) < began
     }
 }
 
@@ -229,7 +376,15 @@ fn prepare_dir(dir: &Path, create: bool) -> Result<bool, StoreError> {
     }
 }
 
-fn read_token(dir: &Path, path: &Path, bucket: &BucketId) -> Result<Option<Token>, StoreError> {
+/// Reads a bucket's token, with the identity of its file when the token may be kept in memory
+/// (the file had settled before the read began and did not change during it).
+fn read_token(
+    dir: &Path,
+    path: &Path,
+    bucket: &BucketId,
+    settle_time: Duration,
+) -> Result<(Option<Token>, Option<FileIdentity>), StoreError> {
+    let began = SystemTime::now();
     let corrupt = |reason: String| StoreError::Corrupt {
         path: path.display().to_string(),
         reason,
@@ -237,18 +392,18 @@ fn read_token(dir: &Path, path: &Path, bucket: &BucketId) -> Result<Option<Token
         bucket: bucket.bucket.clone(),
     };
     if !prepare_dir(dir, false)? {
-        return Ok(None);
+        return Ok((None, None));
     }
     // Checked before opening because opening a FIFO would block.
     match fs::metadata(path) {
         Ok(meta) if !meta.is_file() => return Err(corrupt("it is not a regular file".into())),
         Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, None)),
         Err(e) => return Err(io_error(path, e)),
     }
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, None)),
         Err(e) => return Err(io_error(path, e)),
     };
     let meta = file.metadata().map_err(|e| io_error(path, e))?;
@@ -276,16 +431,24 @@ fn read_token(dir: &Path, path: &Path, bucket: &BucketId) -> Result<Option<Token
     }
     // The `take` bounds the read even if the file grows after the size check.
     let mut bytes = Vec::new();
-    file.take(MAX_TOKEN_FILE_BYTES + 1)
+    (&file)
+        .take(MAX_TOKEN_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| io_error(path, e))?;
+    let before = FileIdentity::of(&meta);
+    // Tightening the mode above, or a writer during the read, shows here as another identity.
+    let identity = file
+        .metadata()
+        .ok()
+        .map(|after| FileIdentity::of(&after))
+        .filter(|after| *after == before && before.settled_before(began, settle_time));
     if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
         return Err(too_large(bytes.len() as u64));
     }
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| corrupt("it is binary data, not JSON text".into()))?;
     token_from_json(text)
-        .map(Some)
+        .map(|token| (Some(token), identity))
         .map_err(|e| corrupt(e.to_string()))
 }
 
@@ -373,5 +536,105 @@ fn describe_holder(path: &Path) -> String {
     match read.ok().and_then(|_| text.trim().parse::<u32>().ok()) {
         Some(pid) => format!("held by process {pid}"),
         None => "held by another process".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llxprt_domain::{Secret, UnixSeconds};
+
+    fn bucket() -> BucketId {
+        BucketId::new(OAuthProvider::Anthropic, BucketName::parse("work").unwrap())
+    }
+
+    fn token(access: &str) -> Token {
+        Token::new(Secret::new(access), UnixSeconds(1_900_000_000))
+    }
+
+    fn reads(store: &FileTokenStore) -> u64 {
+        store.file(&bucket()).reads_started.load(Ordering::SeqCst)
+    }
+
+    /// A settled file: a settle time of zero makes a file written just before settled, which
+    /// is safe here because the only writers below replace files, giving them new inodes.
+    fn settled_store(dir: &tempfile::TempDir) -> FileTokenStore {
+        FileTokenStore::new(dir.path().join("oauth")).with_settle_time(Duration::ZERO)
+    }
+
+    #[tokio::test]
+    async fn a_settled_file_is_read_once_and_then_served_from_memory_while_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = settled_store(&dir);
+        store.save(&bucket(), &token("at-1")).await.unwrap();
+        for _ in 0..3 {
+            let got = store.load(&bucket()).await.unwrap().unwrap();
+            assert_eq!(got.access_token.expose(), "at-1");
+        }
+        assert_eq!(reads(&store), 1);
+    }
+
+    #[tokio::test]
+    async fn a_token_another_store_saved_is_read_again_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mine, theirs) = (settled_store(&dir), settled_store(&dir));
+        mine.save(&bucket(), &token("at-1")).await.unwrap();
+        assert!(mine.load(&bucket()).await.unwrap().is_some());
+        theirs.save(&bucket(), &token("at-2")).await.unwrap();
+        let got = mine.load(&bucket()).await.unwrap().unwrap();
+        assert_eq!(got.access_token.expose(), "at-2");
+        assert_eq!(reads(&mine), 2);
+        theirs.delete(&bucket()).await.unwrap();
+        assert_eq!(mine.load(&bucket()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_file_rewritten_in_place_right_after_a_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileTokenStore::new(dir.path().join("oauth"));
+        store.save(&bucket(), &token("at-1")).await.unwrap();
+        assert!(store.load(&bucket()).await.unwrap().is_some());
+        // Another program rewriting the file in place, same size, within the same clock tick:
+        // only the settle time tells this apart from an unchanged file.
+        let path = store.token_path(&bucket());
+        let text = fs::read_to_string(&path).unwrap().replace("at-1", "at-2");
+        fs::write(&path, text).unwrap();
+        let got = store.load(&bucket()).await.unwrap().unwrap();
+        assert_eq!(got.access_token.expose(), "at-2");
+    }
+
+    #[tokio::test]
+    async fn a_loosened_directory_is_noticed_even_when_the_token_is_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = settled_store(&dir);
+        store.save(&bucket(), &token("at-1")).await.unwrap();
+        store.load(&bucket()).await.unwrap();
+        fs::set_permissions(store.dir(), Permissions::from_mode(0o755)).unwrap();
+        store.load(&bucket()).await.unwrap();
+        let mode = fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, DIR_MODE);
+    }
+
+    #[tokio::test]
+    async fn overlapping_loads_share_a_read_that_began_after_they_were_called() {
+        const CALLERS: usize = 100;
+        let dir = tempfile::tempdir().unwrap();
+        // The default settle time: the file was just written, so nothing is kept in memory.
+        let store = FileTokenStore::new(dir.path().join("oauth"));
+        store.save(&bucket(), &token("at-1")).await.unwrap();
+        let loads: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.load(&bucket()).await })
+            })
+            .collect();
+        for load in loads {
+            let got = load.await.unwrap().unwrap().unwrap();
+            assert_eq!(got.access_token.expose(), "at-1");
+        }
+        // The first read began before every other caller arrived, so at least one more is
+        // needed; callers that arrive while a read runs share the next one.
+        let reads = reads(&store);
+        assert!((2..=CALLERS as u64 / 4).contains(&reads), "{reads} reads");
     }
 }

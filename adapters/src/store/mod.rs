@@ -6,5 +6,5 @@ mod file;
 pub mod json;
 mod memory;
 
-pub use file::{FileTokenStore, MAX_TOKEN_FILE_BYTES};
+pub use file::{FileTokenStore, DEFAULT_SETTLE_TIME, MAX_TOKEN_FILE_BYTES};
 pub use memory::MemoryTokenStore;

@@ -235,10 +235,70 @@ impl ChatService {
         prompt: &dyn UserPrompt,
         on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
     ) -> Result<ChatReply, SendError> {
+        // The failover reads each bucket's token anyway, so whether anything is logged in is
+        // only asked again when it found no token at all: a request then reads its token once.
+        let first = self
+            .run_failover(client, plan, request, prompt, on_text, true)
+            .await;
+        let run = if first.found_only_missing_tokens()
+            && self
+                .log_in_lazily_when_nothing_is_logged_in(plan, prompt)
+                .await?
+        {
+            // The first run tried no provider and changed nothing; it is forgotten whole, as if
+            // the login had come before it.
+            self.run_failover(client, plan, request, prompt, on_text, false)
+                .await
+        } else {
+            for skipped in first.deferred_skips.iter().flatten() {
+                prompt.show_error(skipped);
+            }
+            first
+        };
         let provider = plan.provider();
         let id = |name: &BucketName| BucketId::new(provider, name.clone());
-        self.log_in_lazily_when_nothing_is_logged_in(plan, prompt)
-            .await?;
+        let now = self.clock.now();
+        lock(&self.stats.unsaved)
+            .delta
+            .record_failover_request(provider, &run.machine, now);
+        // Only what this request changed is recorded, so it cannot undo what another process
+        // learned meanwhile about a bucket this request did not touch.
+        let mut changes = Vec::new();
+        {
+            let mut health = self.health_map();
+            for (name, state) in run.machine.health() {
+                let before = health.insert(id(name), *state);
+                if before.unwrap_or(BucketHealth::Usable) != *state {
+                    changes.push((id(name), *state));
+                }
+            }
+        }
+        self.save_shared_health(&changes).await;
+        match (run.reply, run.decision) {
+            (Some(reply), _) => Ok(reply),
+            (None, Decision::Exhausted(report)) => {
+                Err(SendError::Exhausted(self.exhausted_text(provider, &report)))
+            }
+            (None, _) => Err(run.last_error.unwrap_or_else(|| {
+                SendError::Chat(ChatError::Network("the request failed".to_owned()))
+            })),
+        }
+    }
+
+    /// Runs the failover machine over the plan's buckets until a bucket answers or none is left.
+    /// With `defer_skips`, the "Skipping" lines of buckets without a token are held back for as
+    /// long as no bucket has shown a token, because a lazy login may make them moot.
+    async fn run_failover(
+        &self,
+        client: &dyn ChatClient,
+        plan: &OAuthPlan,
+        request: &ChatRequest,
+        prompt: &dyn UserPrompt,
+        on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
+        defer_skips: bool,
+    ) -> FailoverRun {
+        let provider = plan.provider();
+        let id = |name: &BucketName| BucketId::new(provider, name.clone());
         self.load_shared_health().await;
         let buckets = plan
             .buckets()
@@ -248,17 +308,29 @@ impl ChatService {
         let (mut machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
         let mut last_error: Option<SendError> = None;
         let mut used_token: HashMap<BucketName, Secret> = HashMap::new();
+        let mut deferred_skips = defer_skips.then(Vec::new);
         let reply = loop {
             let (outcome, reply) = match &decision {
                 Decision::Use(name) => {
                     let bucket = id(name);
                     match self.tokens.valid_token(&bucket).await {
                         Ok(token) => {
+                            show_all(prompt, deferred_skips.take());
                             used_token.insert(name.clone(), token.access_token.clone());
                             self.attempt(client, &bucket, &token, request, on_text, &mut last_error)
                                 .await
                         }
-                        Err(e) => (self.token_outcome(&bucket, e, prompt), None),
+                        Err(e) => {
+                            let (outcome, skipped) = token_outcome(&bucket, e);
+                            match (&outcome, &mut deferred_skips) {
+                                (Outcome::NoToken, Some(deferred)) => deferred.push(skipped),
+                                _ => {
+                                    show_all(prompt, deferred_skips.take());
+                                    prompt.show_error(&skipped);
+                                }
+                            }
+                            (outcome, None)
+                        }
                     }
                 }
                 Decision::RefreshThenRetry(name) => {
@@ -272,7 +344,11 @@ impl ChatService {
                             self.attempt(client, &bucket, &token, request, on_text, &mut last_error)
                                 .await
                         }
-                        Err(e) => (self.token_outcome(&bucket, e, prompt), None),
+                        Err(e) => {
+                            let (outcome, skipped) = token_outcome(&bucket, e);
+                            prompt.show_error(&skipped);
+                            (outcome, None)
+                        }
                     }
                 }
                 Decision::Done | Decision::Exhausted(_) | Decision::GiveUp(_) => break None,
@@ -282,42 +358,24 @@ impl ChatService {
                 break reply;
             }
         };
-        let now = self.clock.now();
-        lock(&self.stats.unsaved)
-            .delta
-            .record_failover_request(provider, &machine, now);
-        // Only what this request changed is recorded, so it cannot undo what another process
-        // learned meanwhile about a bucket this request did not touch.
-        let mut changes = Vec::new();
-        {
-            let mut health = self.health_map();
-            for (name, state) in machine.health() {
-                let before = health.insert(id(name), *state);
-                if before.unwrap_or(BucketHealth::Usable) != *state {
-                    changes.push((id(name), *state));
-                }
-            }
-        }
-        self.save_shared_health(&changes).await;
-        match (reply, decision) {
-            (Some(reply), _) => Ok(reply),
-            (None, Decision::Exhausted(report)) => {
-                Err(SendError::Exhausted(self.exhausted_text(provider, &report)))
-            }
-            (None, _) => Err(last_error.unwrap_or_else(|| {
-                SendError::Chat(ChatError::Network("the request failed".to_owned()))
-            })),
+        FailoverRun {
+            machine,
+            decision,
+            reply,
+            last_error,
+            deferred_skips,
         }
     }
 
     /// Lazy login: the first request for a provider none of whose buckets holds a token runs
     /// the flow for the first bucket. Once any bucket holds a token, a bucket without one is
     /// skipped and reported instead, so no browser pops up in the middle of a conversation.
+    /// Returns whether it logged in.
     async fn log_in_lazily_when_nothing_is_logged_in(
         &self,
         plan: &OAuthPlan,
         prompt: &dyn UserPrompt,
-    ) -> Result<(), SendError> {
+    ) -> Result<bool, SendError> {
         let provider = plan.provider();
         let store = self.tokens.store();
         for name in plan.buckets() {
@@ -325,11 +383,11 @@ impl ChatService {
             // A corrupt file or an unreadable one counts as "something is there": the user
             // must act on it, a silent login must not overwrite it.
             if !matches!(store.load(&bucket).await, Ok(None)) {
-                return Ok(());
+                return Ok(false);
             }
         }
         let Some(first) = plan.buckets().first() else {
-            return Ok(());
+            return Ok(false);
         };
         let bucket = BucketId::new(provider, first.clone());
         prompt.show(&format!(
@@ -337,7 +395,7 @@ impl ChatService {
         ));
         self.auth.login(&bucket, prompt).await?;
         self.mark_usable(&bucket).await;
-        Ok(())
+        Ok(true)
     }
 
     /// Sends once with a bucket's token and classifies the result (the request is counted from
@@ -362,24 +420,6 @@ impl ChatService {
                 (outcome, None)
             }
         }
-    }
-
-    /// The failover outcome of a bucket whose token could not be had, told to the user.
-    fn token_outcome(
-        &self,
-        bucket: &BucketId,
-        error: TokenError,
-        prompt: &dyn UserPrompt,
-    ) -> Outcome {
-        let outcome = match &error {
-            TokenError::NotLoggedIn(_) => Outcome::NoToken,
-            TokenError::NeedsLogin { .. } => Outcome::RefreshFailed { needs_login: true },
-            TokenError::Transient { .. } | TokenError::Store(_) | TokenError::NoFlow(_) => {
-                Outcome::RefreshFailed { needs_login: false }
-            }
-        };
-        prompt.show_error(&format!("Skipping {bucket}: {error}"));
-        outcome
     }
 
     fn exhausted_text(
@@ -419,6 +459,43 @@ impl ChatService {
     fn health_map(&self) -> std::sync::MutexGuard<'_, HashMap<BucketId, BucketHealth>> {
         self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// One pass of the failover machine over a plan's buckets.
+struct FailoverRun {
+    machine: FailoverRequest,
+    decision: Decision,
+    reply: Option<ChatReply>,
+    last_error: Option<SendError>,
+    /// The "Skipping" lines not shown yet: `Some` while every bucket tried had no token.
+    deferred_skips: Option<Vec<String>>,
+}
+
+impl FailoverRun {
+    /// Whether no bucket answered because every bucket tried had no token (a lazy login may
+    /// be due).
+    fn found_only_missing_tokens(&self) -> bool {
+        self.reply.is_none() && self.deferred_skips.is_some()
+    }
+}
+
+fn show_all(prompt: &dyn UserPrompt, lines: Option<Vec<String>>) {
+    for line in lines.into_iter().flatten() {
+        prompt.show_error(&line);
+    }
+}
+
+/// The failover outcome of a bucket whose token could not be had, and the line telling the
+/// user it is skipped.
+fn token_outcome(bucket: &BucketId, error: TokenError) -> (Outcome, String) {
+    let outcome = match &error {
+        TokenError::NotLoggedIn(_) => Outcome::NoToken,
+        TokenError::NeedsLogin { .. } => Outcome::RefreshFailed { needs_login: true },
+        TokenError::Transient { .. } | TokenError::Store(_) | TokenError::NoFlow(_) => {
+            Outcome::RefreshFailed { needs_login: false }
+        }
+    };
+    (outcome, format!("Skipping {bucket}: {error}"))
 }
 
 /// This process's request counts on their way to the statistics store, saved after the answers
@@ -941,5 +1018,65 @@ mod tests {
         assert_eq!(reply.text, "ok:at-w2");
         let shown = prompt.0.lock().unwrap().join("\n");
         assert!(shown.contains("anthropic/w1"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_request_reads_its_token_once() {
+        let f = fixture(MockOAuthFlow::new());
+        log_in(&f, "w1").await;
+        f.service
+            .send(
+                &oauth_target(&["w1"]),
+                &hello(),
+                &RecordingPrompt::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(f.store.loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn no_bucket_is_reported_skipped_before_a_lazy_login_that_succeeds() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_login()
+            .times(1)
+            .returning(|_| Ok(token("at-fresh", Some("rt"), NOW + 3600)));
+        let f = fixture(flow);
+        let prompt = RecordingPrompt::default();
+        let reply = f
+            .service
+            .send(&oauth_target(&["w1", "w2"]), &hello(), &prompt)
+            .await
+            .unwrap();
+        assert_eq!(reply.text, "ok:at-fresh");
+        assert!(f.store.load(&id("w1")).await.unwrap().is_some());
+        let shown = prompt.0.lock().unwrap().join("\n");
+        assert!(shown.contains("not logged in yet"), "{shown}");
+        assert!(!shown.contains("Skipping"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_cooling_bucket_that_holds_a_token_prevents_the_lazy_login() {
+        let mut flow = MockOAuthFlow::new();
+        flow.expect_login().times(0);
+        let f = fixture(flow);
+        log_in(&f, "w2").await;
+        f.client.answer("at-w2", vec![limited(600)]);
+        let target = oauth_target(&["w1", "w2"]);
+        let first = f
+            .service
+            .send(&target, &hello(), &RecordingPrompt::default())
+            .await;
+        assert!(matches!(first, Err(SendError::Exhausted(_))), "{first:?}");
+        // Now w1 has no token and w2 is cooling: the failover finds no token, yet w2 holds one.
+        let prompt = RecordingPrompt::default();
+        let second = f.service.send(&target, &hello(), &prompt).await;
+        let Err(SendError::Exhausted(report)) = second else {
+            panic!("{second:?}");
+        };
+        assert!(report.contains("anthropic/w1"), "{report}");
+        assert!(report.contains("anthropic/w2"), "{report}");
+        let shown = prompt.0.lock().unwrap().join("\n");
+        assert!(!shown.contains("not logged in yet"), "{shown}");
     }
 }
