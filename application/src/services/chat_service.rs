@@ -8,7 +8,9 @@ use llxprt_domain::failover::{BucketHealth, Decision, ExhaustedReport, Outcome, 
 use llxprt_domain::loadbalance::MemberFailure;
 use llxprt_domain::precedence::{Credential, OAuthPlan};
 use llxprt_domain::stats::{StatsDelta, StatsTotals};
-use llxprt_domain::{BucketId, BucketName, ChatProvider, FailoverRequest, Secret, UnixSeconds};
+use llxprt_domain::{
+    BucketId, BucketName, ChatProvider, FailoverRequest, OAuthProvider, Secret, UnixSeconds,
+};
 
 use crate::ports::{
     ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Clock, HealthStore, StatsError,
@@ -245,7 +247,14 @@ impl ChatService {
             .iter()
             .map(|name| (name.clone(), self.health(&id(name))))
             .collect();
-        let (mut machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
+        let (machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
+        let mut tally = Tally {
+            unsaved: &self.stats.unsaved,
+            clock: self.clock.as_ref(),
+            provider,
+            machine,
+            in_flight: None,
+        };
         let mut last_error: Option<SendError> = None;
         let mut used_token: HashMap<BucketName, Secret> = HashMap::new();
         let reply = loop {
@@ -255,8 +264,12 @@ impl ChatService {
                     match self.tokens.valid_token(&bucket).await {
                         Ok(token) => {
                             used_token.insert(name.clone(), token.access_token.clone());
-                            self.attempt(client, &bucket, &token, request, on_text, &mut last_error)
-                                .await
+                            tally.in_flight = Some(bucket.clone());
+                            let attempted = self
+                                .attempt(client, &bucket, &token, request, on_text, &mut last_error)
+                                .await;
+                            tally.in_flight = None;
+                            attempted
                         }
                         Err(e) => (self.token_outcome(&bucket, e, prompt), None),
                     }
@@ -269,35 +282,37 @@ impl ChatService {
                         .unwrap_or_else(|| Secret::new(""));
                     match self.tokens.refresh_rejected(&bucket, &rejected).await {
                         Ok(token) => {
-                            self.attempt(client, &bucket, &token, request, on_text, &mut last_error)
-                                .await
+                            tally.in_flight = Some(bucket.clone());
+                            let attempted = self
+                                .attempt(client, &bucket, &token, request, on_text, &mut last_error)
+                                .await;
+                            tally.in_flight = None;
+                            attempted
                         }
                         Err(e) => (self.token_outcome(&bucket, e, prompt), None),
                     }
                 }
                 Decision::Done | Decision::Exhausted(_) | Decision::GiveUp(_) => break None,
             };
-            decision = machine.record(outcome, self.clock.now());
+            decision = tally.machine.record(outcome, self.clock.now());
             if reply.is_some() {
                 break reply;
             }
         };
-        let now = self.clock.now();
-        lock(&self.stats.unsaved)
-            .delta
-            .record_failover_request(provider, &machine, now);
         // Only what this request changed is recorded, so it cannot undo what another process
         // learned meanwhile about a bucket this request did not touch.
         let mut changes = Vec::new();
         {
             let mut health = self.health_map();
-            for (name, state) in machine.health() {
+            for (name, state) in tally.machine.health() {
                 let before = health.insert(id(name), *state);
                 if before.unwrap_or(BucketHealth::Usable) != *state {
                     changes.push((id(name), *state));
                 }
             }
         }
+        // The request is over: its counts go to the statistics now.
+        drop(tally);
         self.save_shared_health(&changes).await;
         match (reply, decision) {
             (Some(reply), _) => Ok(reply),
@@ -418,6 +433,31 @@ impl ChatService {
 
     fn health_map(&self) -> std::sync::MutexGuard<'_, HashMap<BucketId, BucketHealth>> {
         self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One request's attempts, counted into the unsaved statistics when it is dropped: at its end,
+/// or earlier when the request is cancelled (Ctrl-C drops it). A cancelled request still counts
+/// what it sent, the attempt in flight included, since the provider may have counted it too.
+struct Tally<'a> {
+    unsaved: &'a Mutex<Unsaved>,
+    clock: &'a dyn Clock,
+    provider: OAuthProvider,
+    machine: FailoverRequest,
+    /// The bucket whose request is on its way, not yet recorded in `machine`.
+    in_flight: Option<BucketId>,
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        let now = self.clock.now();
+        let mut unsaved = lock(self.unsaved);
+        unsaved
+            .delta
+            .record_failover_request(self.provider, &self.machine, now);
+        if let Some(bucket) = &self.in_flight {
+            unsaved.delta.record_request(bucket, now);
+        }
     }
 }
 
@@ -747,6 +787,65 @@ mod tests {
         service.flush_statistics().await;
         let totals = failing.memory.0.lock().unwrap().clone();
         assert_eq!(totals.get(&id("w1")).unwrap().requests, 2);
+    }
+
+    /// Rate-limits `at-w1`; every other request stays in flight for ever, and says so.
+    #[derive(Default)]
+    struct Unanswering {
+        in_flight: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl ChatClient for Unanswering {
+        fn provider(&self) -> ChatProvider {
+            ChatProvider::Anthropic
+        }
+        async fn send(
+            &self,
+            _request: &ChatRequest,
+            auth: ChatAuth<'_>,
+            _on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
+        ) -> Result<ChatReply, ChatError> {
+            if let ChatAuth::OAuth { token, .. } = auth {
+                if token.access_token.expose() == "at-w1" {
+                    return Err(ChatError::RateLimited {
+                        retry_after_secs: Some(60),
+                        reset_at: None,
+                    });
+                }
+            }
+            self.in_flight.notify_one();
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_cancelled_in_flight_still_counts_what_it_sent() {
+        let f = fixture(MockOAuthFlow::new());
+        log_in(&f, "w1").await;
+        log_in(&f, "w2").await;
+        let client = Arc::new(Unanswering::default());
+        let mut clients = ChatClients::new();
+        clients.register(client.clone());
+        let service = ChatService::new(
+            f.service.tokens.clone(),
+            f.service.auth.clone(),
+            clients,
+            f.clock.clone(),
+            f.stats.clone(),
+        );
+        let (t, request) = (oauth_target(&["w1", "w2"]), hello());
+        let prompt = RecordingPrompt::default();
+        // Cancelling is dropping the request's future, as the REPL does at Ctrl-C.
+        tokio::select! {
+            _ = service.send(&t, &request, &prompt) => panic!("an unanswered request ended"),
+            () = client.in_flight.notified() => {}
+        }
+        service.flush_statistics().await;
+        let totals = f.stats.0.lock().unwrap().clone();
+        let w1 = totals.get(&id("w1")).unwrap();
+        assert_eq!((w1.requests, w1.rate_limits, w1.failovers), (1, 1, 1));
+        assert_eq!(totals.get(&id("w2")).unwrap().requests, 1);
     }
 
     /// Refuses every save until `works` is set.
