@@ -891,3 +891,30 @@ fn an_access_token_the_provider_expired_is_refreshed_and_the_message_answered() 
         done.stdout
     );
 }
+
+#[test]
+fn sandbox_slow_is_listed_checks_its_words_and_delays_the_next_reply() {
+    let home = tempfile::tempdir().unwrap();
+    let listed = sandbox(home.path(), &[], "/sandbox\n");
+    succeeded(&listed);
+    one_line(&listed, "/sandbox slow P BUCKET SECONDS");
+
+    let bad = sandbox(
+        home.path(),
+        &[],
+        "/sandbox slow anthropic default soon\n/sandbox slow claude default 1\n",
+    );
+    assert_eq!(bad.code(), Some(1));
+    one_line(&bad, "'soon' is not a number of seconds");
+    one_line(&bad, "claude");
+
+    // A reply slowed by a second still comes, whole.
+    let slowed = sandbox(
+        home.path(),
+        &[],
+        "/auth anthropic login\n/auth anthropic enable\n/sandbox slow anthropic default 1\nhello\n",
+    );
+    succeeded(&slowed);
+    one_line(&slowed, "anthropic/default: the next reply will take 1 s");
+    one_line(&slowed, "[simulated anthropic/default] you said: hello");
+}

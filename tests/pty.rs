@@ -8,7 +8,7 @@ use rexpect::process::WaitStatus;
 use rexpect::reader::Options;
 use rexpect::session::{spawn_with_options, PtySession};
 
-use crate::support::{llxprt, LIMIT};
+use crate::support::{llxprt, CODEX_PORTS, LIMIT};
 
 const PROVIDERS: [&str; 4] = ["anthropic", "gemini", "qwen", "codex"];
 
@@ -253,4 +253,139 @@ fn ctrl_c_at_the_code_question_cancels_the_login_and_the_repl_goes_on() {
     type_in(&mut repl, "/quit\r");
     assert_eq!(exit_code(&mut repl), 0);
     assert!(!home.path().join("oauth/anthropic.json").exists());
+}
+
+/// The REPL in the sandbox, and the root URL of its simulator (from the banner), whose
+/// `/_sim` controls and counters the test can reach.
+fn start_sandbox(home: &Path) -> (PtySession, String) {
+    let mut command = llxprt(home);
+    command.env("TERM", "xterm").arg("--sandbox");
+    let options = Options::new()
+        .timeout_ms(Some(LIMIT.as_millis() as u64))
+        .strip_ansi_escape_codes(true);
+    let mut repl = spawn_with_options(command, options).expect("the REPL starts");
+    let (_, banner) = repl
+        .exp_regex(r"simulated at http://127\.0\.0\.1:\d+")
+        .expect("the sandbox banner");
+    let root = banner.trim_start_matches("simulated at ").to_owned();
+    repl.exp_string("> ").expect("the first prompt");
+    (repl, root)
+}
+
+/// How many chat requests of `provider/account` the sandbox's simulator at `root` has counted.
+fn chat_requests(root: &str, provider: &str, account: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(LIMIT)
+        .build()
+        .unwrap();
+    let url = format!("{root}/_sim/{provider}/accounts/{account}/counters");
+    let counters: serde_json::Value =
+        runtime.block_on(async { client.get(&url).send().await.unwrap().json().await.unwrap() });
+    counters["chat_requests"].as_u64().unwrap()
+}
+
+/// Waits until the sandbox's simulator has counted `n` chat requests of `provider/account`:
+/// then the last one is in flight, held back by `/sandbox slow`.
+fn until_chat_requests(root: &str, provider: &str, account: &str, n: u64) {
+    let deadline = Instant::now() + LIMIT;
+    while chat_requests(root, provider, account) < n {
+        assert!(
+            Instant::now() < deadline,
+            "chat request {n} of {provider}/{account} never reached the simulator"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Types a line and waits for the next prompt, returning what was printed in between.
+fn run_line(repl: &mut PtySession, line: &str) -> String {
+    type_in(repl, &format!("{line}\r"));
+    decoded(&repl.exp_regex(r"\n\r*> ").unwrap().0)
+}
+
+/// The `P/BUCKET: N requests` line of `/stats buckets` output, without the time of last use.
+fn requests_line<'a>(printed: &'a str, bucket: &str) -> &'a str {
+    let line = printed
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{bucket}:")))
+        .unwrap_or_else(|| panic!("no statistics of {bucket} in:\n{printed}"));
+    line.split(" (").next().unwrap().trim()
+}
+
+#[test]
+fn ctrl_c_cancels_a_slow_reply_and_the_session_goes_on() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut repl, root) = start_sandbox(home.path());
+    let printed = run_line(&mut repl, "/auth anthropic login");
+    assert!(printed.contains("Logged in to anthropic"), "{printed}");
+    run_line(&mut repl, "/auth anthropic enable");
+    let printed = run_line(&mut repl, "/sandbox slow anthropic default 30");
+    assert!(printed.contains("30 s"), "{printed}");
+
+    type_in(&mut repl, "hello\r");
+    until_chat_requests(&root, "anthropic", "default", 1);
+    repl.send_control('c').unwrap();
+    // The reply would take 30 s, longer than the REPL is given here to show the prompt again.
+    repl.exp_string("Cancelled.").unwrap();
+    repl.exp_regex(r"\n\r*> ").unwrap();
+
+    // The slow reply was the only one slowed: the next message is answered at once.
+    let printed = run_line(&mut repl, "hello again");
+    assert!(
+        printed.contains("[simulated anthropic/default] you said: hello again"),
+        "{printed}"
+    );
+    // The statistics count what the provider counted, the cancelled request included.
+    let sent = chat_requests(&root, "anthropic", "default");
+    assert_eq!(sent, 2);
+    let counted = format!("anthropic/default: {sent} requests");
+    let stats = run_line(&mut repl, "/stats buckets");
+    assert!(stats.contains("OAuth Bucket Statistics:"), "{stats}");
+    assert_eq!(requests_line(&stats, "anthropic/default"), counted);
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
+
+    // Another process reads the same statistics from stats.json.
+    let other = crate::support::run(home.path(), &["stats", "buckets"], "");
+    assert_eq!(other.code(), Some(0), "{}", other.stderr);
+    assert_eq!(requests_line(&other.stdout, "anthropic/default"), counted);
+}
+
+#[test]
+fn ctrl_c_cancels_a_codex_stream_that_stalls_mid_reply() {
+    // The sign-in listens on Codex's fixed loopback ports.
+    let _ports = CODEX_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let home = tempfile::tempdir().unwrap();
+    let (mut repl, _) = start_sandbox(home.path());
+    let printed = run_line(&mut repl, "/auth codex login");
+    assert!(printed.contains("Logged in to codex"), "{printed}");
+    run_line(&mut repl, "/auth codex enable");
+    // Codex is OpenAI's chat with a ChatGPT subscription.
+    let printed = run_line(&mut repl, "/provider openai");
+    assert!(!printed.contains("Error"), "{printed}");
+    run_line(&mut repl, "/sandbox slow codex default 30");
+
+    type_in(&mut repl, "hello\r");
+    // The first words of the reply are shown, then the stream stalls.
+    repl.exp_string("[simulated").unwrap();
+    repl.send_control('c').unwrap();
+    let before = repl.exp_string("Cancelled.").unwrap();
+    let before = decoded(&before).replace('\r', "");
+    // The partial reply stays on screen, finished by a line break, and was never completed.
+    assert!(before.ends_with('\n'), "{before:?}");
+    assert!(!before.contains("you said"), "{before:?}");
+    repl.exp_regex(r"\n\r*> ").unwrap();
+
+    let printed = run_line(&mut repl, "hello again");
+    assert!(
+        printed.contains("[simulated codex/default] you said: hello again"),
+        "{printed}"
+    );
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
 }

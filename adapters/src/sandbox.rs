@@ -3,7 +3,7 @@
 //! The simulator's URLs replace every provider endpoint in the settings; a simulated browser
 //! consents over real HTTP, so the loopback and device flows run for real; the Anthropic code
 //! that the simulated page shows is pasted for the user; and `/sandbox` commands let a user make
-//! an account rate-limited, revoked or expired to watch failover happen. In the sandbox each
+//! an account rate-limited, revoked, expired or slow to watch failover or Ctrl-C happen. In the sandbox each
 //! bucket signs in as a simulated account of the same name.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,7 +15,7 @@ use llxprt_application::shell::{CompletionData, LineOutcome, Shell};
 use llxprt_domain::{ChatProvider, OAuthProvider, Secret};
 use tokio::sync::Notify;
 
-use crate::simulator::{Consent, ForcedFailure, SimulatorConfig, SimulatorHandle};
+use crate::simulator::{Consent, ForcedFailure, Pause, SimulatorConfig, SimulatorHandle};
 
 /// The settings that point every provider at the simulator, as `NAME=VALUE` overrides.
 pub fn settings_overrides(sim: &SimulatorHandle) -> Vec<(String, String)> {
@@ -195,6 +195,7 @@ impl SandboxShell {
             "/sandbox revoke P BUCKET            revoke the bucket's tokens (403/refresh rejected)",
             "/sandbox expire P BUCKET            the simulator expires the bucket's access token now (llxprt finds out at its next request: 401, then a refresh)",
             "/sandbox lifetime P SECONDS         lifetime of tokens issued from now on (0: issued already expired)",
+            "/sandbox slow P BUCKET SECONDS      the bucket's next reply waits SECONDS (codex's stream after its first words); Ctrl-C cancels it",
         ];
         let provider = |p: &str| p.parse::<OAuthProvider>();
         let result = match words {
@@ -228,10 +229,20 @@ impl SandboxShell {
                     self.sim.set_token_lifetime(p, secs);
                     format!("{p}: new tokens live {secs} s")
                 }),
-                Err(_) => {
-                    prompt.show_error(&format!("Error: '{secs}' is not a number of seconds"));
-                    return LineOutcome::Failed;
-                }
+                Err(_) => return not_seconds(secs, prompt),
+            },
+            ["slow", p, bucket, secs] => match secs.parse::<u64>() {
+                Ok(secs) => provider(p).map(|p| {
+                    self.sim.slow_next_chat_replies(
+                        p,
+                        bucket,
+                        1,
+                        Duration::from_secs(secs),
+                        Pause::AfterFirstDelta,
+                    );
+                    format!("{p}/{bucket}: the next reply will take {secs} s")
+                }),
+                Err(_) => return not_seconds(secs, prompt),
             },
             _ => {
                 for line in usage {
@@ -263,6 +274,11 @@ impl SandboxShell {
             }
         }
     }
+}
+
+fn not_seconds(word: &str, prompt: &dyn UserPrompt) -> LineOutcome {
+    prompt.show_error(&format!("Error: '{word}' is not a number of seconds"));
+    LineOutcome::Failed
 }
 
 #[async_trait]

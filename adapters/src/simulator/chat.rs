@@ -3,19 +3,23 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::Path;
+use axum::extract::{Path, Request};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use llxprt_domain::{ChatProvider, OAuthProvider};
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
-use super::state::{self, Rejection, State};
+use super::state::{self, Rejection, SlowReply, State};
 use super::wire;
-use super::{ForcedFailure, Shared, Sim};
+use super::{ForcedFailure, Pause, Shared, Sim};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -240,11 +244,13 @@ impl Api {
             .ok_or_else(|| self.unauthenticated("Incorrect API key provided"))
     }
 
-    /// Counts the request and answers a forced failure if one is queued.
-    fn admit(self, state: &mut State, account: &str) -> Result<(), Response> {
-        match state.admit(self.provider(), account) {
-            Some(failure) => Err(self.forced(failure)),
-            None => Ok(()),
+    /// Counts the request and answers a forced failure if one is queued (held back by a queued
+    /// wait); otherwise hands the reply's wait, if one is queued, to the caller.
+    fn admit(self, state: &mut State, account: &str) -> Result<Option<SlowReply>, Response> {
+        let admission = state.admit(self.provider(), account);
+        match admission.failure {
+            Some(failure) => Err(delayed(self.forced(failure), admission.slow)),
+            None => Ok(admission.slow),
         }
     }
 
@@ -292,13 +298,13 @@ async fn anthropic_messages(
     }
     let said = last_user_text(body.get("messages"), "content")
         .ok_or_else(|| api.invalid("messages: at least one user message is required"))?;
-    api.admit(&mut state, &account)?;
+    let slow = api.admit(&mut state, &account)?;
     let text = api.reply(&account, &said);
     let id = format!("msg_sim_{}", wire::random_token(20));
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        return Ok(anthropic_stream(&id, &model, &text));
+        return Ok(anthropic_stream(&sim, &id, &model, &text, slow));
     }
-    Ok(Json(json!({
+    let reply = Json(json!({
         "id": id,
         "type": "message",
         "role": "assistant",
@@ -307,8 +313,8 @@ async fn anthropic_messages(
         "stop_reason": "end_turn",
         "stop_sequence": null,
         "usage": {"input_tokens": said.len(), "output_tokens": text.len()},
-    }))
-    .into_response())
+    }));
+    Ok(delayed(reply.into_response(), slow))
 }
 
 /// Anthropic's two ways in: an OAuth token with the oauth beta, or an API key without it.
@@ -350,7 +356,13 @@ fn anthropic_account(state: &mut State, headers: &HeaderMap) -> Result<String, R
     }
 }
 
-fn anthropic_stream(id: &str, model: &str, text: &str) -> Response {
+fn anthropic_stream(
+    sim: &Shared,
+    id: &str,
+    model: &str,
+    text: &str,
+    slow: Option<SlowReply>,
+) -> Response {
     let mut events = vec![sse_event(
         Some("message_start"),
         &json!({"type": "message_start", "message": {
@@ -364,6 +376,7 @@ fn anthropic_stream(id: &str, model: &str, text: &str) -> Response {
         &json!({"type": "content_block_start", "index": 0,
                 "content_block": {"type": "text", "text": ""}}),
     ));
+    let first_delta = events.len();
     for piece in wire::stream_pieces(text) {
         events.push(sse_event(
             Some("content_block_delta"),
@@ -385,7 +398,7 @@ fn anthropic_stream(id: &str, model: &str, text: &str) -> Response {
         Some("message_stop"),
         &json!({"type": "message_stop"}),
     ));
-    sse(events)
+    sse(sim, events, first_delta, slow)
 }
 
 // ---- Gemini ----
@@ -418,8 +431,9 @@ async fn gemini_generate(
         })?;
     let said = gemini_user_text(body.get("contents"))
         .ok_or_else(|| api.invalid("contents: at least one user part with text is required"))?;
-    api.admit(&mut state, &account)?;
-    Ok(Json(gemini_response(model, &api.reply(&account, &said))).into_response())
+    let slow = api.admit(&mut state, &account)?;
+    let reply = Json(gemini_response(model, &api.reply(&account, &said)));
+    Ok(delayed(reply.into_response(), slow))
 }
 
 async fn load_code_assist(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
@@ -461,12 +475,12 @@ async fn code_assist_generate(
         gemini_user_text(body.get("request").and_then(|r| r.get("contents"))).ok_or_else(|| {
             api.invalid("request.contents: at least one user part with text is required")
         })?;
-    api.admit(&mut state, &account)?;
-    Ok(Json(json!({
+    let slow = api.admit(&mut state, &account)?;
+    let reply = Json(json!({
         "response": gemini_response(&model, &api.reply(&account, &said)),
         "traceId": format!("sim-trace-{}", wire::random_token(12)),
-    }))
-    .into_response())
+    }));
+    Ok(delayed(reply.into_response(), slow))
 }
 
 fn gemini_response(model: &str, text: &str) -> Value {
@@ -514,7 +528,7 @@ fn chat_completions(
     let model = model_of(api, &body)?;
     let said = last_user_text(body.get("messages"), "content")
         .ok_or_else(|| api.invalid("messages: at least one user message is required"))?;
-    api.admit(&mut state, &account)?;
+    let slow = api.admit(&mut state, &account)?;
     let text = api.reply(&account, &said);
     let id = format!("chatcmpl-sim-{}", wire::random_token(20));
     let created = wire::now_unix();
@@ -531,14 +545,15 @@ fn chat_completions(
             json!({"role": "assistant", "content": ""}),
             Value::Null,
         )];
+        let first_delta = events.len();
         for piece in wire::stream_pieces(&text) {
             events.push(chunk(json!({"content": piece}), Value::Null));
         }
         events.push(chunk(json!({}), json!("stop")));
         events.push("data: [DONE]\n\n".to_owned());
-        return Ok(sse(events));
+        return Ok(sse(sim, events, first_delta, slow));
     }
-    Ok(Json(json!({
+    let reply = Json(json!({
         "id": id,
         "object": "chat.completion",
         "created": created,
@@ -550,8 +565,8 @@ fn chat_completions(
         }],
         "usage": {"prompt_tokens": said.len(), "completion_tokens": text.len(),
                   "total_tokens": said.len() + text.len()},
-    }))
-    .into_response())
+    }));
+    Ok(delayed(reply.into_response(), slow))
 }
 
 // ---- Codex Responses ----
@@ -581,8 +596,13 @@ async fn codex_responses(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Re
     }
     let said = codex_user_text(body.get("input"))
         .ok_or_else(|| api.invalid("input: at least one user message is required"))?;
-    api.admit(&mut state, &account)?;
-    Ok(codex_stream(&model, &api.reply(&account, &said)))
+    let slow = api.admit(&mut state, &account)?;
+    Ok(codex_stream(
+        &sim,
+        &model,
+        &api.reply(&account, &said),
+        slow,
+    ))
 }
 
 fn codex_user_text(input: Option<&Value>) -> Option<String> {
@@ -604,7 +624,7 @@ fn codex_user_text(input: Option<&Value>) -> Option<String> {
     .filter(|text| !text.is_empty())
 }
 
-fn codex_stream(model: &str, text: &str) -> Response {
+fn codex_stream(sim: &Shared, model: &str, text: &str, slow: Option<SlowReply>) -> Response {
     let response_id = format!("resp_sim_{}", wire::random_token(20));
     let item_id = format!("msg_sim_{}", wire::random_token(20));
     let item = |status: &str, content: Value| {
@@ -628,6 +648,7 @@ fn codex_stream(model: &str, text: &str) -> Response {
                     "item": item("in_progress", json!([]))}),
         ),
     ];
+    let first_delta = events.len();
     for piece in wire::stream_pieces(text) {
         events.push(sse_event(
             Some("response.output_text.delta"),
@@ -652,7 +673,7 @@ fn codex_stream(model: &str, text: &str) -> Response {
             "usage": {"input_tokens": 1, "output_tokens": text.len(),
                       "total_tokens": text.len() + 1}}}),
     ));
-    sse(events)
+    sse(sim, events, first_delta, slow)
 }
 
 // ---- shared shapes ----
@@ -692,17 +713,86 @@ fn sse_event(event: Option<&str>, data: &Value) -> String {
     }
 }
 
-/// A `text/event-stream` answer sent one event per chunk.
-fn sse(events: Vec<String>) -> Response {
-    let chunks = events
-        .into_iter()
+/// A `text/event-stream` answer sent one event per chunk. A wait `slow` imposes comes after the
+/// event at `first_delta` (the first piece of text) or before the whole answer, as it says.
+fn sse(
+    sim: &Shared,
+    mut events: Vec<String>,
+    first_delta: usize,
+    slow: Option<SlowReply>,
+) -> Response {
+    let stall = match slow {
+        Some(SlowReply {
+            delay,
+            pause: Pause::AfterFirstDelta,
+        }) => delay,
+        _ => Duration::ZERO,
+    };
+    let rest = events.split_off((first_delta + 1).min(events.len()));
+    let released = sim.released.clone();
+    let rest = futures_util::stream::once(async move {
+        // A stream whose wait was cut short by the simulator stopping ends unfinished.
+        if stall.is_zero() || wait(released, stall).await {
+            rest
+        } else {
+            Vec::new()
+        }
+    })
+    .flat_map(futures_util::stream::iter);
+    let chunks = futures_util::stream::iter(events)
+        .chain(rest)
         .map(|e| Ok::<_, Infallible>(Bytes::from(e)));
-    (
+    let response = (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Body::from_stream(futures_util::stream::iter(chunks)),
+        Body::from_stream(chunks),
     )
-        .into_response()
+        .into_response();
+    match slow {
+        Some(SlowReply {
+            pause: Pause::BeforeReply,
+            ..
+        }) => delayed(response, slow),
+        _ => response,
+    }
+}
+
+// ---- slowed answers ----
+
+/// Marks an answer that [`delay_answers`] holds back for this long.
+#[derive(Clone, Copy)]
+struct Delay(Duration);
+
+/// `response`, held back by [`delay_answers`] when `slow` says so.
+fn delayed(mut response: Response, slow: Option<SlowReply>) -> Response {
+    if let Some(slow) = slow {
+        response.extensions_mut().insert(Delay(slow.delay));
+    }
+    response
+}
+
+/// Middleware of the chat APIs: sends a [`delayed`] answer once its delay has passed, or a
+/// `503` if the simulator stops first.
+pub(super) async fn delay_answers(sim: Sim, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let Some(&Delay(delay)) = response.extensions().get::<Delay>() else {
+        return response;
+    };
+    tracing::debug!(?delay, "holding a chat answer back");
+    if wait(sim.released.clone(), delay).await {
+        response
+    } else {
+        wire::json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+    }
+}
+
+/// Waits `delay`; false if the simulator began to stop first (a value sent on `released`, or
+/// its sender gone).
+async fn wait(mut released: watch::Receiver<()>, delay: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        _ = released.changed() => false,
+    }
 }

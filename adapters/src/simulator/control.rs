@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -13,8 +14,8 @@ use llxprt_domain::{ChatProvider, OAuthProvider};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::state::DeviceOutcome;
-use super::{wire, ForcedFailure, Shared, Sim};
+use super::state::{DeviceOutcome, SlowReply};
+use super::{wire, ForcedFailure, Pause, Shared, Sim};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -48,6 +49,10 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             post(fail_next),
         )
         .route(
+            "/_sim/{provider}/accounts/{account}/slow-next",
+            post(slow_next),
+        )
+        .route(
             "/_sim/{provider}/accounts/{account}/counters",
             get(counters),
         )
@@ -79,6 +84,14 @@ struct SecondsBody {
 struct FailBody {
     count: u32,
     failure: ForcedFailure,
+}
+
+#[derive(Deserialize)]
+struct SlowBody {
+    count: u32,
+    seconds: u64,
+    #[serde(default)]
+    pause: Pause,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +160,19 @@ async fn fail_next(
 ) -> Done {
     sim.lock()
         .fail_next(parse(&p)?, &account, b.count, b.failure);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn slow_next(
+    sim: Sim,
+    Path((p, account)): Path<(String, String)>,
+    Json(b): Json<SlowBody>,
+) -> Done {
+    let slow = SlowReply {
+        delay: Duration::from_secs(b.seconds),
+        pause: b.pause,
+    };
+    sim.lock().slow_next(parse(&p)?, &account, b.count, slow);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -117,6 +117,7 @@
 //! | [`expire_access_tokens`](SimulatorHandle::expire_access_tokens) | `POST /_sim/{p}/accounts/{a}/expire-tokens` |
 //! | [`revoke`](SimulatorHandle::revoke) | `POST /_sim/{p}/accounts/{a}/revoke` |
 //! | [`fail_next_chat_requests`](SimulatorHandle::fail_next_chat_requests) | `POST /_sim/{p}/accounts/{a}/fail-next` `{"count":2,"failure":{"kind":"rate_limited","retry_after_secs":30}}` |
+//! | [`slow_next_chat_replies`](SimulatorHandle::slow_next_chat_replies) | `POST /_sim/{p}/accounts/{a}/slow-next` `{"count":1,"seconds":30,"pause":"after_first_delta"}` (`pause` defaults to `before_reply`) |
 //! | [`counters`](SimulatorHandle::counters) | `GET /_sim/{p}/accounts/{a}/counters` |
 //! | [`provider_counters`](SimulatorHandle::provider_counters) | `GET /_sim/{p}/counters` |
 //! | [`add_api_key`](SimulatorHandle::add_api_key) / [`remove_api_key`](SimulatorHandle::remove_api_key) | `POST` / `DELETE /_sim/{chat}/api-keys` `{"key":"k","account":"a"}` |
@@ -147,6 +148,7 @@ mod wire;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use llxprt_domain::{ChatProvider, OAuthProvider, Secret};
 use serde::{Deserialize, Serialize};
@@ -498,6 +500,19 @@ pub enum ForcedFailure {
     ServerError,
 }
 
+/// Where a slowed chat answer waits (see [`SimulatorHandle::slow_next_chat_replies`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pause {
+    /// Nothing is answered, not even the status line, until the delay has passed.
+    #[default]
+    BeforeReply,
+    /// A streamed reply sends its first piece of text, then stalls for the delay before the
+    /// rest: a stream that stops mid-reply. An answer that does not stream waits before it is
+    /// sent, as with [`Pause::BeforeReply`].
+    AfterFirstDelta,
+}
+
 /// A running simulator: its URLs, its controls and a consenting browser. Cheap to clone; the
 /// server stops when the last clone is dropped.
 #[derive(Clone)]
@@ -591,6 +606,24 @@ impl SimulatorHandle {
             .fail_next(provider, account, count, failure);
     }
 
+    /// Makes the answers to the account's next `count` authenticated chat requests (after any
+    /// already slowed) wait `delay`, where `pause` says. A forced failure waits too, before it
+    /// is sent. The request is counted when it arrives, so a test can see that it is waiting.
+    /// Stopping the simulator ends a wait early: the answer becomes a `503`, or the stream ends
+    /// unfinished.
+    pub fn slow_next_chat_replies(
+        &self,
+        provider: OAuthProvider,
+        account: &str,
+        count: u32,
+        delay: Duration,
+        pause: Pause,
+    ) {
+        self.shared
+            .lock()
+            .slow_next(provider, account, count, state::SlowReply { delay, pause });
+    }
+
     /// What was counted for one account.
     pub fn counters(&self, provider: OAuthProvider, account: &str) -> Counters {
         self.shared.lock().counters(provider, account)
@@ -654,8 +687,8 @@ impl SimulatorHandle {
 struct ServerTask {
     stop: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
-    /// Lets held refresh answers go (by a send, or by being dropped), so that stopping the
-    /// server does not wait on them.
+    /// Lets held refresh answers and slowed chat answers go (by a send, or by being dropped),
+    /// so that stopping the server does not wait on them.
     release: watch::Sender<()>,
 }
 
@@ -672,7 +705,8 @@ impl Drop for ServerTask {
 struct Shared {
     state: Mutex<State>,
     endpoints: Endpoints,
-    /// Changes when held refresh answers may end (see [`SimulatorHandle::hold_next_refresh`]).
+    /// Changes when held refresh answers and slowed chat answers may end (see
+    /// [`SimulatorHandle::hold_next_refresh`], [`SimulatorHandle::slow_next_chat_replies`]).
     released: watch::Receiver<()>,
 }
 
@@ -693,7 +727,10 @@ fn router(shared: Arc<Shared>) -> axum::Router {
             oauth::hold_held_refreshes,
         ))
         .merge(device::routes())
-        .merge(chat::routes())
+        .merge(chat::routes().layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            chat::delay_answers,
+        )))
         .merge(control::routes())
         .fallback(|| async { wire::json_error(axum::http::StatusCode::NOT_FOUND, "not_found") })
         .with_state(shared)

@@ -11,7 +11,7 @@ use llxprt_domain::{ChatProvider, OAuthProvider};
 use serde_json::{json, Value};
 
 use super::wire::{self, OAuthError};
-use super::{Counters, Endpoints, ForcedFailure, SimulatorConfig};
+use super::{Counters, Endpoints, ForcedFailure, Pause, SimulatorConfig};
 
 /// How a preset device authorization ends instead of waiting for approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,22 @@ struct Account {
     epoch: u64,
     counters: Counters,
     failures: VecDeque<ForcedFailure>,
+    slow: VecDeque<SlowReply>,
+}
+
+/// A wait imposed on one answer to a chat request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SlowReply {
+    pub(super) delay: Duration,
+    pub(super) pause: Pause,
+}
+
+/// How an admitted chat request is to be answered, beyond the reply itself.
+pub(super) struct Admission {
+    /// The failure forced on it instead of a reply.
+    pub(super) failure: Option<ForcedFailure>,
+    /// The wait imposed on its answer.
+    pub(super) slow: Option<SlowReply>,
 }
 
 /// An authorization code waiting for its exchange.
@@ -273,6 +289,17 @@ impl State {
     ) {
         let failures = &mut self.account(provider, account).failures;
         failures.extend(std::iter::repeat_n(failure, count as usize));
+    }
+
+    pub(super) fn slow_next(
+        &mut self,
+        provider: OAuthProvider,
+        account: &str,
+        count: u32,
+        slow: SlowReply,
+    ) {
+        let queued = &mut self.account(provider, account).slow;
+        queued.extend(std::iter::repeat_n(slow, count as usize));
     }
 
     pub(super) fn counters(&self, provider: OAuthProvider, account: &str) -> Counters {
@@ -732,15 +759,15 @@ impl State {
         self.api_keys.get(&(provider, key.to_owned())).cloned()
     }
 
-    /// Counts an authenticated chat request and says whether a failure was forced on it.
-    pub(super) fn admit(
-        &mut self,
-        provider: OAuthProvider,
-        account: &str,
-    ) -> Option<ForcedFailure> {
+    /// Counts an authenticated chat request and says whether a failure or a wait was forced on
+    /// it.
+    pub(super) fn admit(&mut self, provider: OAuthProvider, account: &str) -> Admission {
         let account = self.account(provider, account);
         account.counters.chat_requests += 1;
-        account.failures.pop_front()
+        Admission {
+            failure: account.failures.pop_front(),
+            slow: account.slow.pop_front(),
+        }
     }
 
     pub(super) fn count_load_code_assist(&mut self, account: &str) {

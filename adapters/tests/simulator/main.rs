@@ -12,4 +12,5 @@ mod gemini;
 mod oauth2_crate;
 mod openai;
 mod qwen;
+mod slow;
 mod support;

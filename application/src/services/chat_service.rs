@@ -8,7 +8,9 @@ use llxprt_domain::failover::{BucketHealth, Decision, ExhaustedReport, Outcome, 
 use llxprt_domain::loadbalance::MemberFailure;
 use llxprt_domain::precedence::{Credential, OAuthPlan};
 use llxprt_domain::stats::{StatsDelta, StatsTotals};
-use llxprt_domain::{BucketId, BucketName, ChatProvider, FailoverRequest, Secret, UnixSeconds};
+use llxprt_domain::{
+    BucketId, BucketName, ChatProvider, FailoverRequest, OAuthProvider, Secret, UnixSeconds,
+};
 
 use crate::ports::{
     ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Clock, HealthStore, StatsError,
@@ -237,7 +239,7 @@ impl ChatService {
     ) -> Result<ChatReply, SendError> {
         // The failover reads each bucket's token anyway, so whether anything is logged in is
         // only asked again when it found no token at all: a request then reads its token once.
-        let first = self
+        let mut first = self
             .run_failover(client, plan, request, prompt, on_text, true)
             .await;
         let run = if first.found_only_missing_tokens()
@@ -247,6 +249,8 @@ impl ChatService {
         {
             // The first run tried no provider and changed nothing; it is forgotten whole, as if
             // the login had come before it.
+            first.tally.discarded = true;
+            drop(first);
             self.run_failover(client, plan, request, prompt, on_text, false)
                 .await
         } else {
@@ -257,29 +261,34 @@ impl ChatService {
         };
         let provider = plan.provider();
         let id = |name: &BucketName| BucketId::new(provider, name.clone());
-        let now = self.clock.now();
-        lock(&self.stats.unsaved)
-            .delta
-            .record_failover_request(provider, &run.machine, now);
         // Only what this request changed is recorded, so it cannot undo what another process
         // learned meanwhile about a bucket this request did not touch.
         let mut changes = Vec::new();
         {
             let mut health = self.health_map();
-            for (name, state) in run.machine.health() {
+            for (name, state) in run.tally.machine.health() {
                 let before = health.insert(id(name), *state);
                 if before.unwrap_or(BucketHealth::Usable) != *state {
                     changes.push((id(name), *state));
                 }
             }
         }
+        let FailoverRun {
+            tally,
+            decision,
+            reply,
+            last_error,
+            ..
+        } = run;
+        // The request is over: its counts go to the statistics now.
+        drop(tally);
         self.save_shared_health(&changes).await;
-        match (run.reply, run.decision) {
+        match (reply, decision) {
             (Some(reply), _) => Ok(reply),
             (None, Decision::Exhausted(report)) => {
                 Err(SendError::Exhausted(self.exhausted_text(provider, &report)))
             }
-            (None, _) => Err(run.last_error.unwrap_or_else(|| {
+            (None, _) => Err(last_error.unwrap_or_else(|| {
                 SendError::Chat(ChatError::Network("the request failed".to_owned()))
             })),
         }
@@ -296,7 +305,7 @@ impl ChatService {
         prompt: &dyn UserPrompt,
         on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
         defer_skips: bool,
-    ) -> FailoverRun {
+    ) -> FailoverRun<'_> {
         let provider = plan.provider();
         let id = |name: &BucketName| BucketId::new(provider, name.clone());
         self.load_shared_health().await;
@@ -305,7 +314,15 @@ impl ChatService {
             .iter()
             .map(|name| (name.clone(), self.health(&id(name))))
             .collect();
-        let (mut machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
+        let (machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
+        let mut tally = Tally {
+            unsaved: &self.stats.unsaved,
+            clock: self.clock.as_ref(),
+            provider,
+            machine,
+            in_flight: None,
+            discarded: false,
+        };
         let mut last_error: Option<SendError> = None;
         let mut used_token: HashMap<BucketName, Secret> = HashMap::new();
         let mut deferred_skips = defer_skips.then(Vec::new);
@@ -317,8 +334,12 @@ impl ChatService {
                         Ok(token) => {
                             show_all(prompt, deferred_skips.take());
                             used_token.insert(name.clone(), token.access_token.clone());
-                            self.attempt(client, &bucket, &token, request, on_text, &mut last_error)
-                                .await
+                            tally.in_flight = Some(bucket.clone());
+                            let attempted = self
+                                .attempt(client, &bucket, &token, request, on_text, &mut last_error)
+                                .await;
+                            tally.in_flight = None;
+                            attempted
                         }
                         Err(e) => {
                             let (outcome, skipped) = token_outcome(&bucket, e);
@@ -341,8 +362,12 @@ impl ChatService {
                         .unwrap_or_else(|| Secret::new(""));
                     match self.tokens.refresh_rejected(&bucket, &rejected).await {
                         Ok(token) => {
-                            self.attempt(client, &bucket, &token, request, on_text, &mut last_error)
-                                .await
+                            tally.in_flight = Some(bucket.clone());
+                            let attempted = self
+                                .attempt(client, &bucket, &token, request, on_text, &mut last_error)
+                                .await;
+                            tally.in_flight = None;
+                            attempted
                         }
                         Err(e) => {
                             let (outcome, skipped) = token_outcome(&bucket, e);
@@ -353,13 +378,13 @@ impl ChatService {
                 }
                 Decision::Done | Decision::Exhausted(_) | Decision::GiveUp(_) => break None,
             };
-            decision = machine.record(outcome, self.clock.now());
+            decision = tally.machine.record(outcome, self.clock.now());
             if reply.is_some() {
                 break reply;
             }
         };
         FailoverRun {
-            machine,
+            tally,
             decision,
             reply,
             last_error,
@@ -462,8 +487,8 @@ impl ChatService {
 }
 
 /// One pass of the failover machine over a plan's buckets.
-struct FailoverRun {
-    machine: FailoverRequest,
+struct FailoverRun<'a> {
+    tally: Tally<'a>,
     decision: Decision,
     reply: Option<ChatReply>,
     last_error: Option<SendError>,
@@ -471,7 +496,7 @@ struct FailoverRun {
     deferred_skips: Option<Vec<String>>,
 }
 
-impl FailoverRun {
+impl FailoverRun<'_> {
     /// Whether no bucket answered because every bucket tried had no token (a lazy login may
     /// be due).
     fn found_only_missing_tokens(&self) -> bool {
@@ -496,6 +521,36 @@ fn token_outcome(bucket: &BucketId, error: TokenError) -> (Outcome, String) {
         }
     };
     (outcome, format!("Skipping {bucket}: {error}"))
+}
+
+/// One request's attempts, counted into the unsaved statistics when it is dropped: at its end,
+/// or earlier when the request is cancelled (Ctrl-C drops it). A cancelled request still counts
+/// what it sent, the attempt in flight included, since the provider may have counted it too.
+struct Tally<'a> {
+    unsaved: &'a Mutex<Unsaved>,
+    clock: &'a dyn Clock,
+    provider: OAuthProvider,
+    machine: FailoverRequest,
+    /// The bucket whose request is on its way, not yet recorded in `machine`.
+    in_flight: Option<BucketId>,
+    /// Set when the run is thrown away whole (it sent nothing; a lazy login came after it).
+    discarded: bool,
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        if self.discarded {
+            return;
+        }
+        let now = self.clock.now();
+        let mut unsaved = lock(self.unsaved);
+        unsaved
+            .delta
+            .record_failover_request(self.provider, &self.machine, now);
+        if let Some(bucket) = &self.in_flight {
+            unsaved.delta.record_request(bucket, now);
+        }
+    }
 }
 
 /// This process's request counts on their way to the statistics store, saved after the answers
@@ -824,6 +879,65 @@ mod tests {
         service.flush_statistics().await;
         let totals = failing.memory.0.lock().unwrap().clone();
         assert_eq!(totals.get(&id("w1")).unwrap().requests, 2);
+    }
+
+    /// Rate-limits `at-w1`; every other request stays in flight for ever, and says so.
+    #[derive(Default)]
+    struct Unanswering {
+        in_flight: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl ChatClient for Unanswering {
+        fn provider(&self) -> ChatProvider {
+            ChatProvider::Anthropic
+        }
+        async fn send(
+            &self,
+            _request: &ChatRequest,
+            auth: ChatAuth<'_>,
+            _on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
+        ) -> Result<ChatReply, ChatError> {
+            if let ChatAuth::OAuth { token, .. } = auth {
+                if token.access_token.expose() == "at-w1" {
+                    return Err(ChatError::RateLimited {
+                        retry_after_secs: Some(60),
+                        reset_at: None,
+                    });
+                }
+            }
+            self.in_flight.notify_one();
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_cancelled_in_flight_still_counts_what_it_sent() {
+        let f = fixture(MockOAuthFlow::new());
+        log_in(&f, "w1").await;
+        log_in(&f, "w2").await;
+        let client = Arc::new(Unanswering::default());
+        let mut clients = ChatClients::new();
+        clients.register(client.clone());
+        let service = ChatService::new(
+            f.service.tokens.clone(),
+            f.service.auth.clone(),
+            clients,
+            f.clock.clone(),
+            f.stats.clone(),
+        );
+        let (t, request) = (oauth_target(&["w1", "w2"]), hello());
+        let prompt = RecordingPrompt::default();
+        // Cancelling is dropping the request's future, as the REPL does at Ctrl-C.
+        tokio::select! {
+            _ = service.send(&t, &request, &prompt) => panic!("an unanswered request ended"),
+            () = client.in_flight.notified() => {}
+        }
+        service.flush_statistics().await;
+        let totals = f.stats.0.lock().unwrap().clone();
+        let w1 = totals.get(&id("w1")).unwrap();
+        assert_eq!((w1.requests, w1.rate_limits, w1.failovers), (1, 1, 1));
+        assert_eq!(totals.get(&id("w2")).unwrap().requests, 1);
     }
 
     /// Refuses every save until `works` is set.
