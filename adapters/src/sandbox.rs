@@ -134,6 +134,9 @@ impl UserPrompt for SandboxPrompt<'_> {
     fn stream(&self, text: &str) {
         self.inner.stream(text);
     }
+    fn busy(&self, what: &str, done: bool) {
+        self.inner.busy(what, done);
+    }
     fn waiting(&self, what: &str, done: bool) {
         self.inner.waiting(what, done);
     }

@@ -5,6 +5,7 @@
 //! the result through the `UserPrompt` it is given. It never prints by itself.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -366,8 +367,10 @@ impl Session {
                 model,
                 messages: messages.clone(),
             };
-            let streaming = StreamTracking::new(prompt);
-            match self.services.chat.send(&target, &request, &streaming).await {
+            let streaming = StreamTracking::new(prompt, &format!("Waiting for {provider}"));
+            let sent = self.services.chat.send(&target, &request, &streaming).await;
+            streaming.not_busy();
+            match sent {
                 Ok(reply) => {
                     if streaming.streamed() {
                         prompt.stream("\n");
@@ -759,42 +762,64 @@ fn help(prompt: &dyn UserPrompt) {
     debug_assert!(COMMANDS.contains(&"/help"));
 }
 
-/// Passes everything to the real prompt and remembers whether any reply text streamed.
+/// Passes everything to the real prompt, shows that a reply is awaited until anything else is
+/// shown (a sign-in's question, the first streamed words), and remembers whether any reply text
+/// streamed.
 struct StreamTracking<'a> {
     inner: &'a dyn UserPrompt,
-    streamed: std::sync::atomic::AtomicBool,
+    streamed: AtomicBool,
+    busy: AtomicBool,
 }
 
 impl<'a> StreamTracking<'a> {
-    fn new(inner: &'a dyn UserPrompt) -> Self {
+    fn new(inner: &'a dyn UserPrompt, what: &str) -> Self {
+        inner.busy(what, false);
         Self {
             inner,
-            streamed: std::sync::atomic::AtomicBool::new(false),
+            streamed: AtomicBool::new(false),
+            busy: AtomicBool::new(true),
         }
     }
 
     fn streamed(&self) -> bool {
-        self.streamed.load(std::sync::atomic::Ordering::SeqCst)
+        self.streamed.load(Ordering::SeqCst)
+    }
+
+    fn not_busy(&self) {
+        if self.busy.swap(false, Ordering::SeqCst) {
+            self.inner.busy("", true);
+        }
+    }
+}
+
+/// A cancelled request (Ctrl-C drops it) leaves no indicator behind.
+impl Drop for StreamTracking<'_> {
+    fn drop(&mut self) {
+        self.not_busy();
     }
 }
 
 #[async_trait]
 impl UserPrompt for StreamTracking<'_> {
     fn show(&self, line: &str) {
+        self.not_busy();
         self.inner.show(line);
     }
     fn show_error(&self, line: &str) {
+        self.not_busy();
         self.inner.show_error(line);
     }
     fn stream(&self, text: &str) {
-        self.streamed
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.not_busy();
+        self.streamed.store(true, Ordering::SeqCst);
         self.inner.stream(text);
     }
     fn waiting(&self, what: &str, done: bool) {
+        self.not_busy();
         self.inner.waiting(what, done);
     }
     async fn ask(&self, question: &str) -> Result<String, crate::ports::PromptError> {
+        self.not_busy();
         self.inner.ask(question).await
     }
 }
@@ -844,5 +869,71 @@ impl Shell for Session {
             .map(|n| n.as_str().to_owned())
             .collect();
         CompletionData { buckets, profiles }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::PromptError;
+
+    /// Records every call, in order.
+    #[derive(Default)]
+    struct Calls(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl UserPrompt for Calls {
+        fn show(&self, line: &str) {
+            self.0.lock().unwrap().push(format!("show {line}"));
+        }
+        fn stream(&self, text: &str) {
+            self.0.lock().unwrap().push(format!("stream {text}"));
+        }
+        fn waiting(&self, what: &str, done: bool) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("waiting {what} {done}"));
+        }
+        fn busy(&self, what: &str, done: bool) {
+            self.0.lock().unwrap().push(format!("busy {what} {done}"));
+        }
+        async fn ask(&self, question: &str) -> Result<String, PromptError> {
+            self.0.lock().unwrap().push(format!("ask {question}"));
+            Ok("answer".to_owned())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reply_indicator_stops_before_anything_else_is_shown_and_when_dropped() {
+        let calls = Calls::default();
+        {
+            let tracking = StreamTracking::new(&calls, "Waiting for anthropic");
+            tracking.ask("Paste the authorization code:").await.unwrap();
+            tracking.show("a line");
+        }
+        {
+            let tracking = StreamTracking::new(&calls, "Waiting for openai");
+            tracking.stream("Hel");
+            tracking.stream("lo");
+            assert!(tracking.streamed());
+        }
+        // Cancelled while waiting: dropping clears the indicator.
+        drop(StreamTracking::new(&calls, "Waiting for qwen"));
+        assert_eq!(
+            *calls.0.lock().unwrap(),
+            [
+                "busy Waiting for anthropic false",
+                "busy  true",
+                "ask Paste the authorization code:",
+                "show a line",
+                "busy Waiting for openai false",
+                "busy  true",
+                "stream Hel",
+                "stream lo",
+                "busy Waiting for qwen false",
+                "busy  true",
+            ]
+        );
     }
 }

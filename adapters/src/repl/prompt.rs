@@ -158,6 +158,12 @@ impl UserPrompt for TerminalPrompt {
         }
     }
 
+    fn busy(&self, what: &str, done: bool) {
+        if self.err_is_terminal {
+            self.waiting(what, done);
+        }
+    }
+
     async fn ask(&self, question: &str) -> Result<String, PromptError> {
         self.finish_line();
         let answer = match &self.input {
@@ -353,6 +359,21 @@ pub(crate) mod tests {
         let len = err.text().len();
         thread::sleep(Spinner::TICK * 3);
         assert_eq!(err.text().len(), len);
+    }
+
+    #[test]
+    fn busy_spins_on_a_terminal_and_shows_nothing_in_a_pipe() {
+        let (piped, out, err) = captured("", false);
+        piped.busy("Waiting for anthropic", false);
+        piped.busy("", true);
+        assert_eq!((out.text(), err.text()), (String::new(), String::new()));
+
+        let (terminal, _, err) = captured("", true);
+        terminal.busy("Waiting for anthropic", false);
+        terminal.busy("", true);
+        let text = err.text();
+        assert!(text.contains("Waiting for anthropic"), "{text:?}");
+        assert!(text.ends_with(CLEAR_LINE), "{text:?}");
     }
 
     #[tokio::test]

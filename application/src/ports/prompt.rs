@@ -34,6 +34,13 @@ pub trait UserPrompt: Send + Sync {
     /// while waiting; `done` clears it.
     fn waiting(&self, what: &str, done: bool);
 
+    /// Shows, where it can be erased again (a spinner on a terminal), that work is under way
+    /// that needs nothing from the user, such as a reply on its way; `done` clears it. Elsewhere
+    /// it shows nothing, so piped output stays clean.
+    fn busy(&self, what: &str, done: bool) {
+        let _ = (what, done);
+    }
+
     /// Asks a question and returns the answer with surrounding white space removed.
     ///
     /// # Errors
