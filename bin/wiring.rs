@@ -145,7 +145,6 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         SessionOptions {
             provider: cli.provider,
             model: cli.model.clone(),
-            profile: None,
             key,
         },
     );

@@ -29,8 +29,6 @@ pub struct SessionOptions {
     pub provider: Option<ChatProvider>,
     /// `--model`.
     pub model: Option<String>,
-    /// `--profile` (else the default profile).
-    pub profile: Option<ProfileName>,
     /// `--key`, `--keyfile` or `--set auth-key`, already read.
     pub key: Option<Secret>,
 }
