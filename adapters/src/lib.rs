@@ -6,6 +6,7 @@ pub mod chat;
 pub mod clock;
 mod fsutil;
 pub mod health;
+mod html;
 pub mod oauth;
 pub mod repl;
 pub mod sandbox;

@@ -244,8 +244,8 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
          <body><h1>{title}</h1><p>{message}</p></body></html>",
-        title = html_escape(title),
-        message = html_escape(message),
+        title = crate::html::escape(title),
+        message = crate::html::escape(message),
     );
     (
         status,
@@ -256,21 +256,6 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
         body,
     )
         .into_response()
-}
-
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Tells the user what the provider said and turns it into the flow's error.

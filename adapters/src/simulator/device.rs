@@ -91,7 +91,7 @@ fn device_page(sim: &Shared, RawQuery(query): RawQuery, provider: OAuthProvider)
             "Device approved",
             &format!(
                 "<p id=\"device-approved\">Signed in as {}. You can return to the terminal.</p>",
-                wire::html_escape(&account)
+                crate::html::escape(&account)
             ),
         ),
         Approval::Denied => wire::html_page(

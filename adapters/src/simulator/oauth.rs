@@ -186,7 +186,7 @@ fn authorize_error_page(err: &OAuthError) -> Response {
         &format!(
             "<p id=\"auth-error\">{}: {}</p>",
             err.error,
-            wire::html_escape(&err.description)
+            crate::html::escape(&err.description)
         ),
     )
 }
@@ -215,8 +215,8 @@ fn code_page(query: Option<String>, shown: impl Fn(&str, Option<&str>) -> String
             "Authorization failed",
             &format!(
                 "<p id=\"auth-error\">{}: {}</p>",
-                wire::html_escape(error),
-                wire::html_escape(description)
+                crate::html::escape(error),
+                crate::html::escape(description)
             ),
         );
     }
@@ -228,7 +228,7 @@ fn code_page(query: Option<String>, shown: impl Fn(&str, Option<&str>) -> String
         "Authentication code",
         &format!(
             "<p>Paste this code into your terminal:</p>\n<code id=\"auth-code\">{}</code>",
-            wire::html_escape(&shown(code, params.get("state")))
+            crate::html::escape(&shown(code, params.get("state")))
         ),
     )
 }

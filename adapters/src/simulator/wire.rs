@@ -329,29 +329,13 @@ pub(super) fn now_unix() -> u64 {
         .unwrap_or_default()
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub(super) fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A small HTML page.
 pub(super) fn html_page(status: StatusCode, title: &str, body: &str) -> Response {
     let page = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head>\
          <body><h1>{}</h1>\n{body}\n</body></html>\n",
-        html_escape(title),
-        html_escape(title)
+        crate::html::escape(title),
+        crate::html::escape(title)
     );
     (status, axum::response::Html(page)).into_response()
 }
