@@ -15,9 +15,9 @@ use std::time::SystemTime;
 
 use common::{Discard, Ratio, Rig};
 use criterion::Criterion;
-use llxprt_adapters::stats::FileStatsStore;
-use llxprt_application::ports::{StatsStore, TokenStore};
+use llxprt_application::ports::StatsStore;
 use llxprt_domain::StatsDelta;
+use llxprt_store_file::FileStatsStore;
 
 const GROUP: &str = "auth_layer";
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{Discard, Ratio, Rig};
 use criterion::Criterion;
-use llxprt_adapters::simulator::ForcedFailure;
 use llxprt_domain::OAuthProvider;
+use llxprt_simulator::ForcedFailure;
 
 const GROUP: &str = "failover";
 

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{Ratio, Rig};
 use criterion::Criterion;
-use llxprt_application::ports::TokenStore;
 use llxprt_domain::{OAuthProvider, Secret, Token, UnixSeconds};
 
 const GROUP: &str = "refresh_storm";

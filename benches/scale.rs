@@ -20,7 +20,6 @@ use std::time::{Duration, SystemTime};
 
 use common::{Discard, Ratio, Rig};
 use criterion::{BatchSize, Criterion};
-use llxprt_application::ports::TokenStore;
 use llxprt_application::session::{Session, SessionOptions, SessionServices};
 use llxprt_application::shell::{LineOutcome, Shell};
 use llxprt_domain::failover::{BucketHealth, CooldownCause, Decision};

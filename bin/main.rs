@@ -2,14 +2,15 @@
 //! end that fits how llxprt was started.
 
 mod cli;
+mod sandbox;
 mod wiring;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Parser;
-use llxprt_adapters::repl::{self, TerminalPrompt};
 use llxprt_application::ports::UserPrompt as _;
+use llxprt_terminal::{self as repl, TerminalPrompt};
 
 use crate::cli::Cli;
 

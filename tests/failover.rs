@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use llxprt_adapters::simulator::ForcedFailure;
 use llxprt_domain::OAuthProvider;
+use llxprt_simulator::ForcedFailure;
 
 use crate::support::{reply, Child, Lab};
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use llxprt_adapters::store::json::token_from_json;
 use llxprt_domain::OAuthProvider;
+use llxprt_store_file::json::token_from_json;
 
 use crate::support::{Lab, LIMIT};
 

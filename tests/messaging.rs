@@ -1,9 +1,9 @@
 //! Messages to every provider through the built binary, against the provider simulator: OAuth
 //! and keys, which one wins, and the sign-in a first message starts by itself.
 
-use llxprt_adapters::simulator::Counters;
 use llxprt_application::ports::TokenStore;
 use llxprt_domain::OAuthProvider;
+use llxprt_simulator::Counters;
 
 use crate::support::{reply, Lab, Run};
 

@@ -94,7 +94,7 @@ async fn no_issued_secret_appears_in_output_or_files_at_trace_level() {
         assert_eq!(counted.chat_requests, 2, "{oauth}");
     }
     assert!(
-        run.stderr.contains("TRACE") && run.stderr.contains("llxprt_adapters"),
+        run.stderr.contains("TRACE") && run.stderr.contains("llxprt_providers"),
         "the run did not log at TRACE"
     );
     let mut searched = vec![
@@ -156,7 +156,7 @@ fn a_code_pasted_into_the_repl_stays_out_of_its_history_and_screen_at_trace_leve
     screen.push_str(&url);
     screen.push_str(&repl.exp_string("Paste the authorization code:").unwrap());
     let code = match runtime.block_on(sim.consent(&url)).unwrap() {
-        llxprt_adapters::simulator::Consent::CodeShown(code) => code,
+        llxprt_simulator::Consent::CodeShown(code) => code,
         other => panic!("expected a code page, got {other:?}"),
     };
     repl.send(&format!("{}\r", code.expose())).unwrap();

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use llxprt_application::ports::{Browser, BrowserError, Clock, SystemClock, TokenStore};
-use llxprt_application::services::{FlowRegistry, TokenService};
+use llxprt_application::ports::{Browser, BrowserError, Clock, TokenStore};
+use llxprt_clock::SystemClock;
 use llxprt_domain::OAuthProvider;
 
 use crate::support::{bucket_id, reply, Lab, STEP};
@@ -31,13 +31,7 @@ async fn a_thousand_concurrent_requests_on_an_expired_token_make_one_refresh() {
     let lab = Lab::start().await;
     let expired = lab.seed_expired(ANTHROPIC, "shared").await;
     let bucket = bucket_id(ANTHROPIC, "shared");
-    let mut flows = FlowRegistry::new();
-    flows.register(lab.flow(ANTHROPIC, Arc::new(NoBrowser)));
-    let service = Arc::new(TokenService::new(
-        Arc::new(lab.store()),
-        flows,
-        Arc::new(SystemClock),
-    ));
+    let service = lab.services(Arc::new(NoBrowser)).tokens;
 
     let tasks: Vec<_> = (0..CALLERS)
         .map(|_| {

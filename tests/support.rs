@@ -9,18 +9,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use llxprt_adapters::oauth::{
-    AnthropicConfig, AnthropicFlow, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow, OAuthHttp,
-    QwenConfig, QwenFlow,
-};
-use llxprt_adapters::sandbox::settings_overrides;
-use llxprt_adapters::simulator::{Consent, Counters, Simulator, SimulatorConfig, SimulatorHandle};
-use llxprt_adapters::store::FileTokenStore;
-use llxprt_application::ports::{
-    Browser, BrowserError, Clock, OAuthFlow, PromptError, SystemClock, TokenStore, UserPrompt,
-};
-use llxprt_application::settings::Settings;
+use llxprt::compose::{compose, BrowserChoice, Composition, Services};
+use llxprt_application::ports::{Browser, BrowserError, PromptError, UserPrompt};
 use llxprt_domain::{BucketId, BucketName, OAuthProvider, Secret, Token};
+use llxprt_simulator::sandbox::settings_overrides;
+use llxprt_simulator::{Consent, Counters, Simulator, SimulatorConfig, SimulatorHandle};
+use llxprt_store_file::FileTokenStore;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Held by tests that sign in to Codex: its loopback listener may only use ports 1455 and 1457
@@ -156,7 +150,6 @@ pub(crate) struct Lab {
     pub(crate) sim: SimulatorHandle,
     home: tempfile::TempDir,
     overrides: Vec<(String, String)>,
-    settings: Settings,
     printed: Arc<Mutex<Vec<String>>>,
 }
 
@@ -180,15 +173,10 @@ impl Lab {
             "providers.codex.oauth.callback_port".to_owned(),
             codex_port.to_string(),
         ));
-        let mut settings = Settings::default();
-        for (name, value) in &overrides {
-            settings.apply(name, value).unwrap();
-        }
         Lab {
             sim,
             home: tempfile::tempdir().unwrap(),
             overrides,
-            settings,
             printed: Arc::default(),
         }
     }
@@ -266,78 +254,17 @@ impl Lab {
         FileTokenStore::new(self.home().join("oauth"))
     }
 
-    /// A sign-in flow of `provider` built from the same settings the children get.
-    pub(crate) fn flow(
-        &self,
-        provider: OAuthProvider,
-        browser: Arc<dyn Browser>,
-    ) -> Arc<dyn OAuthFlow> {
-        let p = &self.settings.providers;
-        let http = OAuthHttp::direct().unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        match provider {
-            OAuthProvider::Anthropic => Arc::new(
-                AnthropicFlow::new(
-                    AnthropicConfig {
-                        authorize_url: p.anthropic.oauth.authorize_url.clone(),
-                        token_url: p.anthropic.oauth.token_url.clone(),
-                        client_id: p.anthropic.oauth.client_id.clone(),
-                        redirect_uri: p.anthropic.oauth.redirect_uri.clone(),
-                        scopes: p.anthropic.oauth.scopes.clone(),
-                    },
-                    http,
-                    browser,
-                    clock,
-                )
-                .unwrap(),
-            ),
-            OAuthProvider::Gemini => Arc::new(
-                GeminiFlow::new(
-                    GeminiConfig {
-                        authorize_url: p.gemini.oauth.authorize_url.clone(),
-                        token_url: p.gemini.oauth.token_url.clone(),
-                        client_id: p.gemini.oauth.client_id.clone(),
-                        client_secret: p.gemini.oauth.client_secret.clone(),
-                        scopes: p.gemini.oauth.scopes.clone(),
-                    },
-                    http,
-                    browser,
-                    clock,
-                )
-                .unwrap()
-                .with_callback_timeout(STEP),
-            ),
-            OAuthProvider::Qwen => Arc::new(
-                QwenFlow::new(
-                    QwenConfig {
-                        device_authorization_url: p.qwen.oauth.device_authorization_url.clone(),
-                        token_url: p.qwen.oauth.token_url.clone(),
-                        client_id: p.qwen.oauth.client_id.clone(),
-                        scopes: p.qwen.oauth.scopes.clone(),
-                    },
-                    http,
-                    browser,
-                    clock,
-                )
-                .unwrap(),
-            ),
-            OAuthProvider::Codex => Arc::new(
-                CodexFlow::new(
-                    CodexConfig {
-                        issuer: p.codex.oauth.issuer.clone(),
-                        client_id: p.codex.oauth.client_id.clone(),
-                        scopes: p.codex.oauth.scopes.clone(),
-                        callback_port: p.codex.oauth.callback_port,
-                        fallback_port: CODEX_FALLBACK_PORT,
-                    },
-                    http,
-                    browser,
-                    clock,
-                )
-                .unwrap()
-                .with_callback_timeout(STEP),
-            ),
-        }
+    /// The services over this lab's home, wired by the binary's own factory from the same
+    /// settings the children get, with `browser` opening sign-in pages.
+    pub(crate) fn services(&self, browser: Arc<dyn Browser>) -> Services {
+        compose(Composition {
+            overrides: self.overrides.clone(),
+            browser: BrowserChoice::Given(browser),
+            loopback: true,
+            callback_timeout: Some(STEP),
+            ..Composition::new(self.home())
+        })
+        .unwrap()
     }
 
     /// Signs `bucket` of `provider` in here in the test process, as the simulated account of
@@ -348,16 +275,16 @@ impl Lab {
             sim: self.sim.clone(),
             pasteboard: Mutex::default(),
         });
-        let flow = self.flow(provider, user.clone());
-        let token = tokio::time::timeout(STEP, flow.login(user.as_ref()))
-            .await
-            .expect("the sign-in finished in time")
-            .expect("the sign-in succeeded");
-        self.store()
-            .save(&bucket_id(provider, bucket), &token)
-            .await
-            .unwrap();
-        token
+        let services = self.services(user.clone());
+        tokio::time::timeout(
+            STEP,
+            services
+                .auth
+                .login(&bucket_id(provider, bucket), user.as_ref()),
+        )
+        .await
+        .expect("the sign-in finished in time")
+        .expect("the sign-in succeeded")
     }
 
     /// As [`Lab::seed`], but the access token is already expired (its refresh token is good).

@@ -6,30 +6,24 @@
 // Each bench binary uses part of this module.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use criterion::Criterion;
-use llxprt_adapters::chat::{self, ChatEndpoints, HttpOptions};
-use llxprt_adapters::oauth::{AnthropicConfig, AnthropicFlow, OAuthHttp};
-use llxprt_adapters::sandbox::settings_overrides;
-use llxprt_adapters::settings::FileConfigStore;
-use llxprt_adapters::simulator::{Consent, Simulator, SimulatorHandle};
-use llxprt_adapters::stats::FileStatsStore;
-use llxprt_adapters::store::FileTokenStore;
+use llxprt::compose::{compose, BrowserChoice, Composition, Services};
 use llxprt_application::ports::{
     Browser, BrowserError, ChatMessage, ChatRequest, Clock, ConfigStore, PromptError, Role,
-    SystemClock, UserPrompt,
+    TokenStore, UserPrompt,
 };
-use llxprt_application::services::{
-    AuthService, ChatService, FlowRegistry, SendTarget, TokenService,
-};
+use llxprt_application::services::{AuthService, ChatService, SendTarget, TokenService};
 use llxprt_application::settings::Settings;
 use llxprt_domain::precedence::{resolve_credential, CredentialSources};
 use llxprt_domain::{BucketId, BucketName, ChatProvider, OAuthProvider, Token};
+use llxprt_providers::chat::{self, HttpOptions};
+use llxprt_simulator::sandbox::settings_overrides;
+use llxprt_simulator::{Consent, Simulator, SimulatorHandle};
 
 /// The model every benchmark request names.
 pub(crate) const MODEL: &str = "claude-sonnet-4";
@@ -51,7 +45,7 @@ pub(crate) struct Rig {
     pub(crate) sim: SimulatorHandle,
     pub(crate) home: tempfile::TempDir,
     pub(crate) settings: Settings,
-    pub(crate) store: Arc<FileTokenStore>,
+    pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) tokens: Arc<TokenService>,
     pub(crate) auth: Arc<AuthService>,
     pub(crate) chat: Arc<ChatService>,
@@ -77,69 +71,26 @@ impl Rig {
             .prefix("llxprt-bench-")
             .tempdir()
             .expect("a temporary home");
-        let config: Arc<dyn ConfigStore> = Arc::new(FileConfigStore::new(
-            home.path().to_owned(),
-            BTreeMap::new(),
-            settings_overrides(&sim),
-        ));
-        let settings = config.load_settings().expect("the settings load");
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let user = Arc::new(ConsentingUser {
             sim: sim.clone(),
             opened: Mutex::new(None),
         });
-        let oauth = &settings.providers.anthropic.oauth;
-        let flow = AnthropicFlow::new(
-            AnthropicConfig {
-                authorize_url: oauth.authorize_url.clone(),
-                token_url: oauth.token_url.clone(),
-                client_id: oauth.client_id.clone(),
-                redirect_uri: oauth.redirect_uri.clone(),
-                scopes: oauth.scopes.clone(),
-            },
-            OAuthHttp::direct().expect("the OAuth client"),
-            user.clone(),
-            clock.clone(),
-        )
-        .expect("the Anthropic flow");
-        let mut flows = FlowRegistry::new();
-        flows.register(Arc::new(flow));
-        let store = Arc::new(FileTokenStore::new(home.path().join("oauth")));
-        let tokens = Arc::new(TokenService::new(
-            store.clone(),
-            flows.clone(),
-            clock.clone(),
-        ));
-        let auth = Arc::new(AuthService::new(store.clone(), flows));
-        let http = http_client();
-        let url = |text: &str| url::Url::parse(text).expect("a simulator URL");
-        let p = &settings.providers;
-        let clients = chat::chat_clients(
-            ChatEndpoints {
-                anthropic: chat::AnthropicConfig {
-                    base_url: url(&p.anthropic.base_url),
-                },
-                gemini: chat::GeminiConfig {
-                    base_url: url(&p.gemini.base_url),
-                    code_assist_base_url: url(&p.gemini.code_assist_base_url),
-                },
-                qwen: chat::QwenConfig {
-                    base_url: url(&p.qwen.base_url),
-                },
-                openai: chat::OpenAiConfig {
-                    base_url: url(&p.openai.base_url),
-                    codex_base_url: url(&p.codex.base_url),
-                },
-            },
-            &http,
-        );
-        let chat = Arc::new(ChatService::new(
-            tokens.clone(),
-            auth.clone(),
-            clients,
-            clock.clone(),
-            Arc::new(FileStatsStore::new(home.path())),
-        ));
+        let Services {
+            settings,
+            config,
+            store,
+            tokens,
+            auth,
+            chat,
+            clock,
+            ..
+        } = compose(Composition {
+            overrides: settings_overrides(&sim),
+            browser: BrowserChoice::Given(user.clone()),
+            loopback: true,
+            ..Composition::new(home.path())
+        })
+        .expect("the services compose");
         Self {
             rt,
             sim,

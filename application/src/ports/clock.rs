@@ -1,7 +1,5 @@
 //! The clock port: the one place the current time comes from.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use llxprt_domain::UnixSeconds;
 
 /// Tells the time. Services take it as a port so tests can move time on.
@@ -18,20 +16,5 @@ pub trait Clock: Send + Sync {
             seconds_of_day / 3600,
             seconds_of_day % 3600 / 60
         )
-    }
-}
-
-/// The machine's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> UnixSeconds {
-        // A clock before 1970 is a broken machine; treat it as the epoch rather than fail.
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        UnixSeconds(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 }

@@ -13,7 +13,7 @@ pub mod stats_store;
 pub mod token_store;
 
 pub use chat::{ChatAuth, ChatClient, ChatError, ChatMessage, ChatReply, ChatRequest, Role};
-pub use clock::{Clock, SystemClock};
+pub use clock::Clock;
 pub use config_store::{ConfigError, ConfigStore};
 pub use health_store::{HealthError, HealthStore};
 pub use oauth_flow::{Browser, BrowserError, FlowError, OAuthFlow, RefreshError};

@@ -1,0 +1,322 @@
+//! `llxprt --sandbox`: every provider simulated on loopback inside the process.
+//!
+//! The simulator's URLs replace every provider endpoint in the settings; a simulated browser
+//! consents over real HTTP, so the loopback and device flows run for real; the Anthropic code
+//! that the simulated page shows is pasted for the user; and `/sandbox` commands let a user make
+//! an account rate-limited, revoked, expired or slow to watch failover or Ctrl-C happen. In the sandbox each
+//! bucket signs in as a simulated account of the same name.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use llxprt_application::ports::{Browser, BrowserError, PromptError, UserPrompt};
+use llxprt_application::shell::{CompletionData, LineOutcome, Shell};
+use llxprt_domain::{ChatProvider, OAuthProvider, Secret};
+use tokio::sync::Notify;
+
+use crate::{Consent, ForcedFailure, Pause, SimulatorConfig, SimulatorHandle};
+
+/// The settings that point every provider at the simulator, as `NAME=VALUE` overrides.
+pub fn settings_overrides(sim: &SimulatorHandle) -> Vec<(String, String)> {
+    let e = sim.endpoints();
+    [
+        ("providers.anthropic.base_url", &e.anthropic.base_url),
+        (
+            "providers.anthropic.oauth.authorize_url",
+            &e.anthropic.authorize_url,
+        ),
+        (
+            "providers.anthropic.oauth.token_url",
+            &e.anthropic.token_url,
+        ),
+        (
+            "providers.anthropic.oauth.redirect_uri",
+            &e.anthropic.redirect_uri,
+        ),
+        ("providers.gemini.base_url", &e.gemini.base_url),
+        (
+            "providers.gemini.code_assist_base_url",
+            &e.gemini.code_assist_base_url,
+        ),
+        (
+            "providers.gemini.oauth.authorize_url",
+            &e.gemini.authorize_url,
+        ),
+        ("providers.gemini.oauth.token_url", &e.gemini.token_url),
+        ("providers.qwen.base_url", &e.qwen.base_url),
+        (
+            "providers.qwen.oauth.device_authorization_url",
+            &e.qwen.device_authorization_url,
+        ),
+        ("providers.qwen.oauth.token_url", &e.qwen.token_url),
+        ("providers.codex.base_url", &e.codex.base_url),
+        ("providers.codex.oauth.issuer", &e.codex.issuer),
+        ("providers.openai.base_url", &e.openai.base_url),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.clone()))
+    .collect()
+}
+
+/// A code the simulated Anthropic page showed, waiting to be "pasted".
+#[derive(Default)]
+struct ShownCode {
+    code: Mutex<Option<Secret>>,
+    arrived: Notify,
+}
+
+/// Plays the user's browser against the simulator: consents to every authorize page, approves
+/// device codes, and remembers a code page's `CODE#STATE` for the sandbox shell to paste.
+pub struct SandboxBrowser {
+    sim: SimulatorHandle,
+    shown: Arc<ShownCode>,
+}
+
+/// Wraps the front end's prompt so that the sandbox "pastes" the code its browser was shown.
+struct SandboxPrompt<'a> {
+    inner: &'a dyn UserPrompt,
+    shown: &'a ShownCode,
+}
+
+impl SandboxBrowser {
+    /// A browser that consents through `sim`.
+    pub fn new(sim: SimulatorHandle) -> Self {
+        Self {
+            sim,
+            shown: Arc::new(ShownCode::default()),
+        }
+    }
+
+    /// Wraps the session's shell with the `/sandbox` commands and, when `paste_codes` (this
+    /// browser is the one the flows open), the pasting of codes this browser is shown. With
+    /// `--nobrowser` nothing is ever shown, so the user is asked at once.
+    pub fn shell(&self, inner: Arc<dyn Shell>, paste_codes: bool) -> SandboxShell {
+        let shown = paste_codes.then(|| self.shown.clone());
+        SandboxShell::new(inner, self.sim.clone(), shown)
+    }
+}
+
+#[async_trait]
+impl Browser for SandboxBrowser {
+    async fn open(&self, url: &str) -> Result<(), BrowserError> {
+        let sim = self.sim.clone();
+        let shown = self.shown.clone();
+        let url = url.to_owned();
+        // Like a real browser, the page loads while the command line goes on waiting.
+        tokio::spawn(async move {
+            let outcome = match sim.consent(&url).await {
+                Ok(Consent::CodeShown(code)) => {
+                    *shown.code.lock().unwrap_or_else(PoisonError::into_inner) = Some(code);
+                    shown.arrived.notify_one();
+                    Ok(())
+                }
+                Ok(Consent::Redirect(callback)) => sim.browse(callback.expose()).await.map(drop),
+                Ok(Consent::Page(_)) => Ok(()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = outcome {
+                tracing::warn!(%error, "the simulated browser failed");
+            }
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserPrompt for SandboxPrompt<'_> {
+    fn show(&self, line: &str) {
+        self.inner.show(line);
+    }
+    fn show_error(&self, line: &str) {
+        self.inner.show_error(line);
+    }
+    fn stream(&self, text: &str) {
+        self.inner.stream(text);
+    }
+    fn busy(&self, what: &str, done: bool) {
+        self.inner.busy(what, done);
+    }
+    fn waiting(&self, what: &str, done: bool) {
+        self.inner.waiting(what, done);
+    }
+
+    async fn ask(&self, question: &str) -> Result<String, PromptError> {
+        if question.contains("authorization code") {
+            let take = || {
+                self.shown
+                    .code
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+            };
+            // A code that arrived before the question left a stored wake-up behind, so one
+            // wake-up does not mean a code is there: look again until the deadline.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let code = loop {
+                let arrived = self.shown.arrived.notified();
+                if let Some(code) = take() {
+                    break Some(code);
+                }
+                if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                    break None;
+                }
+            };
+            if let Some(code) = code {
+                self.inner.show(&format!(
+                    "{question} (sandbox: pasting the code the simulated page showed)"
+                ));
+                return Ok(code.expose().to_owned());
+            }
+        }
+        self.inner.ask(question).await
+    }
+}
+
+/// The session's shell plus the `/sandbox` commands, and bucket names used as simulated
+/// account names at login.
+pub struct SandboxShell {
+    inner: Arc<dyn Shell>,
+    sim: SimulatorHandle,
+    /// Where the simulated browser leaves codes to paste; `None` with `--nobrowser`.
+    shown: Option<Arc<ShownCode>>,
+}
+
+impl SandboxShell {
+    /// Wraps `inner`. Every provider's simulated login account starts as `default`.
+    fn new(inner: Arc<dyn Shell>, sim: SimulatorHandle, shown: Option<Arc<ShownCode>>) -> Self {
+        for provider in OAuthProvider::ALL {
+            sim.set_login_account(provider, "default");
+        }
+        Self { inner, sim, shown }
+    }
+
+    fn sandbox_command(&self, words: &[&str], prompt: &dyn UserPrompt) -> LineOutcome {
+        let usage = [
+            "/sandbox limit P BUCKET [SECONDS]   the bucket's next request gets 429 (retry-after SECONDS, 60 by default)",
+            "/sandbox quota P BUCKET             the bucket's next request gets 402",
+            "/sandbox revoke P BUCKET            revoke the bucket's tokens (403/refresh rejected)",
+            "/sandbox expire P BUCKET            the simulator expires the bucket's access token now (llxprt finds out at its next request: 401, then a refresh)",
+            "/sandbox lifetime P SECONDS         lifetime of tokens issued from now on (0: issued already expired)",
+            "/sandbox slow P BUCKET SECONDS      the bucket's next reply waits SECONDS (codex's stream after its first words); Ctrl-C cancels it",
+        ];
+        let provider = |p: &str| p.parse::<OAuthProvider>();
+        let result = match words {
+            ["limit", p, bucket, rest @ ..] => provider(p).map(|p| {
+                let secs = rest.first().and_then(|s| s.parse().ok()).unwrap_or(60);
+                self.sim.fail_next_chat_requests(
+                    p,
+                    bucket,
+                    1,
+                    ForcedFailure::RateLimited {
+                        retry_after_secs: secs,
+                    },
+                );
+                format!("{p}/{bucket}: the next request will be rate limited for {secs} s")
+            }),
+            ["quota", p, bucket] => provider(p).map(|p| {
+                self.sim
+                    .fail_next_chat_requests(p, bucket, 1, ForcedFailure::PaymentRequired);
+                format!("{p}/{bucket}: the next request will get 402")
+            }),
+            ["revoke", p, bucket] => provider(p).map(|p| {
+                self.sim.revoke(p, bucket);
+                format!("{p}/{bucket}: tokens revoked")
+            }),
+            ["expire", p, bucket] => provider(p).map(|p| {
+                self.sim.expire_access_tokens(p, bucket);
+                format!("{p}/{bucket}: access token expired")
+            }),
+            ["lifetime", p, secs] => match secs.parse::<u64>() {
+                Ok(secs) => provider(p).map(|p| {
+                    self.sim.set_token_lifetime(p, secs);
+                    format!("{p}: new tokens live {secs} s")
+                }),
+                Err(_) => return not_seconds(secs, prompt),
+            },
+            ["slow", p, bucket, secs] => match secs.parse::<u64>() {
+                Ok(secs) => provider(p).map(|p| {
+                    self.sim.slow_next_chat_replies(
+                        p,
+                        bucket,
+                        1,
+                        Duration::from_secs(secs),
+                        Pause::AfterFirstDelta,
+                    );
+                    format!("{p}/{bucket}: the next reply will take {secs} s")
+                }),
+                Err(_) => return not_seconds(secs, prompt),
+            },
+            _ => {
+                for line in usage {
+                    prompt.show(line);
+                }
+                let keys: Vec<String> = ChatProvider::ALL
+                    .iter()
+                    .map(|p| SimulatorConfig::default_api_key(*p).expose().to_owned())
+                    .collect();
+                prompt.show(&format!(
+                    "P is anthropic, gemini, qwen or codex; each BUCKET signs in as the simulated account of that name. API keys the simulator accepts: {}",
+                    keys.join(", ")
+                ));
+                return if words.is_empty() {
+                    LineOutcome::Succeeded
+                } else {
+                    LineOutcome::Failed
+                };
+            }
+        };
+        match result {
+            Ok(line) => {
+                prompt.show(&line);
+                LineOutcome::Succeeded
+            }
+            Err(error) => {
+                prompt.show_error(&format!("Error: {error}"));
+                LineOutcome::Failed
+            }
+        }
+    }
+}
+
+fn not_seconds(word: &str, prompt: &dyn UserPrompt) -> LineOutcome {
+    prompt.show_error(&format!("Error: '{word}' is not a number of seconds"));
+    LineOutcome::Failed
+}
+
+#[async_trait]
+impl Shell for SandboxShell {
+    async fn run_line(&self, line: &str, prompt: &dyn UserPrompt) -> LineOutcome {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["/sandbox", rest @ ..] => return self.sandbox_command(rest, prompt),
+            ["/auth", p, "login", bucket @ ..] => {
+                if let Ok(p) = p.parse::<OAuthProvider>() {
+                    let account = bucket.first().copied().unwrap_or("default");
+                    self.sim.set_login_account(p, account);
+                }
+            }
+            _ => {}
+        }
+        let outcome = match &self.shown {
+            Some(shown) => {
+                // A code no earlier line asked for belongs to no sign-in of this line.
+                *shown.code.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                let prompt = SandboxPrompt {
+                    inner: prompt,
+                    shown,
+                };
+                self.inner.run_line(line, &prompt).await
+            }
+            None => self.inner.run_line(line, prompt).await,
+        };
+        for provider in OAuthProvider::ALL {
+            self.sim.set_login_account(provider, "default");
+        }
+        outcome
+    }
+
+    async fn completion_data(&self) -> CompletionData {
+        self.inner.completion_data().await
+    }
+}

@@ -1,0 +1,640 @@
+//! The file store: one JSON file per provider and bucket, readable by the user alone, replaced
+//! atomically, locked with operating-system advisory locks.
+
+use std::collections::HashMap;
+use std::fs::{self, DirBuilder, File, Metadata, OpenOptions, Permissions};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use llxprt_application::ports::{BucketLock, StoreError, TokenStore};
+use llxprt_domain::{BucketId, BucketName, OAuthProvider, Token};
+
+use crate::json::{token_from_json, token_to_json};
+
+/// No token is anywhere near this large; a bigger file is refused before it is read into memory.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 1024 * 1024;
+
+/// How long a waiter sleeps between two attempts at a busy lock.
+const LOCK_POLL: Duration = Duration::from_millis(10);
+
+/// How long a token file must have been left unchanged before a load trusts a `stat` to tell it
+/// apart from a newer write: longer than the coarsest file-time granularity and clock tick of the
+/// file systems a home directory lives on.
+pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(2);
+
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// Tokens in `{provider}.json` (default bucket) and `{provider}-{bucket}.json` files of one
+/// directory, normally `$LLXPRT_HOME/oauth`, in the layout llxprt-code uses.
+///
+/// - The directory is created `0700` (or tightened to it) and files are written `0600`; a token
+///   file found readable by others is tightened, with a warning.
+/// - A save writes a temporary file in the same directory, fsyncs it, renames it over the token
+///   file and fsyncs the directory, so a crash leaves the old token or the new one.
+/// - A file that cannot be read as a token is reported as [`StoreError::Corrupt`] and left alone.
+/// - Bucket locks are `flock` locks on `locks/{provider}-{bucket}.lock`, which the kernel
+///   releases when the holder dies; the file holds the holder's pid so a waiter can say who it
+///   waits for. Lock files are never deleted (deleting one would let two holders in).
+/// - A load answers from memory only while a `stat` shows the very file it last read (see
+///   [`FileTokenStore::with_settle_time`]), and loads of one bucket that overlap share one read
+///   that began after each of them was called; neither can miss a token another process wrote.
+#[derive(Debug, Clone)]
+pub struct FileTokenStore {
+    dir: PathBuf,
+    settle_time: Duration,
+    /// Shared by clones, which read the same files.
+    files: Arc<Mutex<HashMap<BucketId, Arc<TokenFile>>>>,
+}
+
+impl FileTokenStore {
+    /// A store in `oauth_dir`, created on the first save or lock.
+    pub fn new(oauth_dir: PathBuf) -> Self {
+        Self {
+            dir: oauth_dir,
+            settle_time: DEFAULT_SETTLE_TIME,
+            files: Arc::default(),
+        }
+    }
+
+    /// Changes how long a token file must have been unchanged (by its status-change time)
+    /// before its token is kept in memory ([`DEFAULT_SETTLE_TIME`] otherwise).
+    ///
+    /// A kept token is served while the file's device, inode, size, modification and
+    /// status-change times are those of the file it was read from. Every write gives a file a
+    /// new status-change time, and every replacement a new inode whose number can only repeat an
+    /// old one's after that one was freed, i.e. after the read; so a file that had settled
+    /// before the read cannot change without its `stat` changing, as long as the file system's
+    /// clock and this process's agree within the settle time. A file written more recently is
+    /// read again on every load.
+    pub fn with_settle_time(mut self, settle_time: Duration) -> Self {
+        self.settle_time = settle_time;
+        self
+    }
+
+    /// The directory holding the token files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file holding a bucket's token.
+    pub fn token_path(&self, bucket: &BucketId) -> PathBuf {
+        let name = if bucket.bucket.is_default() {
+            format!("{}.json", bucket.provider)
+        } else {
+            format!("{}-{}.json", bucket.provider, bucket.bucket)
+        };
+        self.dir.join(name)
+    }
+
+    /// The file whose advisory lock guards a bucket.
+    pub fn lock_path(&self, bucket: &BucketId) -> PathBuf {
+        self.dir
+            .join("locks")
+            .join(format!("{}-{}.lock", bucket.provider, bucket.bucket))
+    }
+}
+
+#[async_trait]
+impl TokenStore for FileTokenStore {
+    async fn load(&self, bucket: &BucketId) -> Result<Option<Token>, StoreError> {
+        let file = self.file(bucket);
+        let path = self.token_path(bucket);
+        if let Some(token) = file.unchanged(&self.dir, &path) {
+            return Ok(Some(token));
+        }
+        let arrived = file.reads_started.load(Ordering::SeqCst);
+        let mut last = file.last_read.lock().await;
+        // A read that began after this call did is as good as one of its own; one that began
+        // earlier might predate a write this caller must see.
+        if let Some((number, result)) = &*last {
+            if *number > arrived {
+                return result.clone();
+            }
+        }
+        let number = file.reads_started.fetch_add(1, Ordering::SeqCst) + 1;
+        let (dir, settle_time, owned_path, owned_bucket) = (
+            self.dir.clone(),
+            self.settle_time,
+            path.clone(),
+            bucket.clone(),
+        );
+        let read = blocking(&path, move || {
+            read_token(&dir, &owned_path, &owned_bucket, settle_time)
+        })
+        .await;
+        let result = read.map(|(token, identity)| {
+            file.keep(identity.zip(token.clone()));
+            token
+        });
+        *last = Some((number, result.clone()));
+        result
+    }
+
+    async fn save(&self, bucket: &BucketId, token: &Token) -> Result<(), StoreError> {
+        let (dir, path) = (self.dir.clone(), self.token_path(bucket));
+        let text = token_to_json(token);
+        let prefix = format!(".{}-{}.", bucket.provider, bucket.bucket);
+        blocking(&path.clone(), move || {
+            write_atomically(&dir, &path, &prefix, text.as_bytes())
+        })
+        .await
+    }
+
+    async fn delete(&self, bucket: &BucketId) -> Result<bool, StoreError> {
+        // Not needed for correctness (the file's absence shows in its `stat`), but a logged-out
+        // token has no business staying in memory.
+        self.file(bucket).keep(None);
+        let (dir, path) = (self.dir.clone(), self.token_path(bucket));
+        blocking(&path.clone(), move || match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&dir).map(|()| true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error(&path, e)),
+        })
+        .await
+    }
+
+    async fn list(&self, provider: OAuthProvider) -> Result<Vec<BucketName>, StoreError> {
+        let dir = self.dir.clone();
+        blocking(&self.dir, move || list_buckets(&dir, provider)).await
+    }
+
+    async fn lock(
+        &self,
+        bucket: &BucketId,
+        timeout: Duration,
+    ) -> Result<Box<dyn BucketLock>, StoreError> {
+        let (dir, path) = (self.dir.clone(), self.lock_path(bucket));
+        let file = blocking(&path, {
+            let path = path.clone();
+            move || open_lock_file(&dir, &path)
+        })
+        .await?;
+        let start = tokio::time::Instant::now();
+        let mut announced = false;
+        loop {
+            // `try_lock` never waits and the pid is a few bytes in a local file, so neither
+            // needs a blocking thread; the waiting itself is an async sleep, which lets a caller
+            // cancel it.
+            match file.try_lock() {
+                Ok(()) => {
+                    record_holder(&file, &path);
+                    return Ok(Box::new(FileBucketLock { file }));
+                }
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(io_error(&path, e)),
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(StoreError::LockTimeout {
+                    bucket: bucket.clone(),
+                    waited,
+                    holder: describe_holder(&path),
+                });
+            }
+            if !announced {
+                announced = true;
+                tracing::info!(
+                    bucket = %bucket,
+                    lock = %path.display(),
+                    "waiting up to {timeout:?} for the lock on {bucket}, {}",
+                    describe_holder(&path)
+                );
+            }
+            tokio::time::sleep(LOCK_POLL.min(timeout - waited)).await;
+        }
+    }
+}
+
+impl FileTokenStore {
+    fn file(&self, bucket: &BucketId) -> Arc<TokenFile> {
+        // Nothing panics while the map is held, so a poisoned map is still consistent.
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        files.entry(bucket.clone()).or_default().clone()
+    }
+}
+
+/// What this store knows of one token file between loads.
+#[derive(Debug, Default)]
+struct TokenFile {
+    /// The token last read, with the identity of the file it came from, when that file had
+    /// settled before the read.
+    kept: Mutex<Option<(FileIdentity, Token)>>,
+    /// How many reads have begun; a caller compares it with a read's number to know whether the
+    /// read began after it arrived.
+    reads_started: AtomicU64,
+    /// Held across a read, so that overlapping loads queue for one read instead of each making
+    /// its own; holds the last read's number and result.
+    last_read: tokio::sync::Mutex<Option<(u64, LoadResult)>>,
+}
+
+type LoadResult = Result<Option<Token>, StoreError>;
+
+impl TokenFile {
+    /// The kept token, if the directory is still private and the token file is still the one
+    /// it was read from. These are two `stat`s of local paths, done here rather than on a
+    /// blocking thread, whose hand-over alone would cost several times as much.
+    fn unchanged(&self, dir: &Path, path: &Path) -> Option<Token> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        let private = fs::metadata(dir)
+            .is_ok_and(|meta| meta.is_dir() && meta.permissions().mode() & 0o077 == 0);
+        let same = fs::metadata(path).is_ok_and(|meta| FileIdentity::of(&meta) == kept.0);
+        (private && same).then_some(kept.1)
+    }
+
+    fn keep(&self, kept: Option<(FileIdentity, Token)>) {
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = kept;
+    }
+}
+
+/// What a `stat` says of a file that any change to it, or its replacement, would alter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+    size: u64,
+    mode: u32,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileIdentity {
+    fn of(meta: &Metadata) -> Self {
+        Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            mode: meta.mode(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file's last change came more than `settle_time` before `read_began`, so that
+    /// any later change must give it another status-change time.
+    fn settled_before(&self, read_began: SystemTime, settle_time: Duration) -> bool {
+        let nanos =
+            |(seconds, nanos): (i64, i64)| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+        let Ok(began) = read_began.duration_since(SystemTime::UNIX_EPOCH) else {
+            return false;
+        };
+        let began = i128::try_from(began.as_nanos()).unwrap_or(i128::MAX);
+        let settle = i128::try_from(settle_time.as_nanos()).unwrap_or(i128::MAX);
+        nanos(self.changed).saturating_add(settle) < began
+    }
+}
+
+/// Held while the `flock` of the bucket's lock file is; closing the file releases it.
+struct FileBucketLock {
+    file: File,
+}
+
+impl BucketLock for FileBucketLock {}
+
+impl Drop for FileBucketLock {
+    fn drop(&mut self) {
+        // Clear the pid while still holding the lock, so no waiter ever names a past holder.
+        // Failure only leaves a stale pid behind, which the next holder overwrites.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+/// Runs file-system work on `path` off the async threads. A panic in it is a bug and is passed
+/// on.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Io {
+            path: path.display().to_string(),
+            message: "the runtime shut down before the work could run".to_owned(),
+        }),
+    }
+}
+
+fn io_error(path: &Path, err: io::Error) -> StoreError {
+    let path = path.display().to_string();
+    match err.kind() {
+        io::ErrorKind::PermissionDenied => StoreError::PermissionDenied { path },
+        _ => StoreError::Io {
+            path,
+            message: err.to_string(),
+        },
+    }
+}
+
+/// Makes sure `dir` is a directory only its owner can enter, creating it when `create` is set.
+/// Returns whether it exists.
+fn prepare_dir(dir: &Path, create: bool) -> Result<bool, StoreError> {
+    match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(StoreError::Io {
+            path: dir.display().to_string(),
+            message: "it is not a directory".to_owned(),
+        }),
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %dir.display(),
+                    "the token directory {} was open to other users (mode {mode:o}); tightening it to 0700",
+                    dir.display()
+                );
+                // Someone else's directory cannot be tightened; the operation itself will say
+                // whether it is usable.
+                if let Err(e) = fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)) {
+                    tracing::warn!(path = %dir.display(), "could not tighten {}: {e}", dir.display());
+                }
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(dir)
+                .map_err(|e| io_error(dir, e))?;
+            // The umask may have taken away owner bits we need; it can never have added any.
+            fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
+                .map_err(|e| io_error(dir, e))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error(dir, e)),
+    }
+}
+
+/// Reads a bucket's token, with the identity of its file when the token may be kept in memory
+/// (the file had settled before the read began and did not change during it).
+fn read_token(
+    dir: &Path,
+    path: &Path,
+    bucket: &BucketId,
+    settle_time: Duration,
+) -> Result<(Option<Token>, Option<FileIdentity>), StoreError> {
+    let began = SystemTime::now();
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.display().to_string(),
+        reason,
+        provider: bucket.provider,
+        bucket: bucket.bucket.clone(),
+    };
+    if !prepare_dir(dir, false)? {
+        return Ok((None, None));
+    }
+    // Checked before opening because opening a FIFO would block.
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return Err(corrupt("it is not a regular file".into())),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, None)),
+        Err(e) => return Err(io_error(path, e)),
+    }
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, None)),
+        Err(e) => return Err(io_error(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if !meta.is_file() {
+        return Err(corrupt("it is not a regular file".into()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            "the token file {} was readable by other users (mode {mode:o}); tightening it to 0600",
+            path.display()
+        );
+        if let Err(e) = file.set_permissions(Permissions::from_mode(FILE_MODE)) {
+            tracing::warn!(path = %path.display(), "could not tighten {}: {e}", path.display());
+        }
+    }
+    let too_large = |len: u64| {
+        corrupt(format!(
+            "it is {len} bytes long; a token file is never larger than {MAX_TOKEN_FILE_BYTES} bytes"
+        ))
+    };
+    if meta.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    // The `take` bounds the read even if the file grows after the size check.
+    let mut bytes = Vec::new();
+    (&file)
+        .take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, e))?;
+    let before = FileIdentity::of(&meta);
+    // Tightening the mode above, or a writer during the read, shows here as another identity.
+    let identity = file
+        .metadata()
+        .ok()
+        .map(|after| FileIdentity::of(&after))
+        .filter(|after| *after == before && before.settled_before(began, settle_time));
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| corrupt("it is binary data, not JSON text".into()))?;
+    token_from_json(text)
+        .map(|token| (Some(token), identity))
+        .map_err(|e| corrupt(e.to_string()))
+}
+
+fn write_atomically(
+    dir: &Path,
+    path: &Path,
+    temp_prefix: &str,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    prepare_dir(dir, true)?;
+    llxprt_fs::write_atomically(path, temp_prefix, bytes).map_err(|(p, e)| io_error(&p, e))
+}
+
+/// Makes a rename or removal in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+fn list_buckets(dir: &Path, provider: OAuthProvider) -> Result<Vec<BucketName>, StoreError> {
+    if !prepare_dir(dir, false)? {
+        return Ok(Vec::new());
+    }
+    let named_prefix = format!("{provider}-");
+    let mut buckets = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let name = entry.file_name();
+        // Temporary files, the locks directory and foreign files all fail one of these.
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        let bucket = if stem == provider.as_str() {
+            BucketName::default_bucket()
+        } else {
+            // `{provider}-default.json` is not where the default bucket lives, so it is skipped.
+            match stem
+                .strip_prefix(&named_prefix)
+                .and_then(|b| BucketName::parse(b).ok())
+            {
+                Some(bucket) if !bucket.is_default() => bucket,
+                _ => continue,
+            }
+        };
+        if entry.path().metadata().is_ok_and(|m| m.is_file()) {
+            buckets.push(bucket);
+        }
+    }
+    buckets.sort();
+    Ok(buckets)
+}
+
+fn open_lock_file(dir: &Path, path: &Path) -> Result<File, StoreError> {
+    prepare_dir(dir, true)?;
+    if let Some(locks) = path.parent() {
+        prepare_dir(locks, true)?;
+    }
+    // Not truncated: the pid in it belongs to whoever holds the lock now.
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| io_error(path, e))
+}
+
+/// Writes this process's pid into the lock file for waiters to name. Best effort: the lock is
+/// held either way.
+fn record_holder(file: &File, path: &Path) {
+    let pid = format!("{}\n", std::process::id());
+    if let Err(e) = file
+        .set_len(0)
+        .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
+    {
+        tracing::debug!(lock = %path.display(), "could not record the lock holder: {e}");
+    }
+}
+
+fn describe_holder(path: &Path) -> String {
+    let mut text = String::new();
+    let read = File::open(path).and_then(|f| f.take(32).read_to_string(&mut text));
+    match read.ok().and_then(|_| text.trim().parse::<u32>().ok()) {
+        Some(pid) => format!("held by process {pid}"),
+        None => "held by another process".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llxprt_domain::{Secret, UnixSeconds};
+
+    fn bucket() -> BucketId {
+        BucketId::new(OAuthProvider::Anthropic, BucketName::parse("work").unwrap())
+    }
+
+    fn token(access: &str) -> Token {
+        Token::new(Secret::new(access), UnixSeconds(1_900_000_000))
+    }
+
+    fn reads(store: &FileTokenStore) -> u64 {
+        store.file(&bucket()).reads_started.load(Ordering::SeqCst)
+    }
+
+    /// A settled file: a settle time of zero makes a file written just before settled, which
+    /// is safe here because the only writers below replace files, giving them new inodes.
+    fn settled_store(dir: &tempfile::TempDir) -> FileTokenStore {
+        FileTokenStore::new(dir.path().join("oauth")).with_settle_time(Duration::ZERO)
+    }
+
+    #[tokio::test]
+    async fn a_settled_file_is_read_once_and_then_served_from_memory_while_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = settled_store(&dir);
+        store.save(&bucket(), &token("at-1")).await.unwrap();
+        for _ in 0..3 {
+            let got = store.load(&bucket()).await.unwrap().unwrap();
+            assert_eq!(got.access_token.expose(), "at-1");
+        }
+        assert_eq!(reads(&store), 1);
+    }
+
+    #[tokio::test]
+    async fn a_token_another_store_saved_is_read_again_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mine, theirs) = (settled_store(&dir), settled_store(&dir));
+        mine.save(&bucket(), &token("at-1")).await.unwrap();
+        assert!(mine.load(&bucket()).await.unwrap().is_some());
+        theirs.save(&bucket(), &token("at-2")).await.unwrap();
+        let got = mine.load(&bucket()).await.unwrap().unwrap();
+        assert_eq!(got.access_token.expose(), "at-2");
+        assert_eq!(reads(&mine), 2);
+        theirs.delete(&bucket()).await.unwrap();
+        assert_eq!(mine.load(&bucket()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_file_rewritten_in_place_right_after_a_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileTokenStore::new(dir.path().join("oauth"));
+        store.save(&bucket(), &token("at-1")).await.unwrap();
+        assert!(store.load(&bucket()).await.unwrap().is_some());
+        // Another program rewriting the file in place, same size, within the same clock tick:
+        // only the settle time tells this apart from an unchanged file.
+        let path = store.token_path(&bucket());
+        let text = fs::read_to_string(&path).unwrap().replace("at-1", "at-2");
+        fs::write(&path, text).unwrap();
+        let got = store.load(&bucket()).await.unwrap().unwrap();
+        assert_eq!(got.access_token.expose(), "at-2");
+    }
+
+    #[tokio::test]
+    async fn a_loosened_directory_is_noticed_even_when_the_token_is_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = settled_store(&dir);
+        store.save(&bucket(), &token("at-1")).await.unwrap();
+        store.load(&bucket()).await.unwrap();
+        fs::set_permissions(store.dir(), Permissions::from_mode(0o755)).unwrap();
+        store.load(&bucket()).await.unwrap();
+        let mode = fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, DIR_MODE);
+    }
+
+    #[tokio::test]
+    async fn overlapping_loads_share_a_read_that_began_after_they_were_called() {
+        const CALLERS: usize = 100;
+        let dir = tempfile::tempdir().unwrap();
+        // The default settle time: the file was just written, so nothing is kept in memory.
+        let store = FileTokenStore::new(dir.path().join("oauth"));
+        store.save(&bucket(), &token("at-1")).await.unwrap();
+        let loads: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.load(&bucket()).await })
+            })
+            .collect();
+        for load in loads {
+            let got = load.await.unwrap().unwrap().unwrap();
+            assert_eq!(got.access_token.expose(), "at-1");
+        }
+        // The first read began before every other caller arrived, so at least one more is
+        // needed; callers that arrive while a read runs share the next one.
+        let reads = reads(&store);
+        assert!((2..=CALLERS as u64 / 4).contains(&reads), "{reads} reads");
+    }
+}

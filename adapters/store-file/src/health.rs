@@ -1,0 +1,255 @@
+//! Bucket health in `$LLXPRT_HOME/health.json`, shared by every process.
+//!
+//! A process that meets a rate limit or a revoked grant records it here, so the next process
+//! leaves the bucket alone until its reset (or a new login) instead of spending a request to
+//! learn it again. Changes are merged under an exclusive lock on `health.json.lock`: read,
+//! change only the buckets given, write atomically.
+//!
+//! ```json
+//! { "buckets": {
+//!   "anthropic/work1": { "state": "cooling", "until": 1767225600, "cause": "rate_limited" },
+//!   "anthropic/work2": { "state": "needs_login", "cause": "forbidden" } } }
+//! ```
+//!
+//! The file is a cache of hints: one that cannot be parsed is replaced at the next change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use llxprt_application::ports::{HealthError, HealthStore};
+use llxprt_domain::failover::{BucketHealth, CooldownCause, LoginCause};
+use llxprt_domain::{BucketId, UnixSeconds};
+use serde::{Deserialize, Serialize};
+
+use crate::stats::parse_bucket_key;
+use crate::update_json_locked;
+
+/// The largest health file read; anything bigger is not ours.
+const MAX_HEALTH_FILE_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct HealthFile {
+    #[serde(default)]
+    buckets: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum Entry {
+    Cooling { until: i64, cause: Cooldown },
+    NeedsLogin { cause: Login },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Cooldown {
+    RateLimited,
+    PaymentRequired,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Login {
+    Forbidden,
+    RefreshRejected,
+    NoToken,
+}
+
+impl Entry {
+    fn from_health(health: BucketHealth) -> Option<Self> {
+        match health {
+            BucketHealth::Usable => None,
+            BucketHealth::CoolingUntil { until, cause } => Some(Self::Cooling {
+                until: until.0,
+                cause: match cause {
+                    CooldownCause::RateLimited => Cooldown::RateLimited,
+                    CooldownCause::PaymentRequired => Cooldown::PaymentRequired,
+                },
+            }),
+            BucketHealth::NeedsLogin { cause } => Some(Self::NeedsLogin {
+                cause: match cause {
+                    LoginCause::Forbidden => Login::Forbidden,
+                    LoginCause::RefreshRejected => Login::RefreshRejected,
+                    LoginCause::NoToken => Login::NoToken,
+                },
+            }),
+        }
+    }
+
+    fn health(self) -> BucketHealth {
+        match self {
+            Self::Cooling { until, cause } => BucketHealth::CoolingUntil {
+                until: UnixSeconds(until),
+                cause: match cause {
+                    Cooldown::RateLimited => CooldownCause::RateLimited,
+                    Cooldown::PaymentRequired => CooldownCause::PaymentRequired,
+                },
+            },
+            Self::NeedsLogin { cause } => BucketHealth::NeedsLogin {
+                cause: match cause {
+                    Login::Forbidden => LoginCause::Forbidden,
+                    Login::RefreshRejected => LoginCause::RefreshRejected,
+                    Login::NoToken => LoginCause::NoToken,
+                },
+            },
+        }
+    }
+}
+
+/// Bucket health kept in a JSON file.
+#[derive(Debug, Clone)]
+pub struct FileHealthStore {
+    path: PathBuf,
+}
+
+impl FileHealthStore {
+    /// The store at `home/health.json`.
+    pub fn new(home: &Path) -> Self {
+        Self {
+            path: home.join("health.json"),
+        }
+    }
+
+    fn io(&self, path: &Path, error: impl std::fmt::Display) -> HealthError {
+        HealthError::Io {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        }
+    }
+
+    fn corrupt(&self, reason: &str) -> HealthError {
+        HealthError::Corrupt {
+            path: self.path.display().to_string(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn read(&self) -> Result<HealthFile, HealthError> {
+        let bytes = match std::fs::metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HealthFile::default()),
+            Err(e) => return Err(self.io(&self.path, e)),
+            Ok(meta) if meta.len() > MAX_HEALTH_FILE_BYTES => {
+                return Err(self.corrupt("the file is too large"))
+            }
+            Ok(_) => std::fs::read(&self.path).map_err(|e| self.io(&self.path, e))?,
+        };
+        serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&e.to_string()))
+    }
+
+    fn record_blocking(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), HealthError> {
+        update_json_locked(
+            &self.path,
+            ".health-",
+            || {
+                let mut file = self.read().unwrap_or_else(|error| {
+                    tracing::warn!(%error, "replacing an unreadable bucket health file");
+                    HealthFile::default()
+                });
+                for (bucket, health) in changes {
+                    match Entry::from_health(*health) {
+                        Some(entry) => file.buckets.insert(bucket.to_string(), entry),
+                        None => file.buckets.remove(&bucket.to_string()),
+                    };
+                }
+                Ok(file)
+            },
+            |(p, e)| self.io(&p, e),
+        )
+    }
+}
+
+#[async_trait]
+impl HealthStore for FileHealthStore {
+    async fn load(&self) -> Result<HashMap<BucketId, BucketHealth>, HealthError> {
+        let store = self.clone();
+        let file = tokio::task::spawn_blocking(move || store.read())
+            .await
+            .map_err(|e| self.io(&self.path, e))??;
+        Ok(file
+            .buckets
+            .into_iter()
+            .filter_map(|(key, entry)| Some((parse_bucket_key(&key)?, entry.health())))
+            .collect())
+    }
+
+    async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), HealthError> {
+        let store = self.clone();
+        let changes = changes.to_vec();
+        tokio::task::spawn_blocking(move || store.record_blocking(&changes))
+            .await
+            .map_err(|e| self.io(&self.path, e))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llxprt_domain::{BucketName, OAuthProvider};
+
+    fn bucket(name: &str) -> BucketId {
+        BucketId::new(OAuthProvider::Anthropic, BucketName::parse(name).unwrap())
+    }
+
+    const COOLING: BucketHealth = BucketHealth::CoolingUntil {
+        until: UnixSeconds(1_800_000_000),
+        cause: CooldownCause::PaymentRequired,
+    };
+    const REVOKED: BucketHealth = BucketHealth::NeedsLogin {
+        cause: LoginCause::Forbidden,
+    };
+
+    #[tokio::test]
+    async fn recorded_health_is_seen_by_another_store_and_usable_removes_it() {
+        let home = tempfile::tempdir().unwrap();
+        let one = FileHealthStore::new(home.path());
+        assert!(one.load().await.unwrap().is_empty());
+        one.record(&[(bucket("w1"), COOLING), (bucket("w2"), REVOKED)])
+            .await
+            .unwrap();
+        let other = FileHealthStore::new(home.path());
+        let seen = other.load().await.unwrap();
+        assert_eq!(seen.get(&bucket("w1")), Some(&COOLING));
+        assert_eq!(seen.get(&bucket("w2")), Some(&REVOKED));
+
+        other
+            .record(&[(bucket("w2"), BucketHealth::Usable)])
+            .await
+            .unwrap();
+        let seen = one.load().await.unwrap();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen.get(&bucket("w1")), Some(&COOLING));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_recorders_of_different_buckets_keep_each_others_changes() {
+        let home = tempfile::tempdir().unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|n| {
+                let store = FileHealthStore::new(home.path());
+                tokio::spawn(async move {
+                    store
+                        .record(&[(bucket(&format!("w{n}")), REVOKED)])
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let seen = FileHealthStore::new(home.path()).load().await.unwrap();
+        assert_eq!(seen.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_file_is_reported_then_replaced_at_the_next_change() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("health.json"), "{not json").unwrap();
+        let store = FileHealthStore::new(home.path());
+        let err = store.load().await.unwrap_err();
+        assert!(err.to_string().contains("health.json"), "{err}");
+        store.record(&[(bucket("w1"), REVOKED)]).await.unwrap();
+        assert_eq!(store.load().await.unwrap().len(), 1);
+    }
+}

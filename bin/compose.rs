@@ -1,0 +1,289 @@
+//! The one factory that turns settings and a home directory into the wired services.
+//!
+//! The choice of each port's adapter is made here and only here: the binary, the benchmarks
+//! and the tests all call [`compose`], so what they exercise is what users run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llxprt_application::ports::{Browser, Clock, ConfigStore, TokenStore};
+use llxprt_application::services::{
+    AuthService, ChatClients, ChatService, FlowRegistry, TokenService,
+};
+use llxprt_application::session::SessionServices;
+use llxprt_application::settings::Settings;
+use llxprt_clock::LocalClock;
+use llxprt_providers::chat::{self, ChatEndpoints, HttpOptions};
+use llxprt_providers::oauth::{
+    AnthropicConfig, AnthropicFlow, BrowserEnv, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow,
+    OAuthHttp, QwenConfig, QwenFlow, SystemBrowser,
+};
+use llxprt_settings::FileConfigStore;
+use llxprt_store_file::{FileHealthStore, FileStatsStore, FileTokenStore};
+
+/// The port Codex falls back to when its callback port is busy: the only other one on the
+/// provider's allow-list.
+pub const CODEX_FALLBACK_PORT: u16 = 1457;
+
+/// Which browser opens sign-in pages.
+#[derive(Clone)]
+pub enum BrowserChoice {
+    /// `$BROWSER`, then the platform's opener; `nobrowser` never launches one (the user pastes).
+    System {
+        /// `--nobrowser`.
+        nobrowser: bool,
+    },
+    /// A browser the caller plays (the sandbox's consenting browser, a test's or a benchmark's).
+    Given(Arc<dyn Browser>),
+}
+
+/// What [`compose`] needs to know.
+#[derive(Clone)]
+pub struct Composition {
+    /// `$LLXPRT_HOME`: tokens, settings, profiles, statistics and health live under it.
+    pub home: PathBuf,
+    /// The environment, as text (settings overrides, API key variables).
+    pub env: BTreeMap<String, String>,
+    /// `NAME=VALUE` settings that override the file and the environment (`--set`).
+    pub overrides: Vec<(String, String)>,
+    /// Who opens sign-in pages.
+    pub browser: BrowserChoice,
+    /// Every provider is on loopback (the sandbox, tests, benchmarks): no system proxy.
+    pub loopback: bool,
+    /// How long a loopback sign-in waits for its callback; the flows' default when `None`.
+    pub callback_timeout: Option<Duration>,
+}
+
+impl Composition {
+    /// A composition for `home` with no environment, no overrides and the system browser.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            home: home.into(),
+            env: BTreeMap::new(),
+            overrides: Vec::new(),
+            browser: BrowserChoice::System { nobrowser: false },
+            loopback: false,
+            callback_timeout: None,
+        }
+    }
+}
+
+/// The wired services.
+#[derive(Clone)]
+pub struct Services {
+    /// The settings as loaded at start (file, environment, overrides).
+    pub settings: Settings,
+    /// Settings, profiles and key files.
+    pub config: Arc<dyn ConfigStore>,
+    /// Where tokens are kept.
+    pub store: Arc<dyn TokenStore>,
+    /// A valid token per bucket.
+    pub tokens: Arc<TokenService>,
+    /// Sign-in and sign-out.
+    pub auth: Arc<AuthService>,
+    /// Sending, with failover and statistics.
+    pub chat: Arc<ChatService>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The environment the services were composed with.
+    pub env: BTreeMap<String, String>,
+    /// `$LLXPRT_HOME`.
+    pub home: PathBuf,
+}
+
+impl Services {
+    /// What a [`llxprt_application::session::Session`] is built on.
+    pub fn session_services(&self) -> SessionServices {
+        SessionServices {
+            config: self.config.clone(),
+            auth: self.auth.clone(),
+            chat: self.chat.clone(),
+            clock: self.clock.clone(),
+            env: self.env.clone(),
+        }
+    }
+}
+
+/// Why the services could not be composed: one line for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ComposeError(String);
+
+impl ComposeError {
+    fn new(error: impl std::fmt::Display) -> Self {
+        Self(error.to_string())
+    }
+}
+
+/// Turns settings and a home directory into the wired services.
+///
+/// # Errors
+///
+/// The settings cannot be read or name a URL that is not one; an HTTP client cannot be built.
+pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
+    let Composition {
+        home,
+        env,
+        overrides,
+        browser,
+        loopback,
+        callback_timeout,
+    } = composition;
+    let config: Arc<dyn ConfigStore> =
+        Arc::new(FileConfigStore::new(home.clone(), env.clone(), overrides));
+    let settings = config.load_settings().map_err(ComposeError::new)?;
+    let clock: Arc<dyn Clock> = Arc::new(LocalClock::system());
+    let browser: Arc<dyn Browser> = match browser {
+        BrowserChoice::Given(browser) => browser,
+        BrowserChoice::System { nobrowser } => {
+            Arc::new(SystemBrowser::new(BrowserEnv::from_process(), nobrowser))
+        }
+    };
+    let oauth_http = if loopback {
+        OAuthHttp::direct()
+    } else {
+        OAuthHttp::new()
+    }
+    .map_err(ComposeError::new)?;
+    let flows = flows(&settings, &oauth_http, &browser, &clock, callback_timeout)?;
+    let store: Arc<dyn TokenStore> = Arc::new(FileTokenStore::new(home.join("oauth")));
+    let tokens = Arc::new(TokenService::new(
+        store.clone(),
+        flows.clone(),
+        clock.clone(),
+    ));
+    let auth = Arc::new(AuthService::new(store.clone(), flows));
+    let chat = Arc::new(
+        ChatService::new(
+            tokens.clone(),
+            auth.clone(),
+            chat_clients(&settings, loopback)?,
+            clock.clone(),
+            Arc::new(FileStatsStore::new(&home)),
+        )
+        .with_health_store(Arc::new(FileHealthStore::new(&home))),
+    );
+    Ok(Services {
+        settings,
+        config,
+        store,
+        tokens,
+        auth,
+        chat,
+        clock,
+        env,
+        home,
+    })
+}
+
+fn flows(
+    settings: &Settings,
+    http: &OAuthHttp,
+    browser: &Arc<dyn Browser>,
+    clock: &Arc<dyn Clock>,
+    callback_timeout: Option<Duration>,
+) -> Result<FlowRegistry, ComposeError> {
+    let p = &settings.providers;
+    let mut flows = FlowRegistry::new();
+    flows.register(Arc::new(
+        AnthropicFlow::new(
+            AnthropicConfig {
+                authorize_url: p.anthropic.oauth.authorize_url.clone(),
+                token_url: p.anthropic.oauth.token_url.clone(),
+                client_id: p.anthropic.oauth.client_id.clone(),
+                redirect_uri: p.anthropic.oauth.redirect_uri.clone(),
+                scopes: p.anthropic.oauth.scopes.clone(),
+            },
+            http.clone(),
+            browser.clone(),
+            clock.clone(),
+        )
+        .map_err(ComposeError::new)?,
+    ));
+    let gemini = GeminiFlow::new(
+        GeminiConfig {
+            authorize_url: p.gemini.oauth.authorize_url.clone(),
+            token_url: p.gemini.oauth.token_url.clone(),
+            client_id: p.gemini.oauth.client_id.clone(),
+            client_secret: p.gemini.oauth.client_secret.clone(),
+            scopes: p.gemini.oauth.scopes.clone(),
+        },
+        http.clone(),
+        browser.clone(),
+        clock.clone(),
+    )
+    .map_err(ComposeError::new)?;
+    flows.register(Arc::new(match callback_timeout {
+        Some(limit) => gemini.with_callback_timeout(limit),
+        None => gemini,
+    }));
+    flows.register(Arc::new(
+        QwenFlow::new(
+            QwenConfig {
+                device_authorization_url: p.qwen.oauth.device_authorization_url.clone(),
+                token_url: p.qwen.oauth.token_url.clone(),
+                client_id: p.qwen.oauth.client_id.clone(),
+                scopes: p.qwen.oauth.scopes.clone(),
+            },
+            http.clone(),
+            browser.clone(),
+            clock.clone(),
+        )
+        .map_err(ComposeError::new)?,
+    ));
+    let codex = CodexFlow::new(
+        CodexConfig {
+            issuer: p.codex.oauth.issuer.clone(),
+            client_id: p.codex.oauth.client_id.clone(),
+            scopes: p.codex.oauth.scopes.clone(),
+            callback_port: p.codex.oauth.callback_port,
+            fallback_port: CODEX_FALLBACK_PORT,
+        },
+        http.clone(),
+        browser.clone(),
+        clock.clone(),
+    )
+    .map_err(ComposeError::new)?;
+    flows.register(Arc::new(match callback_timeout {
+        Some(limit) => codex.with_callback_timeout(limit),
+        None => codex,
+    }));
+    Ok(flows)
+}
+
+fn chat_clients(settings: &Settings, loopback: bool) -> Result<ChatClients, ComposeError> {
+    let p = &settings.providers;
+    let url = |name: &str, text: &str| {
+        url::Url::parse(text)
+            .map_err(|_| ComposeError(format!("setting {name} is not a URL: {text}")))
+    };
+    let endpoints = ChatEndpoints {
+        anthropic: chat::AnthropicConfig {
+            base_url: url("providers.anthropic.base_url", &p.anthropic.base_url)?,
+        },
+        gemini: chat::GeminiConfig {
+            base_url: url("providers.gemini.base_url", &p.gemini.base_url)?,
+            code_assist_base_url: url(
+                "providers.gemini.code_assist_base_url",
+                &p.gemini.code_assist_base_url,
+            )?,
+        },
+        qwen: chat::QwenConfig {
+            base_url: url("providers.qwen.base_url", &p.qwen.base_url)?,
+        },
+        openai: chat::OpenAiConfig {
+            base_url: url("providers.openai.base_url", &p.openai.base_url)?,
+            codex_base_url: url("providers.codex.base_url", &p.codex.base_url)?,
+        },
+    };
+    let http = chat::http_client(HttpOptions {
+        connect_timeout: Duration::from_secs(10),
+        read_timeout: Duration::from_secs(120),
+        // A proxy cannot reach a provider on loopback.
+        system_proxy: !loopback,
+    })
+    .map_err(ComposeError::new)?;
+    Ok(chat::chat_clients(endpoints, &http))
+}
