@@ -78,7 +78,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         (Some(key), _) => Some(key.clone()),
         (None, Some(path)) => Some(
             services
-                .config
+                .key_files
                 .read_key_file(&path.to_string_lossy())
                 .context("--keyfile")?,
         ),

@@ -17,7 +17,9 @@ use llxprt_domain::{
 };
 
 use crate::commands::{self, Command, LogoutTarget, COMMANDS};
-use crate::ports::{ChatMessage, ChatRequest, Clock, ConfigStore, Role, UserPrompt};
+use crate::ports::{
+    ChatMessage, ChatRequest, Clock, KeyFiles, ProfileStore, Role, SettingsStore, UserPrompt,
+};
 use crate::services::{AuthService, ChatService, SendTarget};
 use crate::settings::Settings;
 use crate::shell::{CompletionData, LineOutcome, Shell};
@@ -35,8 +37,12 @@ pub struct SessionOptions {
 
 /// The services a session drives.
 pub struct SessionServices {
-    /// Settings and profiles.
-    pub config: Arc<dyn ConfigStore>,
+    /// Settings.
+    pub settings: Arc<dyn SettingsStore>,
+    /// Saved profiles.
+    pub profiles: Arc<dyn ProfileStore>,
+    /// Key files.
+    pub key_files: Arc<dyn KeyFiles>,
     /// Login and logout.
     pub auth: Arc<AuthService>,
     /// Sending messages.
@@ -108,7 +114,7 @@ impl Session {
         };
         let loaded = self
             .services
-            .config
+            .profiles
             .load_profile(&name)
             .map_err(|e| e.to_string())?;
         let mut state = self.state();
@@ -128,7 +134,7 @@ impl Session {
     }
 
     fn settings(&self) -> Result<Settings, Failure> {
-        let mut settings = self.services.config.load_settings()?;
+        let mut settings = self.services.settings.load_settings()?;
         for (name, value) in &self.state().overrides {
             settings.apply(name, value)?;
         }
@@ -200,14 +206,14 @@ impl Session {
             Command::AuthOverview => self.auth_overview(prompt).await,
             Command::AuthStatus(p) => self.auth_status(p, prompt).await,
             Command::AuthEnable(p) => {
-                self.services.config.set_oauth_enabled(p, true)?;
+                self.services.settings.set_oauth_enabled(p, true)?;
                 prompt.show(&format!(
                     "OAuth enabled for {p}; sign-in starts on the first request (or now with /auth {p} login)"
                 ));
                 Ok(())
             }
             Command::AuthDisable(p) => {
-                self.services.config.set_oauth_enabled(p, false)?;
+                self.services.settings.set_oauth_enabled(p, false)?;
                 prompt.show(&format!("OAuth disabled for {p}"));
                 Ok(())
             }
@@ -246,7 +252,7 @@ impl Session {
                 Ok(())
             }
             Command::KeyFile(path) => {
-                let key = self.services.config.read_key_file(&path)?;
+                let key = self.services.key_files.read_key_file(&path)?;
                 let provider = self.active_provider();
                 self.state().session_key = Some((provider, key));
                 prompt.show(&format!(
@@ -263,7 +269,7 @@ impl Session {
             }
             Command::ProfileLoad(name) => {
                 let name = profile_name(&name)?;
-                let profile = self.services.config.load_profile(&name)?;
+                let profile = self.services.profiles.load_profile(&name)?;
                 prompt.show(&format!("Profile {name} loaded ({})", describe(&profile)));
                 Self::apply_profile(&mut self.state(), name, profile);
                 Ok(())
@@ -271,7 +277,7 @@ impl Session {
             Command::ProfileList => self.profile_list(prompt),
             Command::ProfileDelete(name) => {
                 let name = profile_name(&name)?;
-                self.services.config.delete_profile(&name)?;
+                self.services.profiles.delete_profile(&name)?;
                 let mut state = self.state();
                 if state
                     .profile
@@ -285,7 +291,7 @@ impl Session {
             }
             Command::ProfileSetDefault(name) => {
                 let name = profile_name(&name)?;
-                self.services.config.set_default_profile(Some(&name))?;
+                self.services.settings.set_default_profile(Some(&name))?;
                 prompt.show(&format!("Profile {name} will load at start"));
                 Ok(())
             }
@@ -323,7 +329,7 @@ impl Session {
                     };
                     targets.push((
                         Some(member.clone()),
-                        self.services.config.load_profile(member)?,
+                        self.services.profiles.load_profile(member)?,
                     ));
                 }
                 targets
@@ -427,8 +433,7 @@ impl Session {
                         let token = self
                             .services
                             .auth
-                            .store()
-                            .load(&bucket)
+                            .stored_token(&bucket)
                             .await
                             .ok()
                             .flatten();
@@ -462,7 +467,7 @@ impl Session {
             };
             let mark = if ok { '✓' } else { '✗' };
             let signed_in = match credential {
-                Credential::None => self.services.auth.store().list(oauth).await?,
+                Credential::None => self.services.auth.buckets(oauth).await?,
                 _ => Vec::new(),
             };
             // Signing in does not turn OAuth on, which surprises: say what would use it.
@@ -484,8 +489,7 @@ impl Session {
     }
 
     async fn auth_status(&self, provider: OAuthProvider, prompt: &dyn UserPrompt) -> Run {
-        let store = self.services.auth.store();
-        let names = store.list(provider).await?;
+        let names = self.services.auth.buckets(provider).await?;
         self.services.chat.load_shared_health().await;
         let now = self.services.clock.now();
         prompt.show(&format!("OAuth Buckets for {provider}:"));
@@ -495,7 +499,7 @@ impl Session {
         for name in names {
             let bucket = BucketId::new(provider, name.clone());
             let health = self.services.chat.health(&bucket);
-            let line = match store.load(&bucket).await {
+            let line = match self.services.auth.stored_token(&bucket).await {
                 Err(error) => format!("  [needs login] {name} ({error})"),
                 Ok(token) => match bucket_status(token.as_ref(), &health, now) {
                     BucketStatus::Ok { seconds_left } => {
@@ -549,7 +553,7 @@ impl Session {
             LogoutTarget::Bucket(name) => {
                 let bucket = BucketId::new(provider, name.clone());
                 if !self.services.auth.logout(&bucket).await? {
-                    let existing = self.services.auth.store().list(provider).await?;
+                    let existing = self.services.auth.buckets(provider).await?;
                     return Err(Failure(no_such_bucket(provider, &name, &existing)));
                 }
                 self.services.chat.mark_usable(&bucket).await;
@@ -596,7 +600,7 @@ impl Session {
         let name = profile_name(name)?;
         let provider = self.active_provider();
         let oauth = provider.oauth_provider();
-        let existing = self.services.auth.store().list(oauth).await?;
+        let existing = self.services.auth.buckets(oauth).await?;
         if let Some(missing) = buckets.iter().find(|b| !existing.contains(b)) {
             return Err(Failure(format!(
                 "bucket {missing} does not exist for {oauth}; run /auth {oauth} login {missing} first"
@@ -614,7 +618,7 @@ impl Session {
             key,
             buckets,
         };
-        self.services.config.save_profile(&name, &profile)?;
+        self.services.profiles.save_profile(&name, &profile)?;
         prompt.show(&format!("Profile {name} saved ({})", describe(&profile)));
         Ok(())
     }
@@ -633,7 +637,7 @@ impl Session {
             .map(|m| profile_name(m))
             .collect::<Result<Vec<_>, _>>()?;
         for member in &members {
-            match self.services.config.load_profile(member)? {
+            match self.services.profiles.load_profile(member)? {
                 Profile::Model { .. } => {}
                 Profile::LoadBalancer { .. } => {
                     return Err(Failure(format!(
@@ -643,19 +647,19 @@ impl Session {
             }
         }
         let profile = Profile::LoadBalancer { policy, members };
-        self.services.config.save_profile(&name, &profile)?;
+        self.services.profiles.save_profile(&name, &profile)?;
         prompt.show(&format!("Profile {name} saved ({})", describe(&profile)));
         Ok(())
     }
 
     fn profile_list(&self, prompt: &dyn UserPrompt) -> Run {
-        let names = self.services.config.list_profiles()?;
+        let names = self.services.profiles.list_profiles()?;
         let default = self.settings()?.default_profile;
         if names.is_empty() {
             prompt.show("No saved profiles (save one with /profile save model NAME)");
         }
         for name in names {
-            let what = match self.services.config.load_profile(&name) {
+            let what = match self.services.profiles.load_profile(&name) {
                 Ok(profile) => describe(&profile),
                 Err(error) => format!("unreadable: {error}"),
             };
@@ -849,8 +853,7 @@ impl Shell for Session {
             let names = self
                 .services
                 .auth
-                .store()
-                .list(provider)
+                .buckets(provider)
                 .await
                 .unwrap_or_default();
             buckets.push((
@@ -860,7 +863,7 @@ impl Shell for Session {
         }
         let profiles = self
             .services
-            .config
+            .profiles
             .list_profiles()
             .unwrap_or_default()
             .iter()

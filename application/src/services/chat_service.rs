@@ -13,7 +13,7 @@ use llxprt_domain::{
 };
 
 use crate::ports::{
-    ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Clock, HealthStore, StatsError,
+    ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Clock, HealthStore, PersistenceError,
     StatsStore, UserPrompt,
 };
 use crate::services::auth_service::{AuthError, AuthService};
@@ -183,8 +183,8 @@ impl ChatService {
     /// plus any counts the store refused.
     ///
     /// # Errors
-    /// [`StatsError`] when the stored totals cannot be read.
-    pub async fn statistics(&self) -> Result<StatsTotals, StatsError> {
+    /// [`PersistenceError`] when the stored totals cannot be read.
+    pub async fn statistics(&self) -> Result<StatsTotals, PersistenceError> {
         self.flush_statistics().await;
         let mut totals = self.stats.store.load().await?;
         totals.apply(&lock(&self.stats.unsaved).delta);
@@ -402,12 +402,11 @@ impl ChatService {
         prompt: &dyn UserPrompt,
     ) -> Result<bool, SendError> {
         let provider = plan.provider();
-        let store = self.tokens.store();
         for name in plan.buckets() {
             let bucket = BucketId::new(provider, name.clone());
             // A corrupt file or an unreadable one counts as "something is there": the user
             // must act on it, a silent login must not overwrite it.
-            if !matches!(store.load(&bucket).await, Ok(None)) {
+            if !matches!(self.auth.stored_token(&bucket).await, Ok(None)) {
                 return Ok(false);
             }
         }
@@ -732,10 +731,10 @@ mod tests {
 
     #[async_trait::async_trait]
     impl StatsStore for GatedStats {
-        async fn load(&self) -> Result<StatsTotals, StatsError> {
+        async fn load(&self) -> Result<StatsTotals, PersistenceError> {
             self.memory.load().await
         }
-        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, StatsError> {
+        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, PersistenceError> {
             let _permit = self.gate.acquire().await.unwrap();
             self.memory.add(delta).await
         }
@@ -950,15 +949,15 @@ mod tests {
 
     #[async_trait::async_trait]
     impl StatsStore for FailingStats {
-        async fn load(&self) -> Result<StatsTotals, StatsError> {
+        async fn load(&self) -> Result<StatsTotals, PersistenceError> {
             self.memory.load().await
         }
-        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, StatsError> {
+        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, PersistenceError> {
             use std::sync::atomic::Ordering::SeqCst;
             self.attempts.fetch_add(1, SeqCst);
             if !self.works.load(SeqCst) {
-                return Err(StatsError::Io {
-                    path: "stats.json".into(),
+                return Err(PersistenceError::Refused {
+                    place: "stats.json".into(),
                     message: "disk full".into(),
                 });
             }
