@@ -87,11 +87,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
     let chat = services.chat.clone();
     let session = Session::new(
         services.session_services(),
-        SessionOptions {
-            provider: cli.provider,
-            model: cli.model.clone(),
-            key,
-        },
+        SessionOptions::new(cli.provider, cli.model.clone(), key),
     );
     let profile = cli
         .profile
