@@ -213,6 +213,18 @@ impl Session {
             }
             Command::AuthLogin(p, bucket) => self.login(BucketId::new(p, bucket), prompt).await,
             Command::AuthLogout(p, target) => self.logout(p, target, prompt).await,
+            Command::AuthClear(p, name) => {
+                let existing = self.services.auth.store().list(p).await?;
+                if !existing.contains(&name) {
+                    return Err(Failure(no_such_bucket(p, &name, &existing)));
+                }
+                let bucket = BucketId::new(p, name);
+                self.services.chat.mark_usable(&bucket).await;
+                prompt.show(&format!(
+                    "Cleared {bucket}: the next request tries it again"
+                ));
+                Ok(())
+            }
             Command::Provider(None) => {
                 prompt.show(&format!("Provider: {}", self.active_provider()));
                 Ok(())
@@ -346,21 +358,22 @@ impl Session {
         });
         let mut last_failure = None;
         for (member, profile) in members {
-            let (provider, model) = match &profile {
+            let (provider, chosen_model) = match &profile {
                 Some(Profile::Model {
                     provider, model, ..
-                }) if balanced => (
-                    *provider,
-                    model
-                        .clone()
-                        .unwrap_or_else(|| provider.default_model().to_owned()),
-                ),
-                _ => (self.active_provider(), self.active_model()),
+                }) if balanced => (*provider, model.clone()),
+                _ => (self.active_provider(), self.state().model.clone()),
             };
             let target = SendTarget {
                 provider,
                 credential: self.credential(&settings, provider, profile.as_ref()),
             };
+            // A subscription may take other models than the key API: the default follows the
+            // credential the request goes out with.
+            let model = chosen_model.unwrap_or_else(|| match target.credential {
+                llxprt_domain::Credential::OAuth(_) => provider.default_oauth_model().to_owned(),
+                _ => provider.default_model().to_owned(),
+            });
             let request = ChatRequest {
                 model,
                 messages: messages.clone(),
@@ -456,6 +469,9 @@ impl Session {
                                 self.services.clock.time_of_day(until)
                             ),
                         ),
+                        Some(BucketStatus::Refused { cause }) => {
+                            (false, format!(", refused by the provider ({cause})"))
+                        }
                         _ => (false, ", not logged in".to_owned()),
                     }
                 }
@@ -510,6 +526,7 @@ impl Session {
                         self.services.clock.time_of_day(until)
                     ),
                     BucketStatus::NeedsLogin => format!("  [needs login] {name}"),
+                    BucketStatus::Refused { cause } => format!("  [refused] {name} ({cause})"),
                 },
             };
             prompt.show(&line);
@@ -519,6 +536,9 @@ impl Session {
 
     async fn login(&self, bucket: BucketId, prompt: &dyn UserPrompt) -> Run {
         prompt.show(&format!("Signing in to {bucket}…"));
+        if let Some(notice) = bucket.provider.terms_notice() {
+            prompt.show(notice);
+        }
         let token = self.services.auth.login(&bucket, prompt).await?;
         self.services.chat.mark_usable(&bucket).await;
         let left = token.seconds_left(self.services.clock.now());
@@ -746,6 +766,7 @@ fn help(prompt: &dyn UserPrompt) {
         "  /auth P enable|disable                  lazy OAuth on or off for P",
         "  /auth P login [BUCKET]                  sign in now",
         "  /auth P logout [BUCKET|--all]           delete tokens",
+        "  /auth P clear BUCKET                    lift a cooldown or [refused] mark",
         "  /provider [P], /model [M]               show or set (anthropic, gemini, qwen, openai)",
         "  /key KEY, /keyfile PATH, /set NAME VALUE  session credentials and settings",
         "  /profile save model NAME [BUCKET...]    save provider, model and buckets",
