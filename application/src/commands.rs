@@ -22,6 +22,8 @@ pub enum Command {
     AuthLogin(OAuthProvider, BucketName),
     /// `/auth P logout [BUCKET | --all]`.
     AuthLogout(OAuthProvider, LogoutTarget),
+    /// `/auth P clear BUCKET`: lift the bucket's cooldown or `[refused]` mark by hand.
+    AuthClear(OAuthProvider, BucketName),
     /// `/provider [P]`.
     Provider(Option<ChatProvider>),
     /// `/model [M]`.
@@ -84,7 +86,7 @@ pub const COMMANDS: [&str; 11] = [
 ];
 
 /// The subcommands of `/auth P`.
-pub const AUTH_SUBCOMMANDS: [&str; 5] = ["status", "enable", "disable", "login", "logout"];
+pub const AUTH_SUBCOMMANDS: [&str; 6] = ["status", "enable", "disable", "login", "logout", "clear"];
 
 /// The subcommands of `/profile`.
 pub const PROFILE_SUBCOMMANDS: [&str; 5] = ["save", "load", "list", "delete", "set-default"];
@@ -200,7 +202,7 @@ fn parse_auth(args: &[&str]) -> Result<Command, CommandError> {
         return Ok(Command::AuthOverview);
     };
     let provider: OAuthProvider = p.parse().map_err(unknown_provider)?;
-    let usage = "/auth P [status|enable|disable|login [BUCKET]|logout [BUCKET|--all]]";
+    let usage = "/auth P [status|enable|disable|login [BUCKET]|logout [BUCKET|--all]|clear BUCKET]";
     match rest {
         [] | ["status"] => Ok(Command::AuthStatus(provider)),
         ["enable"] => Ok(Command::AuthEnable(provider)),
@@ -216,6 +218,7 @@ fn parse_auth(args: &[&str]) -> Result<Command, CommandError> {
             provider,
             LogoutTarget::Bucket(bucket(b)?),
         )),
+        ["clear", b] => Ok(Command::AuthClear(provider, bucket(b)?)),
         [sub, ..] if !AUTH_SUBCOMMANDS.contains(sub) => Err(err(format!(
             "unknown /auth subcommand '{}'; usage: {usage}",
             shown(sub)

@@ -133,6 +133,9 @@ async fn run(
         Command::AuthLogin(p, bucket) => {
             let bucket = llxprt_domain::BucketId::new(p, bucket);
             prompt.show(&format!("Signing in to {bucket}…"));
+            if let Some(notice) = bucket.provider.terms_notice() {
+                prompt.show(notice);
+            }
             let done = session.login(bucket, prompt).await?;
             prompt.show(&format!(
                 "✓ Logged in to {} (expires in {})",
@@ -147,6 +150,12 @@ async fn run(
                 (false, Some(bucket)) => prompt.show(&format!("Logged out of {bucket}")),
                 _ => prompt.show(&format!("Logged out of {} bucket(s) of {p}", removed.len())),
             }
+        }
+        Command::AuthClear(p, name) => {
+            let bucket = session.clear(p, name).await?;
+            prompt.show(&format!(
+                "Cleared {bucket}: the next request tries it again"
+            ));
         }
         Command::Provider(None) => prompt.show(&format!("Provider: {}", session.provider())),
         Command::Provider(Some(p)) => {
@@ -247,6 +256,7 @@ async fn auth_overview(session: &Session, prompt: &dyn UserPrompt) -> Result<(),
                 ", cooling down until {}",
                 session.clock().time_of_day(until)
             ),
+            TokenSummary::Refused(cause) => format!(", refused by the provider ({cause})"),
             TokenSummary::NotLoggedIn => ", not logged in".to_owned(),
         };
         let mark = if line.usable { '✓' } else { '✗' };
@@ -295,6 +305,7 @@ async fn auth_status(
                 session.clock().time_of_day(until)
             ),
             Ok(BucketStatus::NeedsLogin) => format!("  [needs login] {name}"),
+            Ok(BucketStatus::Refused { cause }) => format!("  [refused] {name} ({cause})"),
         });
     }
     Ok(())
@@ -337,6 +348,7 @@ fn help(prompt: &dyn UserPrompt) {
         "  /auth P enable|disable                  lazy OAuth on or off for P",
         "  /auth P login [BUCKET]                  sign in now",
         "  /auth P logout [BUCKET|--all]           delete tokens",
+        "  /auth P clear BUCKET                    lift a cooldown or [refused] mark",
         "  /provider [P], /model [M]               show or set (anthropic, gemini, qwen, openai)",
         "  /key KEY, /keyfile PATH, /set NAME VALUE  session credentials and settings",
         "  /profile save model NAME [BUCKET...]    save provider, model and buckets",

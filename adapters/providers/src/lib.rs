@@ -6,3 +6,30 @@
 
 pub mod chat;
 pub mod oauth;
+
+/// What every request says about who sends it: `llxprt/<version> (<os>; <arch>)`.
+///
+/// llxprt never borrows another product's name: providers that limit a credential to their own
+/// client then refuse it openly, and the user is told why, instead of the account being used
+/// under a false name.
+pub fn user_agent() -> String {
+    format!(
+        "llxprt/{} ({}; {})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_user_agent_names_llxprt_its_version_and_platform() {
+        let ua = super::user_agent();
+        assert!(ua.starts_with("llxprt/"), "{ua}");
+        assert!(
+            ua.contains(std::env::consts::OS) && ua.ends_with(')'),
+            "{ua}"
+        );
+    }
+}

@@ -56,7 +56,7 @@ fn options_after(previous: &[&str], data: &CompletionData) -> Vec<String> {
         ["/auth", provider] if provider.parse::<OAuthProvider>().is_ok() => {
             owned(&AUTH_SUBCOMMANDS)
         }
-        ["/auth", provider, "login"] => buckets_of(provider, data),
+        ["/auth", provider, "login" | "clear"] => buckets_of(provider, data),
         ["/auth", provider, "logout"] => {
             let mut options = buckets_of(provider, data);
             options.push("--all".to_owned());

@@ -40,12 +40,14 @@ pub struct HttpOptions {
     pub system_proxy: bool,
 }
 
-/// The HTTP client the chat adapters share (one connection pool for every provider).
+/// The HTTP client the chat adapters share (one connection pool for every provider); every
+/// request says `User-Agent: llxprt/<version> (<os>; <arch>)`.
 ///
 /// # Errors
 /// When the TLS backend cannot be initialised.
 pub fn http_client(options: HttpOptions) -> Result<reqwest::Client, ChatError> {
     let builder = reqwest::Client::builder()
+        .user_agent(crate::user_agent())
         .connect_timeout(options.connect_timeout)
         .read_timeout(options.read_timeout);
     let builder = if options.system_proxy {

@@ -24,8 +24,9 @@ use url::Url;
 /// How long to wait for a provider to accept a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long one request to a provider may take in all.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one request to a provider may take in all: token calls take 40–60 s at busy
+/// times (providers.md).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A flow's settings cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +46,7 @@ pub enum OAuthConfigError {
     HttpClient(String),
 }
 
-/// The HTTP client of every flow: no redirects followed (a token endpoint that redirects is
+/// The HTTP client of every flow: an honest `User-Agent` ([`crate::user_agent`]), no redirects followed (a token endpoint that redirects is
 /// misconfigured, and following it could carry a code elsewhere), bounded connect and request
 /// times. Cheap to clone; clones share one connection pool.
 #[derive(Debug, Clone)]
@@ -100,6 +101,7 @@ impl OAuthHttp {
         request: Duration,
     ) -> Result<Self, OAuthConfigError> {
         let client = builder
+            .user_agent(crate::user_agent())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect)
             .timeout(request)
