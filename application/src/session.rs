@@ -245,6 +245,19 @@ impl Session {
                 prompt.show(&format!("API key set for {provider} for this session"));
                 Ok(())
             }
+            Command::AskKey => {
+                let provider = self.active_provider();
+                let key = prompt
+                    .ask_secret(&format!("API key for {provider} (not shown):"))
+                    .await
+                    .map_err(|e| Failure(format!("no key set: {e}")))?;
+                if key.is_empty() {
+                    return Err(Failure("no key set: the key was empty".to_owned()));
+                }
+                self.state().session_key = Some((provider, Secret::new(key)));
+                prompt.show(&format!("API key set for {provider} for this session"));
+                Ok(())
+            }
             Command::KeyFile(path) => {
                 let key = self.services.config.read_key_file(&path)?;
                 let provider = self.active_provider();

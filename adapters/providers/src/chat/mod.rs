@@ -8,6 +8,8 @@ pub mod anthropic;
 mod codex;
 mod completions;
 pub mod gemini;
+#[cfg(test)]
+mod hostile_tests;
 mod http;
 pub mod openai;
 pub mod qwen;
@@ -40,12 +42,15 @@ pub struct HttpOptions {
     pub system_proxy: bool,
 }
 
-/// The HTTP client the chat adapters share (one connection pool for every provider).
+/// The HTTP client the chat adapters share (one connection pool for every provider). It follows
+/// no redirects: a redirect would take the key or token, with the conversation, to another
+/// host. A redirect answer is reported as an error instead.
 ///
 /// # Errors
 /// When the TLS backend cannot be initialised.
 pub fn http_client(options: HttpOptions) -> Result<reqwest::Client, ChatError> {
     let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(options.connect_timeout)
         .read_timeout(options.read_timeout);
     let builder = if options.system_proxy {
