@@ -38,12 +38,20 @@ impl QwenChat {
             ChatAuth::OAuth { token, .. } => match token.resource_url.as_deref() {
                 Some(resource_url) => {
                     let base = oauth_base(resource_url);
-                    Url::parse(&base).map_err(|e| {
+                    let url = Url::parse(&base).map_err(|e| {
                         ChatError::Network(format!(
                             "the token's resource_url gives no usable API base ({}): {e}",
                             http::truncate(&base)
                         ))
-                    })?
+                    })?;
+                    // The token would travel in clear text over the network.
+                    if !crate::is_safe_transport(&url) {
+                        return Err(ChatError::Forbidden(format!(
+                            "the token's resource_url {} is not https (nor http to this machine), so the token is not sent; sign in again with /auth qwen login",
+                            http::truncate(&base)
+                        )));
+                    }
+                    url
                 }
                 None => self.config.base_url.clone(),
             },
