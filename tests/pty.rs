@@ -389,3 +389,21 @@ fn ctrl_c_cancels_a_codex_stream_that_stalls_mid_reply() {
     type_in(&mut repl, "/quit\r");
     assert_eq!(exit_code(&mut repl), 0);
 }
+
+#[test]
+fn key_alone_asks_for_the_key_without_showing_it_and_keeps_it_out_of_the_history() {
+    let home = tempfile::tempdir().unwrap();
+    let mut repl = start(home.path());
+    type_in(&mut repl, "/key\r");
+    repl.exp_string("(not shown):").unwrap();
+    type_in(&mut repl, "sk-typed-in-the-dark\r");
+    let shown = decoded(&repl.exp_string("API key set").unwrap());
+    assert!(!shown.contains("sk-typed"), "the key was echoed: {shown:?}");
+    type_in(&mut repl, "/auth\r");
+    let printed = expect_status_of_every_provider(&mut repl);
+    assert!(!printed.contains("sk-typed"), "{printed}");
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
+    let history = std::fs::read_to_string(home.path().join("history")).unwrap_or_default();
+    assert!(!history.contains("sk-typed"), "{history}");
+}

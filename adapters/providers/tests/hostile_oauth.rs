@@ -41,10 +41,7 @@ type Answer = fn(&str) -> String;
 
 /// A token endpoint answering every request with `status` and `body(request body)`, keeping
 /// the request bodies it got.
-async fn token_endpoint(
-    status: StatusCode,
-    body: Answer,
-) -> (String, Arc<Mutex<Vec<String>>>) {
+async fn token_endpoint(status: StatusCode, body: Answer) -> (String, Arc<Mutex<Vec<String>>>) {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let kept = seen.clone();
     let app = Router::new().fallback(move |request: Bytes| {

@@ -30,6 +30,9 @@ pub(crate) fn holds_secret(line: &str) -> bool {
         .any(|word| name.contains(word))
 }
 
+/// A history of a thousand lines is far below this.
+const MAX_HISTORY_BYTES: u64 = 64 << 20;
+
 /// The history file of one REPL session. A history that cannot be read or written is reported
 /// once and then given up: the REPL works without it.
 pub(crate) struct History {
@@ -37,12 +40,20 @@ pub(crate) struct History {
 }
 
 impl History {
-    /// Creates the file's directory if missing and loads earlier sessions' lines.
+    /// Creates the file's directory (`0700`) if missing and loads earlier sessions' lines. A
+    /// history that is a symbolic link, a FIFO, or a file others own or can change is not
+    /// used: lines would be written wherever it points, or read from whoever planted it.
     pub(crate) fn open(path: &Path, editor: &SharedEditor, prompt: &dyn UserPrompt) -> Self {
+        let shown = |(p, e): llxprt_fs::PathError| format!("{}: {e}", p.display());
         let opened = match path.parent() {
-            Some(dir) => std::fs::create_dir_all(dir).map_err(|e| e.to_string()),
+            Some(dir) => llxprt_fs::create_private_dir(dir).map_err(shown),
             None => Ok(()),
         }
+        .and_then(|()| {
+            llxprt_fs::read_regular(path, llxprt_fs::Links::Refuse, MAX_HISTORY_BYTES)
+                .map(drop)
+                .map_err(shown)
+        })
         .and_then(|()| editor.load_history(path).map_err(|e| e.to_string()));
         let mut history = Self {
             path: Some(path.to_owned()),
