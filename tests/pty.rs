@@ -134,6 +134,8 @@ fn history_is_kept_without_the_lines_holding_keys() {
     repl.exp_string("/quit").unwrap();
     type_in(&mut repl, "/key sk-test-secret-1\r");
     type_in(&mut repl, "/set auth-key sk-test-secret-2\r");
+    type_in(&mut repl, "/set auth_key sk-test-secret-3\r");
+    type_in(&mut repl, "/set AUTH-KEY=sk-test-secret-4\r");
     type_in(&mut repl, "/auth\r");
     // Lines run one after another: once /auth answered, the key lines were handled.
     expect_status_of_every_provider(&mut repl);

@@ -182,6 +182,20 @@ async fn a_token_llxprt_must_not_keep_is_refused_with_a_clear_error() {
         }
     }
 
+    // An empty answer is an error, never a silent success.
+    let empties: [Answer; 2] = [|_| String::new(), |_| "{}".to_owned()];
+    for body in empties {
+        let (url, _) = token_endpoint(StatusCode::OK, body).await;
+        let rt = Secret::new("rt");
+        for refused in [
+            anthropic(&url).refresh(&rt).await.map(drop),
+            qwen(&url).refresh(&rt).await.map(drop),
+        ] {
+            let error = refused.expect_err("an empty answer").to_string();
+            assert!(error.contains("could not be read"), "{error}");
+        }
+    }
+
     // Qwen's resource_url is where the token goes with every message: never in clear text.
     let (url, _) = token_endpoint(StatusCode::OK, |_| {
         r#"{"access_token":"at","token_type":"Bearer","resource_url":"http://evil.example"}"#.into()

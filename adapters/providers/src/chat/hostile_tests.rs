@@ -245,3 +245,45 @@ async fn keep_alive_comments_alone_do_not_keep_a_stream_open_forever() {
     };
     assert!(message.contains("keep-alive"), "{message}");
 }
+
+#[tokio::test]
+async fn an_empty_reply_is_an_error_not_a_silent_success() {
+    let empty = serve(Router::new().fallback(|| async {
+        (
+            [("content-type", "application/json")],
+            r#"{"choices":[{"message":{"role":"assistant","content":""}}]}"#,
+        )
+    }))
+    .await;
+    let clients = chat_clients(
+        ChatEndpoints {
+            anthropic: AnthropicConfig {
+                base_url: empty.clone(),
+            },
+            gemini: GeminiConfig {
+                base_url: empty.clone(),
+                code_assist_base_url: empty.clone(),
+            },
+            qwen: QwenConfig {
+                base_url: empty.clone(),
+            },
+            openai: OpenAiConfig {
+                base_url: empty.clone(),
+                codex_base_url: empty,
+            },
+        },
+        &client(),
+    );
+    let chat = clients.get(llxprt_domain::ChatProvider::OpenAi).unwrap();
+    let result = chat
+        .send(
+            &hello(),
+            ChatAuth::ApiKey(&Secret::new("sk")),
+            &|_: &str| {},
+        )
+        .await;
+    let Err(ChatError::Network(message)) = &result else {
+        panic!("{result:?}");
+    };
+    assert!(message.contains("empty reply"), "{message}");
+}
