@@ -350,5 +350,9 @@ fn chat_clients(settings: &Settings, loopback: bool) -> Result<ChatClients, Comp
         system_proxy: !loopback,
     })
     .map_err(ComposeError::new)?;
-    Ok(chat::chat_clients(endpoints, &http))
+    Ok(if loopback {
+        chat::sandbox_chat_clients(endpoints, &http)
+    } else {
+        chat::chat_clients(endpoints, &http)
+    })
 }

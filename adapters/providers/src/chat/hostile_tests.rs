@@ -287,3 +287,35 @@ async fn an_empty_reply_is_an_error_not_a_silent_success() {
     };
     assert!(message.contains("empty reply"), "{message}");
 }
+
+#[tokio::test]
+async fn the_sandboxs_qwen_client_sends_nothing_to_a_real_host_a_token_names() {
+    let catcher = Catcher::default();
+    let local = catcher.start().await;
+    let chat = QwenChat::new(QwenConfig { base_url: local }, client()).confined_to_loopback();
+    let mut token = llxprt_domain::Token::new(
+        Secret::new("real-qwen-token"),
+        llxprt_domain::UnixSeconds(i64::MAX / 2),
+    );
+    // A host off this machine: TEST-NET-1 (RFC 5737), which routes nowhere even if tried.
+    token.resource_url = Some("192.0.2.1".into());
+    let bucket = llxprt_domain::BucketId::new(
+        llxprt_domain::OAuthProvider::Qwen,
+        llxprt_domain::BucketName::parse("default").unwrap(),
+    );
+    let result = chat
+        .send(
+            &hello(),
+            ChatAuth::OAuth {
+                token: &token,
+                bucket: &bucket,
+            },
+            &|_: &str| {},
+        )
+        .await;
+    let Err(ChatError::Forbidden(message)) = &result else {
+        panic!("{result:?}");
+    };
+    assert!(message.contains("sandbox"), "{message}");
+    assert!(!message.contains("real-qwen-token"), "{message}");
+}

@@ -77,6 +77,20 @@ pub struct ChatEndpoints {
 /// The four HTTP clients, at `endpoints`, sharing `http` (one connection pool). A reply with no
 /// text is an error from each of them, never a silent success.
 pub fn chat_clients(endpoints: ChatEndpoints, http: &reqwest::Client) -> ChatClients {
+    clients_with(endpoints, http, |qwen| qwen)
+}
+
+/// [`chat_clients`] for the sandbox, whose endpoints are all on loopback: no request leaves
+/// this machine, even where a token names its own API base (Qwen's `resource_url`).
+pub fn sandbox_chat_clients(endpoints: ChatEndpoints, http: &reqwest::Client) -> ChatClients {
+    clients_with(endpoints, http, QwenChat::confined_to_loopback)
+}
+
+fn clients_with(
+    endpoints: ChatEndpoints,
+    http: &reqwest::Client,
+    qwen: impl FnOnce(QwenChat) -> QwenChat,
+) -> ChatClients {
     let mut clients = ChatClients::new();
     clients.register(Arc::new(NotEmpty(AnthropicChat::new(
         endpoints.anthropic,
@@ -86,10 +100,10 @@ pub fn chat_clients(endpoints: ChatEndpoints, http: &reqwest::Client) -> ChatCli
         endpoints.gemini,
         http.clone(),
     ))));
-    clients.register(Arc::new(NotEmpty(QwenChat::new(
+    clients.register(Arc::new(NotEmpty(qwen(QwenChat::new(
         endpoints.qwen,
         http.clone(),
-    ))));
+    )))));
     clients.register(Arc::new(NotEmpty(OpenAiChat::new(
         endpoints.openai,
         http.clone(),
