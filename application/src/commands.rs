@@ -30,6 +30,8 @@ pub enum Command {
     Model(Option<String>),
     /// `/key KEY`: the session's key (the value is a secret; never echo it).
     Key(String),
+    /// `/key` alone: ask for the key without echoing it.
+    AskKey,
     /// `/keyfile PATH`.
     KeyFile(String),
     /// `/set NAME VALUE`.
@@ -167,8 +169,11 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             ))),
         },
         "key" => match args {
+            [] => Ok(Command::AskKey),
             [k] => Ok(Command::Key((*k).to_owned())),
-            _ => Err(err("usage: /key KEY")),
+            _ => Err(err(
+                "usage: /key [KEY] (alone, it asks for the key without showing it)",
+            )),
         },
         "keyfile" => match args {
             [p] => Ok(Command::KeyFile((*p).to_owned())),

@@ -171,6 +171,18 @@ async fn run(
             let provider = session.set_key(Secret::new(key));
             prompt.show(&format!("API key set for {provider} for this session"));
         }
+        Command::AskKey => {
+            let provider = session.provider();
+            let key = prompt
+                .ask_secret(&format!("API key for {provider} (not shown):"))
+                .await
+                .map_err(|e| SessionError::NoKeyGiven(e.to_string()))?;
+            if key.is_empty() {
+                return Err(SessionError::NoKeyGiven("the key was empty".to_owned()));
+            }
+            session.set_key(Secret::new(key));
+            prompt.show(&format!("API key set for {provider} for this session"));
+        }
         Command::KeyFile(path) => {
             let provider = session.set_key_file(&path)?;
             prompt.show(&format!(

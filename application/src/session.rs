@@ -129,6 +129,9 @@ pub enum SessionError {
     /// `/set` of a setting read only at start.
     #[error("{0} is read at start; pass --set {0}=VALUE or put it in settings.json")]
     ReadAtStart(String),
+    /// `/key` alone, and no key came (the question was cancelled, or the answer was empty).
+    #[error("no key set: {0}")]
+    NoKeyGiven(String),
     /// `/set default_profile`.
     #[error("the default profile is not a session setting; use /profile set-default {0}")]
     DefaultProfileIsNotASessionSetting(String),

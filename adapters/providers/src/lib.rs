@@ -21,6 +21,21 @@ pub fn user_agent() -> String {
     )
 }
 
+/// Whether `url` may carry a token: `https`, or `http` to this machine only (the simulator, a
+/// local proxy). Anything else would send tokens in clear text over the network.
+pub fn is_safe_transport(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

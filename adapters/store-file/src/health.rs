@@ -160,13 +160,12 @@ impl FileHealthStore {
     }
 
     fn read(&self) -> Result<HealthFile, PersistenceError> {
-        let bytes = match std::fs::metadata(&self.path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HealthFile::default()),
-            Err(e) => return Err(self.io(&self.path, e)),
-            Ok(meta) if meta.len() > MAX_HEALTH_FILE_BYTES => {
-                return Err(self.corrupt("the file is too large"))
-            }
-            Ok(_) => std::fs::read(&self.path).map_err(|e| self.io(&self.path, e))?,
+        // Never through a planted link, never a FIFO, never a file others own or can change.
+        let read =
+            llxprt_fs::read_regular(&self.path, llxprt_fs::Links::Refuse, MAX_HEALTH_FILE_BYTES);
+        let bytes = match read.map_err(|(p, e)| self.io(&p, e))? {
+            Some(bytes) => bytes,
+            None => return Ok(HealthFile::default()),
         };
         serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&e.to_string()))
     }

@@ -14,6 +14,14 @@ use url::Url;
 /// would otherwise flood the terminal.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
 
+/// The most a successful JSON answer may hold: far above any real reply (a model's longest
+/// answer is well under a megabyte), low enough that a hostile server cannot fill the memory.
+pub(crate) const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// The most of an error body that is read: only its first [`MAX_MESSAGE_CHARS`] are shown, and
+/// real error bodies are a few kilobytes.
+pub(crate) const MAX_ERROR_BODY_BYTES: usize = 1 << 20;
+
 /// A wait longer than this is clamped: no provider means it, and the failover arithmetic on
 /// Unix seconds must not overflow.
 const MAX_WAIT_SECS: u64 = 366 * 24 * 3600;
@@ -31,12 +39,18 @@ pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ChatError> 
 
 /// Sends a request; a successful answer is returned for the caller to read, anything else is
 /// classified.
+///
+/// Redirects are not followed (the client is built without them): a redirect would carry the
+/// key or token, and the whole conversation, to wherever it points. One is reported instead.
 pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ChatError> {
     let response = request.send().await.map_err(|e| network(&e))?;
     if response.status().is_success() {
         return Ok(response);
     }
     let status = response.status().as_u16();
+    if response.status().is_redirection() {
+        return Err(redirected(status, &response));
+    }
     let header = |name: &str| {
         response
             .headers()
@@ -46,8 +60,11 @@ pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ChatError>
     };
     let retry_after = header("retry-after");
     let unified_reset = header("anthropic-ratelimit-unified-reset");
-    // A body that cannot be read still leaves the status to classify by.
-    let body = response.text().await.unwrap_or_default();
+    // A body that cannot be read, or is too large, still leaves the status to classify by.
+    let body = read_capped(response, MAX_ERROR_BODY_BYTES)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
     Err(classify(
         status,
         retry_after.as_deref(),
@@ -58,8 +75,49 @@ pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ChatError>
 
 /// Reads a successful answer's JSON body.
 pub(crate) async fn read_json<T: DeserializeOwned>(response: Response) -> Result<T, ChatError> {
-    let body = response.bytes().await.map_err(|e| network(&e))?;
+    let body = read_capped(response, MAX_ANSWER_BYTES).await?;
     serde_json::from_slice(&body).map_err(|e| unreadable(&e.to_string()))
+}
+
+/// The answer's body, refused as soon as it is known to exceed `limit` bytes.
+pub(crate) async fn read_capped(
+    mut response: Response,
+    limit: usize,
+) -> Result<Vec<u8>, ChatError> {
+    let too_large = || {
+        ChatError::Network(format!(
+            "the provider's answer is too large (over {} KiB); nothing of it was used",
+            limit / 1024
+        ))
+    };
+    if response.content_length().unwrap_or(0) > limit as u64 {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| network(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The error for a redirect, naming where it pointed (its host only: the rest of a URL may
+/// carry anything).
+fn redirected(status: u16, response: &Response) -> ChatError {
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|location| response.url().join(location).ok())
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .map_or_else(|| "elsewhere".to_owned(), |host| truncate(&host));
+    ChatError::Network(format!(
+        "the provider answered with a redirect (HTTP {status}) to {target}, which llxprt does not \
+         follow so that no key, token or message leaves for another host; check the provider's \
+         base_url setting"
+    ))
 }
 
 /// The error for an answer that is not what the protocol promises.
