@@ -299,6 +299,15 @@ pub(crate) fn new_client(
 /// but a broken or hostile answer, and a token that never expires would never be refreshed.
 pub(crate) const MAX_LIFETIME_SECONDS: u64 = 10 * 366 * 24 * 3600;
 
+/// The range a device endpoint's polling `interval` is held to: a hostile or broken endpoint
+/// could otherwise make us poll in a tight loop (0) or wait for ever (a day).
+const POLL_INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// The interval actually waited between two polls of a device flow (Qwen's, Codex's).
+pub(crate) fn poll_interval(asked: Duration) -> Duration {
+    asked.clamp(POLL_INTERVAL.0, POLL_INTERVAL.1)
+}
+
 /// A token endpoint answered 200 with a token llxprt must not keep.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the provider sent an unusable token: {0}; nothing was saved")]

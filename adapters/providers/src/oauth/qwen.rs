@@ -17,7 +17,7 @@ use oauth2::{
 use url::Url;
 
 use super::http::{
-    describe_oauth_error, exchange_error, new_client, parse_url, redact_flow_error,
+    describe_oauth_error, exchange_error, new_client, parse_url, poll_interval, redact_flow_error,
     redact_refresh_error, refresh_error, token_from, HttpFailure, OAuthClient, OAuthConfigError,
     OAuthHttp, ProviderTokenResponse, UnusableToken,
 };
@@ -26,10 +26,6 @@ use super::http::{
 const WAITING_TICK: Duration = Duration::from_secs(1);
 
 const WAITING: &str = "Waiting for the code to be approved";
-
-/// The range a device endpoint's polling `interval` is held to: a hostile or broken endpoint
-/// could otherwise make us poll in a tight loop (0) or wait for ever (a day).
-const POLL_INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
 /// The longest a device sign-in waits for approval, whatever the endpoint's `expires_in` says
 /// (real codes last 5 to 15 minutes).
@@ -176,11 +172,6 @@ async fn wait(prompt: &dyn UserPrompt, interval: Duration) {
         }
         tokio::time::sleep(left.min(WAITING_TICK)).await;
     }
-}
-
-/// The interval actually waited between two polls.
-fn poll_interval(asked: Duration) -> Duration {
-    asked.clamp(POLL_INTERVAL.0, POLL_INTERVAL.1)
 }
 
 fn poll_error(error: RequestTokenError<HttpFailure, DeviceCodeErrorResponse>) -> FlowError {
