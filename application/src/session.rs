@@ -17,7 +17,7 @@ use llxprt_domain::{
 };
 
 use crate::commands::{self, Command, LogoutTarget, COMMANDS};
-use crate::ports::{ChatMessage, ChatRequest, Clock, ConfigStore, Role, UserPrompt};
+use crate::ports::{ChatMessage, ChatRequest, Clock, ConfigStore, LoginMethod, Role, UserPrompt};
 use crate::services::{AuthService, ChatService, SendTarget};
 use crate::settings::Settings;
 use crate::shell::{CompletionData, LineOutcome, Shell};
@@ -211,7 +211,14 @@ impl Session {
                 prompt.show(&format!("OAuth disabled for {p}"));
                 Ok(())
             }
-            Command::AuthLogin(p, bucket) => self.login(BucketId::new(p, bucket), prompt).await,
+            Command::AuthLogin(p, bucket) => {
+                let bucket = BucketId::new(p, bucket);
+                self.login(bucket, LoginMethod::Usual, prompt).await
+            }
+            Command::AuthDeviceLogin(p, bucket) => {
+                let bucket = BucketId::new(p, bucket);
+                self.login(bucket, LoginMethod::Device, prompt).await
+            }
             Command::AuthLogout(p, target) => self.logout(p, target, prompt).await,
             Command::Provider(None) => {
                 prompt.show(&format!("Provider: {}", self.active_provider()));
@@ -517,9 +524,13 @@ impl Session {
         Ok(())
     }
 
-    async fn login(&self, bucket: BucketId, prompt: &dyn UserPrompt) -> Run {
+    async fn login(&self, bucket: BucketId, method: LoginMethod, prompt: &dyn UserPrompt) -> Run {
         prompt.show(&format!("Signing in to {bucket}…"));
-        let token = self.services.auth.login(&bucket, prompt).await?;
+        let token = self
+            .services
+            .auth
+            .login_with(&bucket, method, prompt)
+            .await?;
         self.services.chat.mark_usable(&bucket).await;
         let left = token.seconds_left(self.services.clock.now());
         prompt.show(&format!(

@@ -164,6 +164,30 @@ impl TokenStore for FileTokenStore {
         blocking(&self.dir, move || list_buckets(&dir, provider)).await
     }
 
+    async fn check_writable(&self, bucket: &BucketId) -> Result<(), StoreError> {
+        // What a save does first: the private directory, then a temporary file beside the
+        // token (dropping it removes it), so a save that would fail fails here instead.
+        let dir = self.dir.clone();
+        let probe = dir.join(format!(
+            ".{}-{}.check.{}",
+            bucket.provider,
+            bucket.bucket,
+            std::process::id()
+        ));
+        blocking(&self.dir, move || {
+            prepare_dir(&dir, true)?;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(llxprt_fs::PRIVATE_FILE_MODE)
+                .open(&probe)
+                .and_then(|_| fs::remove_file(&probe))
+                .map_err(|e| io_error(&dir, e))
+        })
+        .await
+    }
+
     async fn lock(
         &self,
         bucket: &BucketId,

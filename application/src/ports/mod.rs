@@ -16,7 +16,9 @@ pub use chat::{ChatAuth, ChatClient, ChatError, ChatMessage, ChatReply, ChatRequ
 pub use clock::Clock;
 pub use config_store::{ConfigError, ConfigStore};
 pub use health_store::{HealthError, HealthStore};
-pub use oauth_flow::{Browser, BrowserError, FlowError, OAuthFlow, RefreshError};
+pub use oauth_flow::{
+    Browser, BrowserError, FlowError, LoginMethod, LoginRequest, OAuthFlow, RefreshError,
+};
 pub use prompt::{PromptError, UserPrompt};
 pub use stats_store::{StatsError, StatsStore};
 pub use token_store::{BucketLock, StoreError, TokenStore};
