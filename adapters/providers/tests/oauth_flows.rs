@@ -17,9 +17,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use llxprt_application::ports::{
-    Browser, BrowserError, Clock, FlowError, OAuthFlow, PromptError, RefreshError, UserPrompt,
+    Browser, BrowserError, Clock, FlowError, LoginMethod, LoginRequest, OAuthFlow, PromptError,
+    RefreshError, UserPrompt,
 };
-use llxprt_domain::{OAuthProvider, Secret, Token, UnixSeconds};
+use llxprt_domain::{BucketId, BucketName, OAuthProvider, Secret, Token, UnixSeconds};
 use llxprt_providers::oauth::{
     AnthropicConfig, AnthropicFlow, BrowserEnv, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow,
     OAuthHttp, QwenConfig, QwenFlow, SystemBrowser,
@@ -856,6 +857,127 @@ async fn codex_without_a_display_takes_the_pasted_redirect_url() {
     let token = login(&codex(&sim, ports, no_display), &user).await;
     assert!(token.is_ok(), "{token:?}");
     assert!(user.shown("no display"));
+    assert!(
+        user.shown("`/auth codex login --device` signs in with a code"),
+        "the paste flow says the device login exists: {:?}",
+        user.lines()
+    );
+}
+
+async fn device_login(
+    flow: &CodexFlow,
+    bucket: &str,
+    user: &ScriptedUser,
+) -> Result<Token, FlowError> {
+    let request = LoginRequest {
+        bucket: BucketId::new(OAuthProvider::Codex, BucketName::parse(bucket).unwrap()),
+        method: LoginMethod::Device,
+    };
+    tokio::time::timeout(BOUND, flow.login_for(&request, user))
+        .await
+        .expect("the flow finished in time")
+}
+
+/// Another device: reads the printed lines, visits the page and types the code there.
+fn enter_the_code_elsewhere(
+    sim: &SimulatorHandle,
+    user: &Arc<ScriptedUser>,
+) -> tokio::task::JoinHandle<u16> {
+    let (user, sim) = (user.clone(), sim.clone());
+    tokio::spawn(async move {
+        for _ in 0..400 {
+            let lines = user.lines();
+            let visit = lines.iter().find_map(|l| l.strip_prefix("Visit: "));
+            let code = lines.iter().find_map(|l| l.strip_prefix("Enter code: "));
+            if let (Some(visit), Some(code)) = (visit, code) {
+                let page = sim
+                    .browse(&format!("{visit}?user_code={code}"))
+                    .await
+                    .unwrap();
+                return page.status;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the code was never shown");
+    })
+}
+
+#[tokio::test]
+async fn codex_device_login_shows_the_code_waits_and_signs_in_with_no_browser() {
+    let ports = free_ports();
+    let sim = sim_for_codex(ports).await;
+    let user = Arc::new(ScriptedUser::new(&sim, &[]));
+    let browser = SimBrowser::new(&sim, Act::Unavailable, &user);
+    let flow = codex(&sim, ports, browser.clone());
+    let other_device = enter_the_code_elsewhere(&sim, &user);
+    let token = device_login(&flow, "work1", &user).await.unwrap();
+
+    assert_eq!(other_device.await.unwrap(), 200);
+    let lines = user.lines();
+    assert!(
+        lines.contains(&format!(
+            "Visit: {}/codex/device",
+            sim.endpoints().codex.issuer
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("Enter code: ")),
+        "{lines:?}"
+    );
+    assert!(
+        browser.opened().is_empty(),
+        "a device login opens no browser"
+    );
+    assert!(user.waits.load(Ordering::SeqCst) > 0, "the wait is shown");
+    assert!(token.account_id.as_deref().is_some_and(|a| !a.is_empty()));
+    assert!(token.refresh_token.is_some());
+    let counted = sim.counters(OAuthProvider::Codex, USER);
+    assert_eq!(counted.device_code_requests, 1);
+    // The device token refreshes like any other.
+    let refreshed = refresh(&flow, &refresh_token(&token)).await;
+    assert!(refreshed.is_ok(), "{refreshed:?}");
+    user.assert_no_secret_leaked(&[]);
+}
+
+#[tokio::test]
+async fn codex_device_login_stops_on_denial_expiry_and_its_time_limit() {
+    let ports = free_ports();
+    let sim = sim_for_codex(ports).await;
+    let no_browser =
+        || -> Arc<dyn Browser> { Arc::new(SystemBrowser::new(BrowserEnv::default(), true)) };
+
+    sim.deny_next_device_authorization(OAuthProvider::Codex);
+    let user = Arc::new(ScriptedUser::new(&sim, &[]));
+    let entered = enter_the_code_elsewhere(&sim, &user);
+    let denied = device_login(&codex(&sim, ports, no_browser()), "default", &user).await;
+    assert!(matches!(denied, Err(FlowError::Denied(_))), "{denied:?}");
+    entered.await.unwrap();
+
+    sim.expire_next_device_authorization(OAuthProvider::Codex);
+    let user = Arc::new(ScriptedUser::new(&sim, &[]));
+    let expired = device_login(&codex(&sim, ports, no_browser()), "work2", &user).await;
+    let Err(FlowError::Expired(why)) = &expired else {
+        panic!("{expired:?}")
+    };
+    assert!(why.contains("/auth codex login work2 --device"), "{why}");
+
+    // Nobody enters the code: the flow gives up at its limit and says how to start again.
+    let user = Arc::new(ScriptedUser::new(&sim, &[]));
+    let flow = codex(&sim, ports, no_browser()).with_device_timeout(Duration::from_millis(1500));
+    let late = device_login(&flow, "default", &user).await;
+    let Err(FlowError::Expired(why)) = &late else {
+        panic!("{late:?}")
+    };
+    assert!(
+        why.contains("not entered") && why.contains("/auth codex login --device"),
+        "{why}"
+    );
+    user.assert_no_secret_leaked(&[
+        format!("{denied:?}"),
+        format!("{expired:?}"),
+        format!("{late:?}"),
+    ]);
 }
 
 #[tokio::test]
