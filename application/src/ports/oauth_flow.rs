@@ -110,6 +110,10 @@ pub enum BrowserError {
     /// The launch was tried and failed.
     #[error("the browser could not be launched: {0}")]
     LaunchFailed(String),
+    /// The address is not one a sign-in opens (not absolute `https`, nor `http` on loopback);
+    /// nothing was launched.
+    #[error("refused to open the sign-in address: {0}")]
+    UnsafeUrl(String),
 }
 
 /// Opens a URL for the user.
