@@ -1,6 +1,8 @@
 //! The system browser, by each platform's conventions: `$BROWSER` first (a `:`-separated list of
 //! commands, each possibly holding `%s`), then WSL's `wslview` or `cmd.exe /c start`, macOS's
-//! `open`, or the desktop's opener (`webbrowser`, hardened). No display, an SSH session or a
+//! `open`, the freedesktop `xdg-open` (then `x-www-browser`) elsewhere on Unix, or the
+//! `webbrowser` crate's opener (hardened) on Windows. Every command is run and watched: one that
+//! exits with failure at once has failed and the next is tried. No display, an SSH session or a
 //! launch that fails make the flow fall back to pasting.
 //!
 //! Only an absolute `https` address, or `http` on loopback, is ever handed to a browser: the
@@ -71,7 +73,9 @@ impl BrowserEnv {
 /// Which conventions apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Platform {
-    /// Linux and the BSDs: a browser needs a display.
+    /// Linux and the BSDs: a browser needs a display; `xdg-open`, then `x-www-browser` (run
+    /// and watched here: `webbrowser` starts them in the background and cannot tell that one
+    /// failed at once).
     Unix,
     /// Linux under WSL: the Windows browser.
     Wsl,
@@ -146,7 +150,11 @@ impl SystemBrowser {
                 commands.push(Some(vec!["wslview".into(), url.to_string()]));
                 commands.push(Some(cmd_start(url)));
             }
-            Platform::Unix | Platform::Other => commands.push(None),
+            Platform::Unix => {
+                commands.push(Some(vec!["xdg-open".into(), url.to_string()]));
+                commands.push(Some(vec!["x-www-browser".into(), url.to_string()]));
+            }
+            Platform::Other => commands.push(None),
         }
         commands
     }
@@ -295,7 +303,7 @@ async fn run(argv: &[String]) -> Result<(), String> {
     }
 }
 
-/// The desktop's own opener (`xdg-open` and friends, Windows' shell), refusing anything but
+/// The platform's own opener where no command is known (Windows' shell), refusing anything but
 /// http(s) itself too (`webbrowser`'s `hardened` feature). It looks at `BROWSER` again on its
 /// own, which can only repeat a command that already failed.
 async fn platform_opener(url: &Url) -> Result<(), String> {
@@ -425,8 +433,10 @@ mod tests {
                 "https://auth.example/authorize?a=1^&b=^(2^)".into(),
             ])
         );
-        let linux = browser(env(true, false, None), false, Platform::Unix);
-        assert_eq!(linux.commands(&url), vec![None]);
+        let linux = browser(env(true, false, None), false, Platform::Unix).commands(&url);
+        assert_eq!(linux[0], Some(vec!["xdg-open".to_owned(), url.to_string()]));
+        let windows = browser(env(false, false, None), false, Platform::Other);
+        assert_eq!(windows.commands(&url), vec![None]);
     }
 
     #[test]
