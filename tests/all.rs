@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_files;
+mod browser;
 mod command_line;
 mod commands;
 mod failover;
