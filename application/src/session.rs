@@ -756,6 +756,7 @@ fn help(prompt: &dyn UserPrompt) {
         "  /auth P [status]                        buckets of P (anthropic, gemini, qwen, codex)",
         "  /auth P enable|disable                  lazy OAuth on or off for P",
         "  /auth P login [BUCKET]                  sign in now",
+        "  /auth codex login [BUCKET] --device     sign in with a code entered on another device",
         "  /auth P logout [BUCKET|--all]           delete tokens",
         "  /provider [P], /model [M]               show or set (anthropic, gemini, qwen, openai)",
         "  /key KEY, /keyfile PATH, /set NAME VALUE  session credentials and settings",
