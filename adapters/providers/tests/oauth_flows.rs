@@ -1539,3 +1539,111 @@ async fn signed_in_tokens_are_stored_as_providers_md_says_and_refreshed_by_the_s
     );
     assert_eq!(refreshed["account_id"], codex_file["account_id"]);
 }
+
+/// A Qwen device endpoint that hands out `complete` as its `verification_uri_complete`, and a
+/// token endpoint that then denies.
+async fn hostile_device_endpoint(complete: &'static str) -> String {
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/token/device",
+            post(move || async move {
+                axum::Json(serde_json::json!({
+                    "device_code": "dc-hostile",
+                    "user_code": "HOST-ILE1",
+                    "verification_uri": "https://chat.qwen.ai/authorize",
+                    "verification_uri_complete": complete,
+                    "expires_in": 60,
+                    "interval": 1,
+                }))
+            }),
+        )
+        .route(
+            "/token",
+            post(|| async {
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": "access_denied"})),
+                )
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("{base}/token")
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_address_from_a_device_endpoint_that_is_not_https_never_reaches_the_browser() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened");
+    let script = dir.path().join("browser");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env = BrowserEnv {
+        browser: Some(script.display().to_string()),
+        display: Some(":0".into()),
+        ..BrowserEnv::default()
+    };
+    for hostile in [
+        "--help",
+        "-a /System/Applications/Calculator.app",
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "http://evil.example/phish",
+    ] {
+        let token_url = hostile_device_endpoint(hostile).await;
+        let config = QwenConfig {
+            device_authorization_url: format!("{token_url}/device"),
+            token_url: token_url.clone(),
+            client_id: "client".into(),
+            scopes: strings(&["openid"]),
+        };
+        let browser = Arc::new(SystemBrowser::new(env.clone(), false));
+        let flow = QwenFlow::new(config, http(), browser, Arc::new(FixedClock)).unwrap();
+        let sim = Simulator::start().await.unwrap();
+        let user = ScriptedUser::new(&sim, &[]);
+        let result = login(&flow, &user).await;
+        assert!(
+            matches!(result, Err(FlowError::Denied(_))),
+            "{hostile}: {result:?}"
+        );
+        assert!(
+            !opened.exists(),
+            "{hostile:?} was handed to the browser: {}",
+            std::fs::read_to_string(&opened).unwrap_or_default()
+        );
+    }
+    // The same browser does open a real https address.
+    let token_url =
+        hostile_device_endpoint("https://chat.qwen.ai/authorize?user_code=HOST-ILE1").await;
+    let config = QwenConfig {
+        device_authorization_url: format!("{token_url}/device"),
+        token_url,
+        client_id: "client".into(),
+        scopes: strings(&["openid"]),
+    };
+    let flow = QwenFlow::new(
+        config,
+        http(),
+        Arc::new(SystemBrowser::new(env, false)),
+        Arc::new(FixedClock),
+    )
+    .unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let _ = login(&flow, &ScriptedUser::new(&sim, &[])).await;
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap(),
+        "https://chat.qwen.ai/authorize?user_code=HOST-ILE1\n"
+    );
+}
