@@ -1647,3 +1647,77 @@ async fn an_address_from_a_device_endpoint_that_is_not_https_never_reaches_the_b
         "https://chat.qwen.ai/authorize?user_code=HOST-ILE1\n"
     );
 }
+
+#[tokio::test]
+async fn codex_device_polling_told_to_slow_down_goes_on_and_exchanges_what_it_got() {
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    let polls = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let counted = polls.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/accounts/deviceauth/usercode",
+            post(|| async {
+                axum::Json(serde_json::json!({
+                    "device_auth_id": "dev-1", "user_code": "SLOW-1234", "interval": "1"
+                }))
+            }),
+        )
+        .route(
+            "/api/accounts/deviceauth/token",
+            post(move || {
+                let counted = counted.clone();
+                async move {
+                    if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                        (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            axum::Json(serde_json::json!({})),
+                        )
+                    } else {
+                        (
+                            StatusCode::OK,
+                            axum::Json(serde_json::json!({
+                                "authorization_code": "ac-1", "code_verifier": "cv-1"
+                            })),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/oauth/token",
+            post(|| async {
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": "invalid_grant"})),
+                )
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = CodexConfig {
+        issuer,
+        client_id: "client".into(),
+        scopes: strings(&["openid"]),
+        callback_port: 0,
+        fallback_port: 0,
+    };
+    let flow = CodexFlow::new(
+        config,
+        http(),
+        Arc::new(SystemBrowser::new(BrowserEnv::default(), true)),
+        Arc::new(FixedClock),
+    )
+    .unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let user = ScriptedUser::new(&sim, &[]);
+    let result = device_login(&flow, "default", &user).await;
+    // The 429 was a signal to wait longer, not a failure: the next poll got the code, and the
+    // exchange was tried with it (this issuer then refuses it).
+    assert_eq!(polls.load(Ordering::SeqCst), 2);
+    assert!(
+        matches!(&result, Err(FlowError::Rejected(why)) if why.contains("invalid_grant")),
+        "{result:?}"
+    );
+}

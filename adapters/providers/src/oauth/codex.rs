@@ -47,6 +47,9 @@ const DEFAULT_DEVICE_INTERVAL: Duration = Duration::from_secs(5);
 /// hammering, and no wait so long that an approval goes unnoticed.
 const DEVICE_INTERVAL_RANGE: (u64, u64) = (1, 60);
 
+/// What a device login adds to its interval when the issuer says it polls too fast.
+const DEVICE_SLOW_DOWN: Duration = Duration::from_secs(5);
+
 /// How many polls in a row may fail on the network or a server error before the login gives
 /// up (a blip is waited out; an outage is reported).
 const DEVICE_POLL_FAILURES: u32 = 3;
@@ -291,11 +294,12 @@ impl CodexFlow {
             "user_code": started.user_code,
         });
         let mut failures = 0;
+        let mut interval = started.interval;
         loop {
             wait_until(
                 prompt,
                 what,
-                tokio::time::Instant::now() + started.interval,
+                tokio::time::Instant::now() + interval,
                 deadline,
             )
             .await;
@@ -318,7 +322,14 @@ impl CodexFlow {
                     failures = 0;
                     continue;
                 }
-                Ok((status @ 400..=499, answer)) if status != 408 && status != 429 => {
+                // Too fast for the issuer: slow down as RFC 8628 §3.5 says, and go on.
+                Ok((429, _)) => {
+                    let slower = interval + DEVICE_SLOW_DOWN;
+                    interval = slower.min(Duration::from_secs(DEVICE_INTERVAL_RANGE.1));
+                    tracing::debug!(?interval, "the issuer asked the device login to slow down");
+                    continue;
+                }
+                Ok((status @ 400..=499, answer)) if status != 408 => {
                     return Err(device_refusal(status, &answer, again))
                 }
                 Ok((status, answer)) => answer_error(status, &answer),
