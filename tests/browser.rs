@@ -57,8 +57,13 @@ impl Chromium {
             .to_string()
     }
 
+    /// What Chromium wrote to its standard error.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("chromium.log")).unwrap_or_default()
+    }
+
     /// The page Chromium ended on and the path of its screenshot, once it has written both.
-    fn shown_page(&self) -> (String, PathBuf) {
+    async fn shown_page(&self) -> (String, PathBuf) {
         let (html, png) = (
             self.dir.path().join("page.html"),
             self.dir.path().join("page.png"),
@@ -72,9 +77,9 @@ impl Chromium {
             assert!(
                 Instant::now() < deadline,
                 "Chromium wrote no page and screenshot; its log:\n{}",
-                std::fs::read_to_string(self.dir.path().join("chromium.log")).unwrap_or_default()
+                self.log()
             );
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -133,10 +138,19 @@ async fn sign_in_with_chromium(
     child
         .send(&format!("/auth {provider} login {bucket}"))
         .await;
-    child
-        .wait_for(&format!("Logged in to {provider}/{bucket}"))
+    let done = format!("Logged in to {provider}/{bucket}");
+    let line = child
+        .line_where("the end of the sign-in", |l| {
+            l.contains(&done) || l.starts_with("Paste the redirect URL")
+        })
         .await;
-    let (dom, png) = chromium.shown_page();
+    assert!(
+        line.contains(&done),
+        "llxprt found Chromium failed and asked for a paste:\n{}\nChromium's log:\n{}",
+        child.printed(),
+        chromium.log()
+    );
+    let (dom, png) = chromium.shown_page().await;
     child.send(&format!("/auth {provider} status")).await;
     child.wait_for(&format!("[ok] {bucket}")).await;
     (dom, png, child.finish().await)
@@ -214,7 +228,7 @@ async fn chromium_shows_a_denied_consent_and_what_to_do_next() {
         .within(BROWSER_LIMIT);
     child.send("/auth gemini login work2").await;
     child.wait_for("The provider refused the sign-in").await;
-    let (dom, png) = chromium.shown_page();
+    let (dom, png) = chromium.shown_page().await;
     let done = child.finish().await;
     assert_eq!(done.code(), Some(1), "{}", done.stdout);
     assert!(
