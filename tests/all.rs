@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_files;
+mod browser;
 mod command_line;
 mod commands;
 mod failover;
@@ -15,6 +16,7 @@ mod pty;
 mod readme;
 mod refresh;
 mod security;
+mod signin;
 mod statistics;
 mod stats;
 mod support;

@@ -243,6 +243,25 @@ fn ctrl_c_cancels_a_device_sign_in_in_flight_and_the_repl_goes_on() {
 }
 
 #[test]
+fn ctrl_c_cancels_a_codex_device_login_while_it_waits_for_the_code() {
+    let home = tempfile::tempdir().unwrap();
+    // With --nobrowser the sandbox's simulated user enters no code: the login waits.
+    let mut repl = start_with(home.path(), &["--sandbox", "--nobrowser"]);
+    type_in(&mut repl, "/auth codex login laptop --device\r");
+    repl.exp_string("Enter code:").unwrap();
+    repl.exp_string("Waiting for the code to be entered")
+        .unwrap();
+    repl.send_control('c').unwrap();
+    repl.exp_string("Cancelled").unwrap();
+    repl.exp_regex(r"\n\r*> ").unwrap();
+    type_in(&mut repl, "/auth codex status\r");
+    repl.exp_string("OAuth Buckets for codex:").unwrap();
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
+    assert!(!home.path().join("oauth/codex-laptop.json").exists());
+}
+
+#[test]
 fn ctrl_c_at_the_code_question_cancels_the_login_and_the_repl_goes_on() {
     let home = tempfile::tempdir().unwrap();
     let mut repl = start_with(home.path(), &["--sandbox", "--nobrowser"]);

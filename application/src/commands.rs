@@ -20,6 +20,8 @@ pub enum Command {
     AuthDisable(OAuthProvider),
     /// `/auth P login [BUCKET]`.
     AuthLogin(OAuthProvider, BucketName),
+    /// `/auth codex login [BUCKET] --device`: the device login, for machines without a browser.
+    AuthDeviceLogin(OAuthProvider, BucketName),
     /// `/auth P logout [BUCKET | --all]`.
     AuthLogout(OAuthProvider, LogoutTarget),
     /// `/auth P clear BUCKET`: lift the bucket's cooldown or `[refused]` mark by hand.
@@ -207,11 +209,13 @@ fn parse_auth(args: &[&str]) -> Result<Command, CommandError> {
         return Ok(Command::AuthOverview);
     };
     let provider: OAuthProvider = p.parse().map_err(unknown_provider)?;
-    let usage = "/auth P [status|enable|disable|login [BUCKET]|logout [BUCKET|--all]|clear BUCKET]";
+    let usage = "/auth P [status|enable|disable|login [BUCKET] [--device]|logout [BUCKET|--all]|clear BUCKET]";
     match rest {
         [] | ["status"] => Ok(Command::AuthStatus(provider)),
         ["enable"] => Ok(Command::AuthEnable(provider)),
         ["disable"] => Ok(Command::AuthDisable(provider)),
+        ["login", "--device"] => device_login(provider, BucketName::default_bucket()),
+        ["login", b, "--device"] | ["login", "--device", b] => device_login(provider, bucket(b)?),
         ["login"] => Ok(Command::AuthLogin(provider, BucketName::default_bucket())),
         ["login", b] => Ok(Command::AuthLogin(provider, bucket(b)?)),
         ["logout"] => Ok(Command::AuthLogout(
@@ -229,6 +233,20 @@ fn parse_auth(args: &[&str]) -> Result<Command, CommandError> {
             shown(sub)
         ))),
         _ => Err(err(format!("usage: {usage}"))),
+    }
+}
+
+/// `--device` exists only where the provider has a device login to offer besides its usual one.
+fn device_login(provider: OAuthProvider, bucket: BucketName) -> Result<Command, CommandError> {
+    match provider {
+        OAuthProvider::Codex => Ok(Command::AuthDeviceLogin(provider, bucket)),
+        OAuthProvider::Qwen => Err(err(
+            "qwen always signs in with a device code; run `/auth qwen login` without --device",
+        )),
+        other => Err(err(format!(
+            "{other} has no device login (--device is codex's); run `/auth {other} login`, \
+             or start llxprt with --nobrowser to paste the code"
+        ))),
     }
 }
 
@@ -272,6 +290,33 @@ mod tests {
 
     fn b(s: &str) -> BucketName {
         BucketName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn device_login_is_codex_only_and_the_others_say_what_to_run() {
+        use OAuthProvider::*;
+        assert_eq!(
+            parse("/auth codex login --device"),
+            Ok(Command::AuthDeviceLogin(Codex, b("default")))
+        );
+        for line in [
+            "/auth codex login work1 --device",
+            "/auth codex login --device work1",
+        ] {
+            assert_eq!(
+                parse(line),
+                Ok(Command::AuthDeviceLogin(Codex, b("work1"))),
+                "{line}"
+            );
+        }
+        for (line, hint) in [
+            ("/auth gemini login --device", "/auth gemini login"),
+            ("/auth anthropic login w --device", "/auth anthropic login"),
+            ("/auth qwen login --device", "/auth qwen login"),
+        ] {
+            let e = parse(line).unwrap_err().0;
+            assert!(e.contains(hint) && e.contains("--device"), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use llxprt_domain::failover::{BucketStatus, ExhaustedReport, SkipReason};
 use llxprt_domain::precedence::Credential;
 use llxprt_domain::time::{humanize_ago, humanize_seconds};
-use llxprt_domain::{BucketName, OAuthProvider, Profile, ProfileName, Secret};
+use llxprt_domain::{BucketId, BucketName, OAuthProvider, Profile, ProfileName, Secret};
 
 use crate::commands::{self, Command, LogoutTarget, COMMANDS};
-use crate::ports::{Clock, UserPrompt};
+use crate::ports::{Clock, LoginMethod, UserPrompt};
 use crate::services::{MessageError, SendError};
 use crate::session::{Session, SessionError, SetOutcome, TokenSummary};
 use crate::shell::{CompletionData, LineOutcome, Shell};
@@ -131,17 +131,22 @@ async fn run(
             prompt.show(&format!("OAuth disabled for {p}"));
         }
         Command::AuthLogin(p, bucket) => {
-            let bucket = llxprt_domain::BucketId::new(p, bucket);
-            prompt.show(&format!("Signing in to {bucket}…"));
-            if let Some(notice) = bucket.provider.terms_notice() {
-                prompt.show(notice);
-            }
-            let done = session.login(bucket, prompt).await?;
-            prompt.show(&format!(
-                "✓ Logged in to {} (expires in {})",
-                done.bucket,
-                humanize_seconds(done.seconds_left)
-            ));
+            login(
+                session,
+                BucketId::new(p, bucket),
+                LoginMethod::Usual,
+                prompt,
+            )
+            .await?;
+        }
+        Command::AuthDeviceLogin(p, bucket) => {
+            login(
+                session,
+                BucketId::new(p, bucket),
+                LoginMethod::Device,
+                prompt,
+            )
+            .await?;
         }
         Command::AuthLogout(p, target) => {
             let all = matches!(target, LogoutTarget::All);
@@ -247,6 +252,25 @@ async fn run(
             }
         }
     }
+    Ok(())
+}
+
+async fn login(
+    session: &Session,
+    bucket: BucketId,
+    method: LoginMethod,
+    prompt: &dyn UserPrompt,
+) -> Result<(), SessionError> {
+    prompt.show(&format!("Signing in to {bucket}…"));
+    if let Some(notice) = bucket.provider.terms_notice() {
+        prompt.show(notice);
+    }
+    let done = session.login(bucket, method, prompt).await?;
+    prompt.show(&format!(
+        "✓ Logged in to {} (expires in {})",
+        done.bucket,
+        humanize_seconds(done.seconds_left)
+    ));
     Ok(())
 }
 
@@ -359,6 +383,7 @@ fn help(prompt: &dyn UserPrompt) {
         "  /auth P [status]                        buckets of P (anthropic, gemini, qwen, codex)",
         "  /auth P enable|disable                  lazy OAuth on or off for P",
         "  /auth P login [BUCKET]                  sign in now",
+        "  /auth codex login [BUCKET] --device     sign in with a code entered on another device",
         "  /auth P logout [BUCKET|--all]           delete tokens",
         "  /auth P clear BUCKET                    lift a cooldown or [refused] mark",
         "  /provider [P], /model [M]               show or set (anthropic, gemini, qwen, openai)",

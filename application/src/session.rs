@@ -21,8 +21,8 @@ use llxprt_domain::{
 
 use crate::commands::{self, LogoutTarget};
 use crate::ports::{
-    ChatMessage, Clock, ConfigError, KeyFiles, PersistenceError, ProfileStore, Role, SettingsStore,
-    UserPrompt,
+    ChatMessage, Clock, ConfigError, KeyFiles, LoginMethod, PersistenceError, ProfileStore, Role,
+    SettingsStore, UserPrompt,
 };
 use crate::services::{
     AuthError, AuthService, ChatService, CredentialContext, CredentialService, MessageError,
@@ -562,16 +562,22 @@ impl Session {
         Ok(lines)
     }
 
-    /// Runs `bucket`'s login flow now (`/auth P login`), through `prompt`.
+    /// Runs `bucket`'s login flow now (`/auth P login`, `--device` for the device login),
+    /// through `prompt`.
     ///
     /// # Errors
     /// [`SessionError::Auth`] when the flow fails or the token cannot be saved.
     pub async fn login(
         &self,
         bucket: BucketId,
+        method: LoginMethod,
         prompt: &dyn UserPrompt,
     ) -> Result<LoggedIn, SessionError> {
-        let token = self.services.auth.login(&bucket, prompt).await?;
+        let token = self
+            .services
+            .auth
+            .login_with(&bucket, method, prompt)
+            .await?;
         self.services.chat.mark_usable(&bucket).await;
         Ok(LoggedIn {
             seconds_left: token.seconds_left(self.services.clock.now()),

@@ -17,9 +17,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use llxprt_application::ports::{
-    Browser, BrowserError, Clock, FlowError, OAuthFlow, PromptError, RefreshError, UserPrompt,
+    Browser, BrowserError, Clock, FlowError, LoginMethod, LoginRequest, OAuthFlow, PromptError,
+    RefreshError, UserPrompt,
 };
-use llxprt_domain::{OAuthProvider, Secret, Token, UnixSeconds};
+use llxprt_domain::{BucketId, BucketName, OAuthProvider, Secret, Token, UnixSeconds};
 use llxprt_providers::oauth::{
     AnthropicConfig, AnthropicFlow, BrowserEnv, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow,
     OAuthHttp, QwenConfig, QwenFlow, SystemBrowser,
@@ -856,6 +857,127 @@ async fn codex_without_a_display_takes_the_pasted_redirect_url() {
     let token = login(&codex(&sim, ports, no_display), &user).await;
     assert!(token.is_ok(), "{token:?}");
     assert!(user.shown("no display"));
+    assert!(
+        user.shown("`/auth codex login --device` signs in with a code"),
+        "the paste flow says the device login exists: {:?}",
+        user.lines()
+    );
+}
+
+async fn device_login(
+    flow: &CodexFlow,
+    bucket: &str,
+    user: &ScriptedUser,
+) -> Result<Token, FlowError> {
+    let request = LoginRequest {
+        bucket: BucketId::new(OAuthProvider::Codex, BucketName::parse(bucket).unwrap()),
+        method: LoginMethod::Device,
+    };
+    tokio::time::timeout(BOUND, flow.login_for(&request, user))
+        .await
+        .expect("the flow finished in time")
+}
+
+/// Another device: reads the printed lines, visits the page and types the code there.
+fn enter_the_code_elsewhere(
+    sim: &SimulatorHandle,
+    user: &Arc<ScriptedUser>,
+) -> tokio::task::JoinHandle<u16> {
+    let (user, sim) = (user.clone(), sim.clone());
+    tokio::spawn(async move {
+        for _ in 0..400 {
+            let lines = user.lines();
+            let visit = lines.iter().find_map(|l| l.strip_prefix("Visit: "));
+            let code = lines.iter().find_map(|l| l.strip_prefix("Enter code: "));
+            if let (Some(visit), Some(code)) = (visit, code) {
+                let page = sim
+                    .browse(&format!("{visit}?user_code={code}"))
+                    .await
+                    .unwrap();
+                return page.status;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the code was never shown");
+    })
+}
+
+#[tokio::test]
+async fn codex_device_login_shows_the_code_waits_and_signs_in_with_no_browser() {
+    let ports = free_ports();
+    let sim = sim_for_codex(ports).await;
+    let user = Arc::new(ScriptedUser::new(&sim, &[]));
+    let browser = SimBrowser::new(&sim, Act::Unavailable, &user);
+    let flow = codex(&sim, ports, browser.clone());
+    let other_device = enter_the_code_elsewhere(&sim, &user);
+    let token = device_login(&flow, "work1", &user).await.unwrap();
+
+    assert_eq!(other_device.await.unwrap(), 200);
+    let lines = user.lines();
+    assert!(
+        lines.contains(&format!(
+            "Visit: {}/codex/device",
+            sim.endpoints().codex.issuer
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("Enter code: ")),
+        "{lines:?}"
+    );
+    assert!(
+        browser.opened().is_empty(),
+        "a device login opens no browser"
+    );
+    assert!(user.waits.load(Ordering::SeqCst) > 0, "the wait is shown");
+    assert!(token.account_id.as_deref().is_some_and(|a| !a.is_empty()));
+    assert!(token.refresh_token.is_some());
+    let counted = sim.counters(OAuthProvider::Codex, USER);
+    assert_eq!(counted.device_code_requests, 1);
+    // The device token refreshes like any other.
+    let refreshed = refresh(&flow, &refresh_token(&token)).await;
+    assert!(refreshed.is_ok(), "{refreshed:?}");
+    user.assert_no_secret_leaked(&[]);
+}
+
+#[tokio::test]
+async fn codex_device_login_stops_on_denial_expiry_and_its_time_limit() {
+    let ports = free_ports();
+    let sim = sim_for_codex(ports).await;
+    let no_browser =
+        || -> Arc<dyn Browser> { Arc::new(SystemBrowser::new(BrowserEnv::default(), true)) };
+
+    sim.deny_next_device_authorization(OAuthProvider::Codex);
+    let user = Arc::new(ScriptedUser::new(&sim, &[]));
+    let entered = enter_the_code_elsewhere(&sim, &user);
+    let denied = device_login(&codex(&sim, ports, no_browser()), "default", &user).await;
+    assert!(matches!(denied, Err(FlowError::Denied(_))), "{denied:?}");
+    entered.await.unwrap();
+
+    sim.expire_next_device_authorization(OAuthProvider::Codex);
+    let user = Arc::new(ScriptedUser::new(&sim, &[]));
+    let expired = device_login(&codex(&sim, ports, no_browser()), "work2", &user).await;
+    let Err(FlowError::Expired(why)) = &expired else {
+        panic!("{expired:?}")
+    };
+    assert!(why.contains("/auth codex login work2 --device"), "{why}");
+
+    // Nobody enters the code: the flow gives up at its limit and says how to start again.
+    let user = Arc::new(ScriptedUser::new(&sim, &[]));
+    let flow = codex(&sim, ports, no_browser()).with_device_timeout(Duration::from_millis(1500));
+    let late = device_login(&flow, "default", &user).await;
+    let Err(FlowError::Expired(why)) = &late else {
+        panic!("{late:?}")
+    };
+    assert!(
+        why.contains("not entered") && why.contains("/auth codex login --device"),
+        "{why}"
+    );
+    user.assert_no_secret_leaked(&[
+        format!("{denied:?}"),
+        format!("{expired:?}"),
+        format!("{late:?}"),
+    ]);
 }
 
 #[tokio::test]
@@ -1416,4 +1538,186 @@ async fn signed_in_tokens_are_stored_as_providers_md_says_and_refreshed_by_the_s
         "Codex rotates it"
     );
     assert_eq!(refreshed["account_id"], codex_file["account_id"]);
+}
+
+/// A Qwen device endpoint that hands out `complete` as its `verification_uri_complete`, and a
+/// token endpoint that then denies.
+async fn hostile_device_endpoint(complete: &'static str) -> String {
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/token/device",
+            post(move || async move {
+                axum::Json(serde_json::json!({
+                    "device_code": "dc-hostile",
+                    "user_code": "HOST-ILE1",
+                    "verification_uri": "https://chat.qwen.ai/authorize",
+                    "verification_uri_complete": complete,
+                    "expires_in": 60,
+                    "interval": 1,
+                }))
+            }),
+        )
+        .route(
+            "/token",
+            post(|| async {
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": "access_denied"})),
+                )
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("{base}/token")
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_address_from_a_device_endpoint_that_is_not_https_never_reaches_the_browser() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened");
+    let script = dir.path().join("browser");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env = BrowserEnv {
+        browser: Some(script.display().to_string()),
+        display: Some(":0".into()),
+        ..BrowserEnv::default()
+    };
+    for hostile in [
+        "--help",
+        "-a /System/Applications/Calculator.app",
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "http://evil.example/phish",
+    ] {
+        let token_url = hostile_device_endpoint(hostile).await;
+        let config = QwenConfig {
+            device_authorization_url: format!("{token_url}/device"),
+            token_url: token_url.clone(),
+            client_id: "client".into(),
+            scopes: strings(&["openid"]),
+        };
+        let browser = Arc::new(SystemBrowser::new(env.clone(), false));
+        let flow = QwenFlow::new(config, http(), browser, Arc::new(FixedClock)).unwrap();
+        let sim = Simulator::start().await.unwrap();
+        let user = ScriptedUser::new(&sim, &[]);
+        let result = login(&flow, &user).await;
+        assert!(
+            matches!(result, Err(FlowError::Denied(_))),
+            "{hostile}: {result:?}"
+        );
+        assert!(
+            !opened.exists(),
+            "{hostile:?} was handed to the browser: {}",
+            std::fs::read_to_string(&opened).unwrap_or_default()
+        );
+    }
+    // The same browser does open a real https address.
+    let token_url =
+        hostile_device_endpoint("https://chat.qwen.ai/authorize?user_code=HOST-ILE1").await;
+    let config = QwenConfig {
+        device_authorization_url: format!("{token_url}/device"),
+        token_url,
+        client_id: "client".into(),
+        scopes: strings(&["openid"]),
+    };
+    let flow = QwenFlow::new(
+        config,
+        http(),
+        Arc::new(SystemBrowser::new(env, false)),
+        Arc::new(FixedClock),
+    )
+    .unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let _ = login(&flow, &ScriptedUser::new(&sim, &[])).await;
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap(),
+        "https://chat.qwen.ai/authorize?user_code=HOST-ILE1\n"
+    );
+}
+
+#[tokio::test]
+async fn codex_device_polling_told_to_slow_down_goes_on_and_exchanges_what_it_got() {
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    let polls = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let counted = polls.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/accounts/deviceauth/usercode",
+            post(|| async {
+                axum::Json(serde_json::json!({
+                    "device_auth_id": "dev-1", "user_code": "SLOW-1234", "interval": "1"
+                }))
+            }),
+        )
+        .route(
+            "/api/accounts/deviceauth/token",
+            post(move || {
+                let counted = counted.clone();
+                async move {
+                    if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                        (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            axum::Json(serde_json::json!({})),
+                        )
+                    } else {
+                        (
+                            StatusCode::OK,
+                            axum::Json(serde_json::json!({
+                                "authorization_code": "ac-1", "code_verifier": "cv-1"
+                            })),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/oauth/token",
+            post(|| async {
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": "invalid_grant"})),
+                )
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = CodexConfig {
+        issuer,
+        client_id: "client".into(),
+        scopes: strings(&["openid"]),
+        callback_port: 0,
+        fallback_port: 0,
+    };
+    let flow = CodexFlow::new(
+        config,
+        http(),
+        Arc::new(SystemBrowser::new(BrowserEnv::default(), true)),
+        Arc::new(FixedClock),
+    )
+    .unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let user = ScriptedUser::new(&sim, &[]);
+    let result = device_login(&flow, "default", &user).await;
+    // The 429 was a signal to wait longer, not a failure: the next poll got the code, and the
+    // exchange was tried with it (this issuer then refuses it).
+    assert_eq!(polls.load(Ordering::SeqCst), 2);
+    assert!(
+        matches!(&result, Err(FlowError::Rejected(why)) if why.contains("invalid_grant")),
+        "{result:?}"
+    );
 }

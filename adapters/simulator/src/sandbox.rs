@@ -73,10 +73,45 @@ pub struct SandboxBrowser {
     shown: Arc<ShownCode>,
 }
 
-/// Wraps the front end's prompt so that the sandbox "pastes" the code its browser was shown.
+/// Wraps the front end's prompt so that the sandbox "pastes" the code its browser was shown,
+/// and enters a device login's code at the page it names, as the user would on another device.
 struct SandboxPrompt<'a> {
     inner: &'a dyn UserPrompt,
     shown: &'a ShownCode,
+    sim: &'a SimulatorHandle,
+    /// The last `Visit: URL` shown, waiting for its `Enter code: CODE`.
+    visit: Mutex<Option<String>>,
+}
+
+impl SandboxPrompt<'_> {
+    /// Codex's device login names a page and a code and opens nothing: the simulated user
+    /// types the code there. (Qwen's flow opens its page with the code itself.)
+    fn enter_device_code(&self, line: &str) {
+        if let Some(url) = line.strip_prefix("Visit: ") {
+            *self.visit.lock().unwrap_or_else(PoisonError::into_inner) = Some(url.to_owned());
+            return;
+        }
+        let Some(code) = line.strip_prefix("Enter code: ") else {
+            return;
+        };
+        let visit = self
+            .visit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let device_page = format!("{}/codex/device", self.sim.endpoints().codex.issuer);
+        if visit.as_deref() != Some(device_page.as_str()) {
+            return;
+        }
+        self.inner
+            .show("(sandbox: the simulated user enters the code at that page)");
+        let (sim, page) = (self.sim.clone(), format!("{device_page}?user_code={code}"));
+        tokio::spawn(async move {
+            if let Err(error) = sim.browse(&page).await {
+                tracing::warn!(%error, "the simulated user could not enter the device code");
+            }
+        });
+    }
 }
 
 impl SandboxBrowser {
@@ -127,6 +162,7 @@ impl Browser for SandboxBrowser {
 impl UserPrompt for SandboxPrompt<'_> {
     fn show(&self, line: &str) {
         self.inner.show(line);
+        self.enter_device_code(line);
     }
     fn show_error(&self, line: &str) {
         self.inner.show_error(line);
@@ -290,9 +326,13 @@ impl Shell for SandboxShell {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["/sandbox", rest @ ..] => return self.sandbox_command(rest, prompt),
-            ["/auth", p, "login", bucket @ ..] => {
+            ["/auth", p, "login", rest @ ..] => {
                 if let Ok(p) = p.parse::<OAuthProvider>() {
-                    let account = bucket.first().copied().unwrap_or("default");
+                    let account = rest
+                        .iter()
+                        .copied()
+                        .find(|word| !word.starts_with("--"))
+                        .unwrap_or("default");
                     self.sim.set_login_account(p, account);
                 }
             }
@@ -305,6 +345,8 @@ impl Shell for SandboxShell {
                 let prompt = SandboxPrompt {
                     inner: prompt,
                     shown,
+                    sim: &self.sim,
+                    visit: Mutex::new(None),
                 };
                 self.inner.run_line(line, &prompt).await
             }

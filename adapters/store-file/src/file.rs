@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, Metadata, Permissions};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -162,6 +162,30 @@ impl TokenStore for FileTokenStore {
     async fn list(&self, provider: OAuthProvider) -> Result<Vec<BucketName>, StoreError> {
         let dir = self.dir.clone();
         blocking(&self.dir, move || list_buckets(&dir, provider)).await
+    }
+
+    async fn check_writable(&self, bucket: &BucketId) -> Result<(), StoreError> {
+        // What a save does first: the private directory, then a temporary file beside the
+        // token (dropping it removes it), so a save that would fail fails here instead.
+        let dir = self.dir.clone();
+        let probe = dir.join(format!(
+            ".{}-{}.check.{}",
+            bucket.provider,
+            bucket.bucket,
+            std::process::id()
+        ));
+        blocking(&self.dir, move || {
+            prepare_dir(&dir, true)?;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(llxprt_fs::PRIVATE_FILE_MODE)
+                .open(&probe)
+                .and_then(|_| fs::remove_file(&probe))
+                .map_err(|e| io_error(&dir, e))
+        })
+        .await
     }
 
     async fn lock(

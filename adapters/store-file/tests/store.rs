@@ -128,6 +128,33 @@ mod files {
     }
 
     #[tokio::test]
+    async fn a_store_that_cannot_be_written_says_so_before_any_token_is_at_stake() {
+        let (_dir, fresh) = store();
+        let id = bucket(OAuthProvider::Gemini, "work");
+        fresh.check_writable(&id).await.unwrap();
+        assert_eq!(
+            mode(fresh.dir()),
+            0o700,
+            "the check makes the directory as a save would"
+        );
+        assert_eq!(
+            std::fs::read_dir(fresh.dir()).unwrap().count(),
+            0,
+            "and leaves nothing"
+        );
+
+        // A file where the directory should be: unwritable even for root.
+        let (_blocked_dir, blocked) = store();
+        std::fs::create_dir_all(blocked.dir().parent().unwrap()).unwrap();
+        std::fs::write(blocked.dir(), "not a directory").unwrap();
+        let error = blocked.check_writable(&id).await.unwrap_err().to_string();
+        assert!(
+            error.contains("oauth") && error.contains("not a directory"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
     async fn wider_permissions_are_tightened() {
         let (_dir, store) = store();
         let oauth = store.dir();

@@ -17,7 +17,9 @@ pub use chat::{ChatAuth, ChatClient, ChatError, ChatMessage, ChatReply, ChatRequ
 pub use clock::Clock;
 pub use config_store::{ConfigError, KeyFiles, ProfileStore, SettingsStore};
 pub use health_store::HealthStore;
-pub use oauth_flow::{Browser, BrowserError, FlowError, OAuthFlow, RefreshError};
+pub use oauth_flow::{
+    Browser, BrowserError, FlowError, LoginMethod, LoginRequest, OAuthFlow, RefreshError,
+};
 pub use persistence::PersistenceError;
 pub use prompt::{PromptError, UserPrompt};
 pub use stats_store::StatsStore;

@@ -1,7 +1,7 @@
 //! The sign-in port: one OAuth flow per provider, and the browser it may open.
 
 use async_trait::async_trait;
-use llxprt_domain::{OAuthProvider, Secret, Token};
+use llxprt_domain::{BucketId, OAuthProvider, Secret, Token};
 
 use super::prompt::{PromptError, UserPrompt};
 
@@ -39,6 +39,26 @@ pub enum RefreshError {
     Transient(String),
 }
 
+/// How a sign-in reaches the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoginMethod {
+    /// The provider's usual flow (a browser, a pasted code, a device code for Qwen).
+    #[default]
+    Usual,
+    /// A device login: a code to enter on another machine's browser (`--device`).
+    Device,
+}
+
+/// What a sign-in is for: the bucket it fills (named on the pages the user sees) and how it
+/// reaches the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRequest {
+    /// The bucket the token will be saved in.
+    pub bucket: BucketId,
+    /// How the user signs in.
+    pub method: LoginMethod,
+}
+
 /// One provider's sign-in and refresh.
 #[async_trait]
 pub trait OAuthFlow: Send + Sync {
@@ -50,6 +70,27 @@ pub trait OAuthFlow: Send + Sync {
     /// # Errors
     /// A [`FlowError`] saying why no token was obtained.
     async fn login(&self, prompt: &dyn UserPrompt) -> Result<Token, FlowError>;
+
+    /// Runs the sign-in for `request`. Flows that name the bucket on their pages, or have a
+    /// device login, override it; the others run [`OAuthFlow::login`].
+    ///
+    /// # Errors
+    /// A [`FlowError`] saying why no token was obtained; [`FlowError::Invalid`] when a device
+    /// login is asked of a provider that has none.
+    async fn login_for(
+        &self,
+        request: &LoginRequest,
+        prompt: &dyn UserPrompt,
+    ) -> Result<Token, FlowError> {
+        match request.method {
+            LoginMethod::Usual => self.login(prompt).await,
+            LoginMethod::Device => Err(FlowError::Invalid(format!(
+                "{} has no device login; run `/auth {} login` without --device",
+                self.provider(),
+                self.provider()
+            ))),
+        }
+    }
 
     /// Trades a refresh token for a new token. The result holds only what the provider returned;
     /// the caller merges it into the stored token.
@@ -69,6 +110,10 @@ pub enum BrowserError {
     /// The launch was tried and failed.
     #[error("the browser could not be launched: {0}")]
     LaunchFailed(String),
+    /// The address is not one a sign-in opens (not absolute `https`, nor `http` on loopback);
+    /// nothing was launched.
+    #[error("refused to open the sign-in address: {0}")]
+    UnsafeUrl(String),
 }
 
 /// Opens a URL for the user.

@@ -93,4 +93,15 @@ pub trait TokenStore: Send + Sync {
         bucket: &BucketId,
         timeout: Duration,
     ) -> Result<Box<dyn BucketLock>, StoreError>;
+
+    /// Checks, without changing any token, that a token for `bucket` could be saved now, so a
+    /// sign-in is not run only to find its token cannot be kept. Stores that cannot tell
+    /// answer `Ok`.
+    ///
+    /// # Errors
+    /// [`StoreError::PermissionDenied`] or [`StoreError::Io`] when saving would fail.
+    async fn check_writable(&self, bucket: &BucketId) -> Result<(), StoreError> {
+        let _ = bucket;
+        Ok(())
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use llxprt_domain::{BucketId, BucketName, OAuthProvider, Token};
 
-use crate::ports::{FlowError, StoreError, TokenStore, UserPrompt};
+use crate::ports::{FlowError, LoginMethod, LoginRequest, StoreError, TokenStore, UserPrompt};
 use crate::services::token_service::{FlowRegistry, DEFAULT_LOCK_TIMEOUT};
 
 /// Why a login or logout did not complete.
@@ -49,14 +49,37 @@ impl AuthService {
         bucket: &BucketId,
         prompt: &dyn UserPrompt,
     ) -> Result<Token, AuthError> {
+        self.login_with(bucket, LoginMethod::Usual, prompt).await
+    }
+
+    /// [`AuthService::login`] with the sign-in reaching the user by `method` (`--device`).
+    /// A token store that could not keep the token is found before the sign-in starts.
+    ///
+    /// # Errors
+    /// As [`AuthService::login`]; [`AuthError::Store`] before any sign-in when the store cannot
+    /// be written.
+    pub async fn login_with(
+        &self,
+        bucket: &BucketId,
+        method: LoginMethod,
+        prompt: &dyn UserPrompt,
+    ) -> Result<Token, AuthError> {
         let flow = self
             .flows
             .get(bucket.provider)
             .ok_or(AuthError::NoFlow(bucket.provider))?;
-        let token = flow.login(prompt).await.map_err(|source| AuthError::Flow {
+        self.store.check_writable(bucket).await?;
+        let request = LoginRequest {
             bucket: bucket.clone(),
-            source,
-        })?;
+            method,
+        };
+        let token = flow
+            .login_for(&request, prompt)
+            .await
+            .map_err(|source| AuthError::Flow {
+                bucket: bucket.clone(),
+                source,
+            })?;
         // The lock keeps a concurrent refresh in another process from writing between our
         // read-free login and the save.
         let _lock = self.store.lock(bucket, DEFAULT_LOCK_TIMEOUT).await?;

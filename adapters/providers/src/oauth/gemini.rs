@@ -10,19 +10,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llxprt_application::ports::{Browser, Clock, FlowError, OAuthFlow, RefreshError, UserPrompt};
-use llxprt_domain::{OAuthProvider, Secret, Token};
+use llxprt_application::ports::{
+    Browser, Clock, FlowError, LoginMethod, LoginRequest, OAuthFlow, RefreshError, UserPrompt,
+};
+use llxprt_domain::{BucketId, OAuthProvider, Secret, Token};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
     PkceCodeChallenge, RedirectUrl, RefreshToken, Scope, TokenUrl,
 };
-use tokio::net::TcpListener;
 
 use super::http::{
     exchange_error, new_client, parse_url, redact_flow_error, redact_refresh_error, refresh_error,
     token_from, OAuthClient, OAuthConfigError, OAuthHttp,
 };
-use super::loopback::{BareCode, BrowserSignIn, CallbackServer, DEFAULT_CALLBACK_TIMEOUT};
+use super::loopback::{
+    BareCode, BrowserSignIn, CallbackServer, Loopback, DEFAULT_CALLBACK_TIMEOUT,
+};
 
 /// The path Google redirects to on the loopback port.
 const CALLBACK_PATH: &str = "/oauth2callback";
@@ -88,20 +91,17 @@ impl GeminiFlow {
     }
 }
 
-#[async_trait]
-impl OAuthFlow for GeminiFlow {
-    fn provider(&self) -> OAuthProvider {
-        OAuthProvider::Gemini
-    }
-
-    async fn login(&self, prompt: &dyn UserPrompt) -> Result<Token, FlowError> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
+impl GeminiFlow {
+    /// The loopback sign-in into `bucket`.
+    async fn browser_login(
+        &self,
+        bucket: &BucketId,
+        prompt: &dyn UserPrompt,
+    ) -> Result<Token, FlowError> {
+        let loopback = Loopback::bind_any().await.map_err(|e| {
             FlowError::Transient(format!("could not open a local port for the sign-in: {e}"))
         })?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| FlowError::Transient(format!("could not read the local port: {e}")))?
-            .port();
+        let port = loopback.port();
         let redirect = RedirectUrl::new(format!("http://localhost:{port}{CALLBACK_PATH}"))
             .map_err(|_| FlowError::Invalid("could not form the redirect address".to_owned()))?;
         let client = self.client.clone().set_redirect_uri(redirect);
@@ -113,13 +113,14 @@ impl OAuthFlow for GeminiFlow {
             .add_extra_param("prompt", "consent")
             .set_pkce_challenge(challenge)
             .url();
-        let server = CallbackServer::start(listener, CALLBACK_PATH, &state);
+        let server = CallbackServer::start(loopback, CALLBACK_PATH, &state, bucket);
         let code = BrowserSignIn {
-            provider: OAuthProvider::Gemini,
+            bucket,
             url: &url,
             state: &state,
             bare_code: BareCode::Accepted,
             timeout: self.callback_timeout,
+            without_browser: None,
         }
         .obtain_code(server, self.browser.as_ref(), prompt)
         .await?;
@@ -134,6 +135,32 @@ impl OAuthFlow for GeminiFlow {
                 redact_flow_error(exchange_error(e), &sent)
             })?;
         Ok(token_from(&response, self.clock.now())?)
+    }
+}
+
+#[async_trait]
+impl OAuthFlow for GeminiFlow {
+    fn provider(&self) -> OAuthProvider {
+        OAuthProvider::Gemini
+    }
+
+    async fn login(&self, prompt: &dyn UserPrompt) -> Result<Token, FlowError> {
+        self.browser_login(&BucketId::default_for(OAuthProvider::Gemini), prompt)
+            .await
+    }
+
+    async fn login_for(
+        &self,
+        request: &LoginRequest,
+        prompt: &dyn UserPrompt,
+    ) -> Result<Token, FlowError> {
+        match request.method {
+            LoginMethod::Usual => self.browser_login(&request.bucket, prompt).await,
+            LoginMethod::Device => Err(FlowError::Invalid(
+                "gemini has no device login; start llxprt with --nobrowser to paste the code"
+                    .to_owned(),
+            )),
+        }
     }
 
     async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError> {

@@ -150,6 +150,29 @@ impl OAuthHttp {
     }
 }
 
+impl OAuthHttp {
+    /// A JSON POST whose answer is returned whatever its status (read up to
+    /// [`MAX_ANSWER_BYTES`]), for endpoints whose statuses are not OAuth's: Codex's device
+    /// login answers `403` or `404` while the user has not entered the code yet.
+    pub(crate) async fn post_json(
+        &self,
+        url: &Url,
+        body: &serde_json::Value,
+    ) -> Result<(u16, Vec<u8>), HttpFailure> {
+        let response = self
+            .transport
+            .0
+            .post(url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(serde_json::to_vec(body).unwrap_or_default())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, read_capped(response).await?))
+    }
+}
+
 const UNREADABLE: &str = "the provider's answer could not be read";
 
 /// The most a token endpoint's answer may hold. Real answers are a few kilobytes (a Codex id

@@ -1,7 +1,14 @@
-//! The browser half of the Gemini and Codex flows: a one-shot callback server on 127.0.0.1 that
-//! the provider redirects to, and the paste fallback when no browser can be opened.
+//! The browser half of the Gemini and Codex flows: a one-shot callback server on loopback that
+//! the provider redirects to, the pages the person in the browser sees, and the paste fallback
+//! when no browser can be opened.
+//!
+//! The redirect says `localhost`, which a browser may resolve to `::1` before `127.0.0.1`; the
+//! server listens on both, on the same port, so the browser finds it either way and no other
+//! user of the machine can take the IPv6 side of the port and receive the code.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use llxprt_application::ports::{Browser, FlowError, UserPrompt};
-use llxprt_domain::{OAuthProvider, Secret};
+use llxprt_domain::{BucketId, Secret};
 use oauth2::CsrfToken;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -28,6 +35,55 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// How often the user is shown that the flow is still waiting.
 const WAITING_TICK: Duration = Duration::from_secs(1);
+
+/// The listeners of one callback server: `127.0.0.1` and, where the machine has IPv6, `[::1]`,
+/// on the same port.
+pub(crate) struct Loopback {
+    listeners: Vec<TcpListener>,
+    port: u16,
+}
+
+impl Loopback {
+    /// Listens on `port` (0: one the system picks) of `127.0.0.1` and of `[::1]`.
+    ///
+    /// # Errors
+    /// The first side's error; [`ErrorKind::AddrInUse`] also when only the IPv6 side is taken
+    /// (by someone who would receive the browser's code), so the caller picks another port.
+    pub(crate) async fn bind(port: u16) -> std::io::Result<Self> {
+        let v4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+        let port = v4.local_addr()?.port();
+        let mut listeners = vec![v4];
+        match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).await {
+            Ok(v6) => listeners.push(v6),
+            // Someone else holds [::1]:port and would receive a browser that tries IPv6 first.
+            Err(e) if e.kind() == ErrorKind::AddrInUse => return Err(e),
+            // No IPv6 loopback on this machine: a browser cannot reach `::1` either.
+            Err(error) => {
+                tracing::debug!(%error, "no IPv6 loopback here; listening on 127.0.0.1 only");
+            }
+        }
+        Ok(Self { listeners, port })
+    }
+
+    /// Listens on a port the system picks, free on both sides; a port whose IPv6 side is taken
+    /// is given up for another.
+    pub(crate) async fn bind_any() -> std::io::Result<Self> {
+        let mut last = None;
+        for _ in 0..8 {
+            match Self::bind(0).await {
+                Ok(loopback) => return Ok(loopback),
+                Err(e) if e.kind() == ErrorKind::AddrInUse => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ErrorKind::AddrInUse.into()))
+    }
+
+    /// The port both sides listen on.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+}
 
 /// What reached the callback server, as the waiting flow needs to know it.
 enum CallbackEvent {
@@ -45,6 +101,7 @@ enum CallbackEvent {
 #[derive(Clone)]
 struct Shared {
     state: Arc<String>,
+    bucket: Arc<BucketId>,
     events: mpsc::Sender<CallbackEvent>,
 }
 
@@ -52,43 +109,64 @@ struct Shared {
 /// port, after giving answers in flight a moment to finish.
 pub(crate) struct CallbackServer {
     events: mpsc::Receiver<CallbackEvent>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl CallbackServer {
-    /// Serves `path` on `listener` (bound to 127.0.0.1 by the caller) for the sign-in that sent
+    /// Serves `path` on every listener of `loopback` for the sign-in of `bucket` that sent
     /// `state`. Every other path answers 404.
-    pub(crate) fn start(listener: TcpListener, path: &str, state: &CsrfToken) -> Self {
+    pub(crate) fn start(
+        loopback: Loopback,
+        path: &str,
+        state: &CsrfToken,
+        bucket: &BucketId,
+    ) -> Self {
         let (events_tx, events) = mpsc::channel(64);
         let shared = Shared {
             state: Arc::new(state.secret().clone()),
+            bucket: Arc::new(bucket.clone()),
             events: events_tx,
         };
         let router = Router::new()
             .route(path, get(callback))
-            .fallback(|| async { page(StatusCode::NOT_FOUND, "Not found", "Nothing here.") })
+            .fallback(|| async {
+                page(
+                    StatusCode::NOT_FOUND,
+                    Tone::Failed,
+                    "Nothing here",
+                    &["This address belongs to a sign-in of llxprt and has nothing else to show."],
+                )
+            })
             .with_state(shared);
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stop.await;
+        let (shutdown, stop) = watch::channel(false);
+        let tasks = loopback
+            .listeners
+            .into_iter()
+            .map(|listener| {
+                let (router, mut stop) = (router.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let served = axum::serve(listener, router)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|stopped| *stopped).await;
+                        })
+                        .await;
+                    if let Err(error) = served {
+                        tracing::warn!(%error, "the sign-in callback server stopped");
+                    }
                 })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "the sign-in callback server stopped");
-            }
-        });
+            })
+            .collect();
+        drop(stop);
         Self {
             events,
-            shutdown: Some(shutdown),
-            task: Some(task),
+            shutdown,
+            tasks,
         }
     }
 
-    /// Waits for the one valid callback and returns its code, telling the user about rejected
-    /// callbacks and showing that it is waiting.
+    /// Waits for the one valid callback and returns its code, telling the user (once) about
+    /// rejected callbacks and showing that it is waiting.
     pub(crate) async fn wait_for_code(
         mut self,
         prompt: &dyn UserPrompt,
@@ -96,6 +174,7 @@ impl CallbackServer {
     ) -> Result<Secret, FlowError> {
         const WHAT: &str = "Waiting for the sign-in to finish in the browser";
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut ignored = 0_u64;
         let outcome = loop {
             prompt.waiting(WHAT, false);
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -115,10 +194,14 @@ impl CallbackServer {
                     break Err(provider_error(prompt, &error, description.as_deref()))
                 }
                 Ok(Some(CallbackEvent::Ignored(why))) => {
-                    tracing::debug!(why, "ignored a sign-in callback");
-                    prompt.show(&format!(
-                        "Ignored a sign-in callback: {why}; still waiting."
-                    ));
+                    ignored += 1;
+                    tracing::debug!(why, ignored, "ignored a sign-in callback");
+                    // One line however many come: a flood must not bury the terminal.
+                    if ignored == 1 {
+                        prompt.show(&format!(
+                            "Ignored a sign-in callback ({why}); still waiting. Any further ones are ignored without a word."
+                        ));
+                    }
                 }
                 Ok(None) => {
                     break Err(FlowError::Transient(
@@ -134,16 +217,16 @@ impl CallbackServer {
 
 impl Drop for CallbackServer {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        let _ = self.shutdown.send(true);
         // Graceful shutdown waits for open connections, which a browser may keep alive; cut
         // them off after a grace period so the port (1455 for Codex) is freed.
-        if let (Some(task), Ok(runtime)) = (self.task.take(), tokio::runtime::Handle::try_current())
-        {
+        let tasks = std::mem::take(&mut self.tasks);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
-                task.abort();
+                for task in tasks {
+                    task.abort();
+                }
             });
         }
     }
@@ -158,27 +241,49 @@ async fn callback(State(shared): State<Shared>, RawQuery(query): RawQuery) -> Re
                 .collect()
         })
         .unwrap_or_default();
-    let (event, response) = judge(&pairs, &shared.state);
+    let (event, response) = judge(&pairs, &shared.state, &shared.bucket);
     if shared.events.send(event).await.is_err() {
         // The flow has finished: this answer changes nothing, and must not say it did.
+        let bucket = &shared.bucket;
         return page(
             StatusCode::GONE,
-            "Sign-in not accepted",
-            "No sign-in is waiting for this answer any more. Return to the terminal.",
+            Tone::Failed,
+            "This sign-in has already ended",
+            &[
+                &format!("llxprt is no longer waiting for a sign-in to {bucket}: it finished, timed out or was cancelled. Nothing was changed by this page."),
+                &format!("Look at the terminal. To sign in again, run {}.", login_command(bucket)),
+            ],
         );
     }
     response
 }
 
+/// The command that starts this bucket's sign-in again.
+fn login_command(bucket: &BucketId) -> String {
+    if bucket.bucket.is_default() {
+        format!("/auth {} login", bucket.provider)
+    } else {
+        format!("/auth {} login {}", bucket.provider, bucket.bucket)
+    }
+}
+
 /// What a callback means for the sign-in, and the page the browser gets.
-fn judge(pairs: &[(String, String)], state: &str) -> (CallbackEvent, Response) {
+fn judge(pairs: &[(String, String)], state: &str, bucket: &BucketId) -> (CallbackEvent, Response) {
+    let again = format!(
+        "Return to the terminal; if the sign-in there has ended, run {} to start a new one.",
+        login_command(bucket)
+    );
     if repeats_a_parameter(pairs) {
         return (
             CallbackEvent::Ignored("it repeats a parameter"),
             page(
                 StatusCode::BAD_REQUEST,
+                Tone::Failed,
                 "Sign-in not accepted",
-                "This answer repeats a parameter, so it cannot be trusted. Return to the terminal.",
+                &[
+                    &format!("This answer for the sign-in to {bucket} repeats a parameter, so it cannot be trusted. Nothing was saved."),
+                    &again,
+                ],
             ),
         );
     }
@@ -191,15 +296,29 @@ fn judge(pairs: &[(String, String)], state: &str) -> (CallbackEvent, Response) {
             CallbackEvent::Ignored("its state does not match this sign-in"),
             page(
                 StatusCode::BAD_REQUEST,
-                "Sign-in not accepted",
-                "This answer does not belong to the sign-in in progress (state mismatch). \
-                 Return to the terminal and start the sign-in again if needed.",
+                Tone::Failed,
+                "This page belongs to another sign-in",
+                &[
+                    &format!("llxprt is waiting for a sign-in to {bucket}, and this answer does not belong to it (state mismatch): it may come from an older sign-in, or from another tab or program. Nothing was saved."),
+                    &format!("Finish the sign-in from the address printed in the terminal, or run {} again.", login_command(bucket)),
+                ],
             ),
         );
     }
     if let Some(error) = params.get("error") {
         let description = params.get("error_description").map(|d| (*d).to_owned());
         let text = describe(error, description.as_deref());
+        let (title, what) = if *error == "access_denied" {
+            (
+                "Sign-in denied",
+                format!("The sign-in to {bucket} was denied at the provider's consent page ({text}). Nothing was saved."),
+            )
+        } else {
+            (
+                "Sign-in failed",
+                format!("The provider refused the sign-in to {bucket}: {text}. Nothing was saved."),
+            )
+        };
         return (
             CallbackEvent::ProviderError {
                 error: (*error).to_owned(),
@@ -207,8 +326,12 @@ fn judge(pairs: &[(String, String)], state: &str) -> (CallbackEvent, Response) {
             },
             page(
                 StatusCode::OK,
-                "Sign-in failed",
-                &format!("The provider said: {text}. You can close this window and return to the terminal."),
+                Tone::Failed,
+                title,
+                &[
+                    &what,
+                    &format!("To try again, run {} in the terminal and allow access; or use an API key instead.", login_command(bucket)),
+                ],
             ),
         );
     }
@@ -217,16 +340,24 @@ fn judge(pairs: &[(String, String)], state: &str) -> (CallbackEvent, Response) {
             CallbackEvent::Code(Secret::new(*code)),
             page(
                 StatusCode::OK,
+                Tone::Done,
                 "Signed in",
-                "Sign-in complete. You can close this window and return to the terminal.",
+                &[
+                    &format!("llxprt received the sign-in to {bucket} and is finishing it in the terminal."),
+                    "You can close this tab and return to the terminal.",
+                ],
             ),
         ),
         None => (
             CallbackEvent::Ignored("it carries no authorization code"),
             page(
                 StatusCode::BAD_REQUEST,
+                Tone::Failed,
                 "Sign-in not accepted",
-                "The answer carries no authorization code. Return to the terminal.",
+                &[
+                    &format!("This answer for the sign-in to {bucket} carries no authorization code. Nothing was saved."),
+                    &again,
+                ],
             ),
         ),
     }
@@ -240,18 +371,50 @@ fn repeats_a_parameter(pairs: &[(String, String)]) -> bool {
         .any(|name| pairs.iter().filter(|(key, _)| key == name).count() > 1)
 }
 
-fn page(status: StatusCode, title: &str, message: &str) -> Response {
+/// Whether a page reports success.
+#[derive(Clone, Copy)]
+enum Tone {
+    Done,
+    Failed,
+}
+
+/// A page for the person in the browser: self-contained (inline style, no script, no external
+/// resource, which the content security policy also forbids), every text escaped.
+fn page(status: StatusCode, tone: Tone, title: &str, paragraphs: &[&str]) -> Response {
+    let (mark, colour, id) = match tone {
+        Tone::Done => ("✓", "#1a7f37", "signed-in"),
+        Tone::Failed => ("✗", "#cf222e", "sign-in-failed"),
+    };
+    let text: String = paragraphs
+        .iter()
+        .map(|p| format!("<p>{}</p>", html_escape::encode_text(p)))
+        .collect();
     let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><h1>{title}</h1><p>{message}</p></body></html>",
-        title = html_escape::encode_quoted_attribute(title),
-        message = html_escape::encode_quoted_attribute(message),
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>llxprt: {title}</title><style>\
+         body{{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;background:#f6f8fa;\
+         color:#1f2328;margin:0;display:flex;min-height:100vh;align-items:center;\
+         justify-content:center}}\
+         main{{background:#fff;border:1px solid #d0d7de;border-radius:12px;padding:2rem 2.5rem;\
+         max-width:34rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}}\
+         h1{{font-size:1.5rem;margin:0 0 1rem}}h1 span{{color:{colour};margin-right:.5rem}}\
+         p{{line-height:1.5;margin:.5rem 0}}footer{{margin-top:1.5rem;color:#656d76;\
+         font-size:.85rem}}</style></head><body><main id=\"{id}\">\
+         <h1><span>{mark}</span>{title}</h1>{text}<footer>llxprt sign-in</footer></main>\
+         </body></html>",
+        title = html_escape::encode_text(title),
     );
     (
         status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         body,
     )
@@ -338,13 +501,16 @@ pub(crate) fn parse_pasted(
     }
 }
 
-/// One browser sign-in: the URL to open and the state it carries.
+/// One browser sign-in: the bucket it fills, the URL to open and the state it carries.
 pub(crate) struct BrowserSignIn<'a> {
-    pub(crate) provider: OAuthProvider,
+    pub(crate) bucket: &'a BucketId,
     pub(crate) url: &'a Url,
     pub(crate) state: &'a CsrfToken,
     pub(crate) bare_code: BareCode,
     pub(crate) timeout: Duration,
+    /// Another way to sign in without a browser on this machine, told to the user when none
+    /// opens (Codex's `--device`).
+    pub(crate) without_browser: Option<String>,
 }
 
 impl BrowserSignIn<'_> {
@@ -358,7 +524,7 @@ impl BrowserSignIn<'_> {
     ) -> Result<Secret, FlowError> {
         prompt.show(&format!(
             "Sign in to {} in your browser. If it does not open, visit:",
-            self.provider
+            self.bucket.provider
         ));
         prompt.show(self.url.as_str());
         match browser.open(self.url.as_str()).await {
@@ -368,6 +534,9 @@ impl BrowserSignIn<'_> {
                 // address the user can copy, instead of a success page nobody waits for.
                 drop(server);
                 prompt.show(&format!("{error}."));
+                if let Some(other_way) = &self.without_browser {
+                    prompt.show(other_way);
+                }
                 prompt.show(
                     "Open the URL above in any browser and sign in. The browser then goes to a \
                      localhost address that may fail to load: copy that whole address.",
@@ -411,10 +580,20 @@ mod tests {
         CsrfToken::new("st-123".to_owned())
     }
 
+    fn work() -> BucketId {
+        BucketId::new(
+            llxprt_domain::OAuthProvider::Gemini,
+            llxprt_domain::BucketName::parse("work").unwrap(),
+        )
+    }
+
     async fn server() -> (CallbackServer, String) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        (CallbackServer::start(listener, "/cb", &state()), base)
+        let loopback = Loopback::bind(0).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", loopback.port());
+        (
+            CallbackServer::start(loopback, "/cb", &state(), &work()),
+            base,
+        )
     }
 
     async fn get(url: &str) -> (u16, String) {
@@ -482,10 +661,13 @@ mod tests {
     }
 
     async fn server_for(state: &str) -> (CallbackServer, String) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let loopback = Loopback::bind(0).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", loopback.port());
         let state = CsrfToken::new(state.to_owned());
-        (CallbackServer::start(listener, "/cb", &state), base)
+        (
+            CallbackServer::start(loopback, "/cb", &state, &work()),
+            base,
+        )
     }
 
     #[tokio::test]
@@ -568,7 +750,7 @@ mod tests {
             let status = late.status().as_u16();
             let body = late.text().await.unwrap_or_default();
             assert_ne!(status, 200, "{body}");
-            assert!(!body.contains("Sign-in complete"), "{body}");
+            assert!(!body.contains("id=\"signed-in\""), "{body}");
         }
 
         // The same, deterministic: nobody is waiting any more.
@@ -576,6 +758,7 @@ mod tests {
         drop(receiver);
         let shared = Shared {
             state: Arc::new("st-123".to_owned()),
+            bucket: Arc::new(work()),
             events,
         };
         let late = callback(
@@ -601,6 +784,136 @@ mod tests {
         assert!(matches!(waited, Err(FlowError::Denied(_))), "{waited:?}");
         let shown = prompt.0.lock().unwrap().join("\n");
         assert!(shown.contains("access_denied: <b>no</b>"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_ignored_callbacks_gets_one_line() {
+        let (server, base) = server().await;
+        let prompt = Lines::default();
+        let (waited, ()) = tokio::join!(
+            server.wait_for_code(&prompt, Duration::from_secs(60)),
+            async {
+                let client = reqwest::Client::new();
+                for round in 0..30 {
+                    let batch: Vec<_> = (0..100)
+                        .map(|i| {
+                            let url = format!("{base}/cb?code=junk{round}x{i}&state=forged");
+                            let client = client.clone();
+                            tokio::spawn(
+                                async move { client.get(url).send().await.map(|r| r.status()) },
+                            )
+                        })
+                        .collect();
+                    for request in batch {
+                        assert_eq!(request.await.unwrap().unwrap(), 400);
+                    }
+                }
+                let ok = client
+                    .get(format!("{base}/cb?code=good&state=st-123"))
+                    .send()
+                    .await;
+                assert_eq!(ok.unwrap().status(), 200);
+            }
+        );
+        assert_eq!(waited.unwrap().expose(), "good");
+        let shown = prompt.0.lock().unwrap().clone();
+        assert_eq!(shown.len(), 1, "3000 ignored callbacks: {shown:?}");
+        assert!(
+            shown[0].contains("Ignored") && shown[0].contains("state"),
+            "{shown:?}"
+        );
+    }
+
+    /// Whether this machine has an IPv6 loopback at all.
+    fn has_ipv6_loopback() -> bool {
+        std::net::TcpListener::bind("[::1]:0").is_ok()
+    }
+
+    #[tokio::test]
+    async fn the_listener_answers_on_both_loopbacks_and_leaves_a_squatted_port() {
+        assert!(
+            has_ipv6_loopback(),
+            "this test needs an IPv6 loopback (::1)"
+        );
+        let (server, base) = server().await;
+        let port = base.rsplit(':').next().unwrap().to_owned();
+        let prompt = Lines::default();
+        let (waited, ()) = tokio::join!(
+            server.wait_for_code(&prompt, Duration::from_secs(20)),
+            async {
+                let (status, _) =
+                    get(&format!("http://[::1]:{port}/cb?code=six&state=forged")).await;
+                assert_eq!(status, 400, "the IPv6 side answers as ours");
+                let (status, _) =
+                    get(&format!("http://[::1]:{port}/cb?code=v6&state=st-123")).await;
+                assert_eq!(status, 200);
+            }
+        );
+        assert_eq!(waited.unwrap().expose(), "v6");
+
+        // Another user holding [::1]:PORT would receive a browser that tries IPv6 first.
+        let squatter = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let taken = squatter.local_addr().unwrap().port();
+        let refused = Loopback::bind(taken).await.err().map(|e| e.kind());
+        assert_eq!(refused, Some(ErrorKind::AddrInUse));
+        let fine = Loopback::bind_any().await.unwrap();
+        assert_ne!(fine.port(), taken);
+        assert_eq!(fine.listeners.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn every_page_names_the_bucket_says_what_next_and_loads_nothing_from_elsewhere() {
+        let (first, base) = server().await;
+        let prompt = Lines::default();
+        let client = reqwest::Client::new();
+        let (waited, pages) = tokio::join!(
+            first.wait_for_code(&prompt, Duration::from_secs(20)),
+            async {
+                let mut pages = Vec::new();
+                for query in [
+                    "code=old&state=stale",
+                    "state=st-123",
+                    "code=a&code=b&state=st-123",
+                    "error=access_denied&state=st-123",
+                ] {
+                    let answer = client
+                        .get(format!("{base}/cb?{query}"))
+                        .send()
+                        .await
+                        .unwrap();
+                    let csp = answer.headers()["content-security-policy"]
+                        .to_str()
+                        .unwrap()
+                        .to_owned();
+                    pages.push((query, csp, answer.text().await.unwrap()));
+                }
+                pages
+            }
+        );
+        assert!(matches!(waited, Err(FlowError::Denied(_))), "{waited:?}");
+        for (query, csp, body) in &pages {
+            assert!(csp.starts_with("default-src 'none'"), "{query}: {csp}");
+            assert!(body.contains("gemini/work"), "{query}: {body}");
+            assert!(body.contains("/auth gemini login work"), "{query}: {body}");
+            assert!(body.contains("Nothing was saved"), "{query}: {body}");
+            for external in ["src=", "href=", "url(", "http:", "https:", "<script"] {
+                assert!(!body.contains(external), "{query} loads {external}: {body}");
+            }
+        }
+        assert!(pages[0].2.contains("another sign-in"), "{}", pages[0].2);
+        assert!(pages[3].2.contains("denied"), "{}", pages[3].2);
+
+        let (server, base) = server().await;
+        let (waited, body) = tokio::join!(
+            server.wait_for_code(&prompt, Duration::from_secs(20)),
+            async { get(&format!("{base}/cb?code=fine&state=st-123")).await.1 }
+        );
+        assert_eq!(waited.unwrap().expose(), "fine");
+        assert!(
+            body.contains("Signed in") && body.contains("gemini/work"),
+            "{body}"
+        );
+        assert!(body.contains("close this tab"), "{body}");
     }
 
     #[tokio::test]
@@ -752,7 +1065,7 @@ mod tests {
         fn a_callback_completes_only_with_one_matching_state_and_one_code(
             pairs in proptest::collection::vec((any_name(), any_value()), 0..6),
         ) {
-            let (event, response) = judge(&pairs, "st-123");
+            let (event, response) = judge(&pairs, "st-123", &work());
             let count = |name: &str| pairs.iter().filter(|(k, _)| k == name).count();
             let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
             match event {
@@ -779,7 +1092,7 @@ mod tests {
         fn any_raw_query_is_judged_without_panicking(query in any::<Vec<u8>>()) {
             let pairs: Vec<(String, String)> =
                 url::form_urlencoded::parse(&query).into_owned().collect();
-            let _ = judge(&pairs, "st-123");
+            let _ = judge(&pairs, "st-123", &work());
         }
     }
 }

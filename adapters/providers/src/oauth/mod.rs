@@ -17,7 +17,7 @@ mod qwen;
 
 pub use anthropic::{AnthropicConfig, AnthropicFlow};
 pub use browser::{BrowserEnv, SystemBrowser};
-pub use codex::{CodexConfig, CodexFlow};
+pub use codex::{CodexConfig, CodexFlow, DEFAULT_DEVICE_TIMEOUT};
 pub use gemini::{GeminiConfig, GeminiFlow};
 pub use http::{OAuthConfigError, OAuthHttp, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use loopback::DEFAULT_CALLBACK_TIMEOUT;
