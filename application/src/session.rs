@@ -18,10 +18,11 @@ use llxprt_domain::{
 
 use crate::commands::{self, Command, LogoutTarget, COMMANDS};
 use crate::ports::{
-    ChatMessage, ChatRequest, Clock, KeyFiles, ProfileStore, Role, SettingsStore, UserPrompt,
+    ChatMessage, ChatRequest, Clock, KeyFiles, ProfileStore, Role, SettingsStore, StoreCatalog,
+    UserPrompt,
 };
-use crate::services::{AuthService, ChatService, SendTarget};
-use crate::settings::Settings;
+use crate::services::{migrate, AuthService, ChatService, SendTarget};
+use crate::settings::{Settings, StorageBackend};
 use crate::shell::{CompletionData, LineOutcome, Shell};
 
 /// What a session starts with, from the command line.
@@ -51,6 +52,8 @@ pub struct SessionServices {
     pub clock: Arc<dyn Clock>,
     /// The process environment (API key variables are read from it).
     pub env: BTreeMap<String, String>,
+    /// The token stores, for `/storage` and `/storage migrate`.
+    pub storage: Arc<dyn StoreCatalog>,
 }
 
 /// A failed command: the one line shown after `Error: `.
@@ -296,6 +299,8 @@ impl Session {
                 Ok(())
             }
             Command::StatsBuckets => self.stats(prompt).await,
+            Command::Storage => self.storage(prompt).await,
+            Command::StorageMigrate(backend) => self.storage_migrate(backend, prompt).await,
         }
     }
 
@@ -484,6 +489,11 @@ impl Session {
                 "{mark} {oauth}: {} ({enabled}){expiry} — {why}",
                 credential.method(),
             ));
+        }
+        // Which store answered matters as much as what it holds (`auto` chooses at run time).
+        match self.services.storage.current().await {
+            Ok(current) => prompt.show(&format!("Tokens are kept in {}", current.info.summary())),
+            Err(error) => prompt.show(&format!("Tokens cannot be read: {error}")),
         }
         Ok(())
     }
@@ -693,6 +703,58 @@ impl Session {
     }
 }
 
+impl Session {
+    async fn storage(&self, prompt: &dyn UserPrompt) -> Run {
+        let current = self.services.storage.current().await?;
+        prompt.show(&format!("Tokens are kept in {}", current.info.summary()));
+        let mut total = 0;
+        for provider in OAuthProvider::ALL {
+            let names = current.store.list(provider).await?;
+            if names.is_empty() {
+                continue;
+            }
+            total += names.len();
+            let names: Vec<&str> = names.iter().map(BucketName::as_str).collect();
+            prompt.show(&format!("  {provider}: {}", names.join(", ")));
+        }
+        let plural = if total == 1 { "" } else { "s" };
+        prompt.show(&format!("{total} bucket{plural}"));
+        Ok(())
+    }
+
+    async fn storage_migrate(&self, backend: StorageBackend, prompt: &dyn UserPrompt) -> Run {
+        let from = self.services.storage.current().await?;
+        let to = self.services.storage.open(backend).await?;
+        if (from.info.chosen, &from.info.location) == (to.info.chosen, &to.info.location) {
+            self.services.settings.set_storage_backend(backend)?;
+            prompt.show(&format!(
+                "Tokens are already kept in {}; storage.backend is now {backend}",
+                to.info.summary()
+            ));
+            return Ok(());
+        }
+        prompt.busy(
+            &format!(
+                "Moving tokens from {} to {}",
+                from.info.chosen, to.info.chosen
+            ),
+            false,
+        );
+        let done = migrate(from.store.as_ref(), to.store.as_ref()).await;
+        prompt.busy("", true);
+        let done = done?;
+        self.services.settings.set_storage_backend(backend)?;
+        self.services.storage.switch_to(to.clone());
+        let plural = if done.moved.len() == 1 { "" } else { "s" };
+        prompt.show(&format!(
+            "✓ Moved {} bucket{plural} to {}; storage.backend is now {backend}",
+            done.moved.len(),
+            to.info.summary()
+        ));
+        Ok(())
+    }
+}
+
 /// The one-line error for a bucket that has no tokens, naming those that do.
 fn no_such_bucket(provider: OAuthProvider, name: &BucketName, existing: &[BucketName]) -> String {
     if existing.is_empty() {
@@ -756,6 +818,7 @@ fn help(prompt: &dyn UserPrompt) {
         "  /profile save loadbalancer NAME failover|roundrobin PROFILE...",
         "  /profile load|delete|set-default NAME, /profile list",
         "  /stats buckets                          requests per bucket",
+        "  /storage [migrate BACKEND]              where tokens are kept; move them (file, keyring, encrypted, auto)",
         "  /help, /quit",
         "Anything else is a message to the active provider.",
     ] {

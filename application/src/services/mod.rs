@@ -2,8 +2,10 @@
 
 pub mod auth_service;
 pub mod chat_service;
+pub mod migrate;
 pub mod token_service;
 
 pub use auth_service::{AuthError, AuthService};
 pub use chat_service::{ChatClients, ChatService, SendError, SendTarget};
+pub use migrate::{migrate, MigrateError, Migration};
 pub use token_service::{FlowRegistry, TokenError, TokenService};
