@@ -214,6 +214,8 @@ fn unavailable(reason: String, hint: &str) -> StoreError {
 fn looks_missing(text: &str) -> bool {
     [
         "ServiceUnknown",
+        "no secret service provider",
+        "dbus session",
         "NameHasNoOwner",
         "was not provided by any",
         "No such file",
