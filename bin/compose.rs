@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llxprt_application::ports::{
-    Browser, Clock, KeyFiles, ProfileStore, SettingsStore, TokenStore,
+    Browser, Clock, KeyFiles, ProfileStore, SettingsStore, StoreCatalog, TokenStore,
 };
 use llxprt_application::services::{
     AuthService, ChatClients, ChatService, FlowRegistry, TokenService,
@@ -23,7 +23,9 @@ use llxprt_providers::oauth::{
     OAuthHttp, QwenConfig, QwenFlow, SystemBrowser,
 };
 use llxprt_settings::FileConfigStore;
-use llxprt_store_file::{FileHealthStore, FileStatsStore, FileTokenStore};
+use llxprt_store_file::{FileHealthStore, FileStatsStore};
+
+use crate::stores::{CurrentStore, Stores};
 
 /// The port Codex falls back to when its callback port is busy: the only other one on the
 /// provider's allow-list.
@@ -85,6 +87,8 @@ pub struct Services {
     pub key_files: Arc<dyn KeyFiles>,
     /// Where tokens are kept.
     pub store: Arc<dyn TokenStore>,
+    /// Every store of the home, and which one is in use (`/storage`).
+    pub storage: Arc<dyn StoreCatalog>,
     /// A valid token per bucket.
     pub tokens: Arc<TokenService>,
     /// Sign-in and sign-out.
@@ -113,6 +117,7 @@ impl Services {
             chat: self.chat.clone(),
             clock: self.clock.clone(),
             env: self.env.clone(),
+            storage: self.storage.clone(),
         }
     }
 }
@@ -168,7 +173,9 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
     }
     .map_err(ComposeError::new)?;
     let flows = flows(&settings, &oauth_http, &browser, &clock, callback_timeout)?;
-    let store: Arc<dyn TokenStore> = Arc::new(FileTokenStore::new(home.join("oauth")));
+    // The one place the token store is chosen (`storage.backend`; see `stores`).
+    let stores = Arc::new(Stores::new(home.clone(), settings.storage.clone(), &env));
+    let store: Arc<dyn TokenStore> = Arc::new(CurrentStore(stores.clone()));
     let tokens = Arc::new(TokenService::new(
         store.clone(),
         flows.clone(),
@@ -191,6 +198,7 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
         profiles,
         key_files,
         store,
+        storage: stores,
         tokens,
         auth,
         chat,

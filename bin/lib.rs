@@ -2,3 +2,4 @@
 //! into the wired services. The binary, the benchmarks and the tests use it alike.
 
 pub mod compose;
+pub mod stores;

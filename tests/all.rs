@@ -19,4 +19,5 @@ mod security;
 mod signin;
 mod statistics;
 mod stats;
+mod storage;
 mod support;

@@ -5,6 +5,8 @@
 
 use llxprt_domain::{BucketName, ChatProvider, OAuthProvider};
 
+use crate::settings::StorageBackend;
+
 /// What a line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -52,6 +54,10 @@ pub enum Command {
     ProfileSetDefault(String),
     /// `/stats buckets`.
     StatsBuckets,
+    /// `/storage`: where tokens are kept.
+    Storage,
+    /// `/storage migrate BACKEND`.
+    StorageMigrate(StorageBackend),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -75,7 +81,7 @@ pub enum LogoutTarget {
 pub struct CommandError(pub String);
 
 /// Every command word, for `/help` and tab completion.
-pub const COMMANDS: [&str; 11] = [
+pub const COMMANDS: [&str; 12] = [
     "/auth",
     "/provider",
     "/model",
@@ -84,6 +90,7 @@ pub const COMMANDS: [&str; 11] = [
     "/set",
     "/profile",
     "/stats",
+    "/storage",
     "/help",
     "/quit",
     "/exit",
@@ -193,6 +200,14 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "stats" => match args {
             ["buckets"] => Ok(Command::StatsBuckets),
             _ => Err(err("usage: /stats buckets")),
+        },
+        "storage" => match args {
+            [] => Ok(Command::Storage),
+            ["migrate", backend] => backend
+                .parse()
+                .map(Command::StorageMigrate)
+                .map_err(|e| err(e.to_string())),
+            _ => Err(err("usage: /storage [migrate file|keyring|encrypted|auto]")),
         },
         "help" => no_more(args, "/help").map(|()| Command::Help),
         "quit" | "exit" => no_more(args, "/quit").map(|()| Command::Quit),

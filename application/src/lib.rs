@@ -15,5 +15,5 @@ pub mod shell;
 #[cfg(test)]
 mod test_support;
 
-#[cfg(feature = "testkit")]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -11,7 +11,7 @@ use llxprt_domain::{BucketId, BucketName, OAuthProvider, Profile, ProfileName, S
 use crate::commands::{self, Command, LogoutTarget, COMMANDS};
 use crate::ports::{Clock, LoginMethod, UserPrompt};
 use crate::services::{MessageError, SendError};
-use crate::session::{Session, SessionError, SetOutcome, TokenSummary};
+use crate::session::{Migrated, Session, SessionError, SetOutcome, TokenSummary};
 use crate::shell::{CompletionData, LineOutcome, Shell};
 
 #[async_trait]
@@ -234,6 +234,29 @@ async fn run(
             let name = session.set_default_profile(&name)?;
             prompt.show(&format!("Profile {name} will load at start"));
         }
+        Command::Storage => {
+            let report = session.storage().await?;
+            prompt.show(&format!("Tokens are kept in {}", report.summary));
+            let mut total = 0;
+            for (provider, names) in &report.buckets {
+                total += names.len();
+                let names: Vec<&str> = names.iter().map(BucketName::as_str).collect();
+                prompt.show(&format!("  {provider}: {}", names.join(", ")));
+            }
+            let plural = if total == 1 { "" } else { "s" };
+            prompt.show(&format!("{total} bucket{plural}"));
+        }
+        Command::StorageMigrate(backend) => match session.storage_migrate(backend, prompt).await? {
+            Migrated::AlreadyThere { summary } => prompt.show(&format!(
+                "Tokens are already kept in {summary}; storage.backend is now {backend}"
+            )),
+            Migrated::Moved { count, summary } => {
+                let plural = if count == 1 { "" } else { "s" };
+                prompt.show(&format!(
+                    "✓ Moved {count} bucket{plural} to {summary}; storage.backend is now {backend}"
+                ));
+            }
+        },
         Command::StatsBuckets => {
             let totals = session.statistics().await?;
             let now = session.clock().now();
@@ -311,6 +334,11 @@ async fn auth_overview(session: &Session, prompt: &dyn UserPrompt) -> Result<(),
             "{mark} {oauth}: {} ({enabled}){expiry} — {why}",
             line.credential.method(),
         ));
+    }
+    // Which store answered matters as much as what it holds (`auto` chooses at run time).
+    match session.storage_summary().await {
+        Ok(summary) => prompt.show(&format!("Tokens are kept in {summary}")),
+        Err(error) => prompt.show(&format!("Tokens cannot be read: {error}")),
     }
     Ok(())
 }
@@ -392,6 +420,7 @@ fn help(prompt: &dyn UserPrompt) {
         "  /profile save loadbalancer NAME failover|roundrobin PROFILE...",
         "  /profile load|delete|set-default NAME, /profile list",
         "  /stats buckets                          requests per bucket",
+        "  /storage [migrate BACKEND]              where tokens are kept; move them (file, keyring, encrypted, auto)",
         "  /help, /quit",
         "Anything else is a message to the active provider.",
     ] {

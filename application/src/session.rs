@@ -22,13 +22,13 @@ use llxprt_domain::{
 use crate::commands::{self, LogoutTarget};
 use crate::ports::{
     ChatMessage, Clock, ConfigError, KeyFiles, LoginMethod, PersistenceError, ProfileStore, Role,
-    SettingsStore, UserPrompt,
+    SettingsStore, StoreCatalog, StoreError, UserPrompt,
 };
 use crate::services::{
-    AuthError, AuthService, ChatService, CredentialContext, CredentialService, MessageError,
-    MessageService, MessageTarget, SendError,
+    migrate, AuthError, AuthService, ChatService, CredentialContext, CredentialService,
+    MessageError, MessageService, MessageTarget, MigrateError, SendError,
 };
-use crate::settings::{SettingError, Settings};
+use crate::settings::{SettingError, Settings, StorageBackend};
 
 /// What a session starts with, from the command line.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +70,8 @@ pub struct SessionServices {
     pub clock: Arc<dyn Clock>,
     /// The process environment (API key variables are read from it).
     pub env: BTreeMap<String, String>,
+    /// The token stores, for `/storage` and `/storage migrate`.
+    pub storage: Arc<dyn StoreCatalog>,
 }
 
 /// Why a session operation failed. Its message is the one line shown after `Error: `, except
@@ -92,6 +94,12 @@ pub enum SessionError {
     /// The statistics could not be read.
     #[error(transparent)]
     Persistence(#[from] PersistenceError),
+    /// The token store could not be reached or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A migration between token stores stopped; every bucket not moved is still where it was.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
     /// A loadbalancer policy llxprt does not know.
     #[error(transparent)]
     Policy(#[from] UnknownPolicy),
@@ -235,6 +243,34 @@ pub struct ProfileEntry {
     pub is_default: bool,
     /// The profile, or why it cannot be read.
     pub profile: Result<Profile, ConfigError>,
+}
+
+/// Where tokens are kept and what the store holds (`/storage`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StorageReport {
+    /// The store in use, in one phrase (backend, where, where its key is).
+    pub summary: String,
+    /// The buckets it holds, per provider that has any.
+    pub buckets: Vec<(OAuthProvider, Vec<BucketName>)>,
+}
+
+/// What `/storage migrate BACKEND` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Migrated {
+    /// The tokens already were in that store; only the setting changed.
+    AlreadyThere {
+        /// The store, in one phrase.
+        summary: String,
+    },
+    /// Every bucket moved.
+    Moved {
+        /// How many buckets moved.
+        count: usize,
+        /// The new store, in one phrase.
+        summary: String,
+    },
 }
 
 /// What `/set NAME VALUE` did.
@@ -784,6 +820,67 @@ impl Session {
                 name,
             })
             .collect())
+    }
+
+    /// The store in use, in one phrase, or why it cannot be read (the last line of `/auth`).
+    pub async fn storage_summary(&self) -> Result<String, StoreError> {
+        Ok(self.services.storage.current().await?.info.summary())
+    }
+
+    /// Where tokens are kept and which buckets the store holds (`/storage`).
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when the store cannot be reached or listed.
+    pub async fn storage(&self) -> Result<StorageReport, SessionError> {
+        let current = self.services.storage.current().await?;
+        let mut buckets = Vec::new();
+        for provider in OAuthProvider::ALL {
+            let names = current.store.list(provider).await?;
+            if !names.is_empty() {
+                buckets.push((provider, names));
+            }
+        }
+        Ok(StorageReport {
+            summary: current.info.summary(),
+            buckets,
+        })
+    }
+
+    /// Moves every token to another store (`/storage migrate BACKEND`), then makes it the one in
+    /// use and records it in the settings. `prompt` shows that it waits.
+    ///
+    /// # Errors
+    /// [`SessionError::Store`] when a store cannot be opened, [`SessionError::Migrate`] when a
+    /// bucket could not be moved (it is still in the old store), or the settings.
+    pub async fn storage_migrate(
+        &self,
+        backend: StorageBackend,
+        prompt: &dyn UserPrompt,
+    ) -> Result<Migrated, SessionError> {
+        let from = self.services.storage.current().await?;
+        let to = self.services.storage.open(backend).await?;
+        if (from.info.chosen, &from.info.location) == (to.info.chosen, &to.info.location) {
+            self.services.settings.set_storage_backend(backend)?;
+            return Ok(Migrated::AlreadyThere {
+                summary: to.info.summary(),
+            });
+        }
+        prompt.busy(
+            &format!(
+                "Moving tokens from {} to {}",
+                from.info.chosen, to.info.chosen
+            ),
+            false,
+        );
+        let done = migrate(from.store.as_ref(), to.store.as_ref()).await;
+        prompt.busy("", true);
+        let done = done?;
+        self.services.settings.set_storage_backend(backend)?;
+        self.services.storage.switch_to(to.clone());
+        Ok(Migrated::Moved {
+            count: done.moved.len(),
+            summary: to.info.summary(),
+        })
     }
 
     /// The request statistics of every bucket (`/stats buckets`).

@@ -60,6 +60,11 @@ pub(crate) struct Rig {
 
 impl Rig {
     pub(crate) fn new() -> Self {
+        Self::with_settings(&[])
+    }
+
+    /// A rig whose settings also have these `NAME=VALUE` overrides (`storage.backend=keyring`).
+    pub(crate) fn with_settings(extra: &[(&str, &str)]) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -77,7 +82,14 @@ impl Rig {
             opened: Mutex::new(None),
         });
         let services = compose(Composition {
-            overrides: settings_overrides(&sim),
+            overrides: settings_overrides(&sim)
+                .into_iter()
+                .chain(
+                    extra
+                        .iter()
+                        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+                )
+                .collect(),
             browser: BrowserChoice::Given(user.clone()),
             loopback: true,
             ..Composition::new(home.path())

@@ -11,6 +11,7 @@ pub mod oauth_flow;
 pub mod persistence;
 pub mod prompt;
 pub mod stats_store;
+pub mod storage;
 pub mod token_store;
 
 pub use chat::{ChatAuth, ChatClient, ChatError, ChatMessage, ChatReply, ChatRequest, Role};
@@ -23,4 +24,5 @@ pub use oauth_flow::{
 pub use persistence::PersistenceError;
 pub use prompt::{PromptError, UserPrompt};
 pub use stats_store::StatsStore;
+pub use storage::{OpenedStore, StorageInfo, StoreCatalog};
 pub use token_store::{BucketLock, StoreError, TokenStore};

@@ -68,6 +68,13 @@ impl AuthService {
             .flows
             .get(bucket.provider)
             .ok_or(AuthError::NoFlow(bucket.provider))?;
+        // A store that cannot be used (a locked or missing keyring) is found out before the user
+        // signs in, not after, when the new tokens would have nowhere to go. A bad stored token
+        // is what signing in replaces, so it does not stop it.
+        match self.store.load(bucket).await {
+            Ok(_) | Err(StoreError::Corrupt { .. } | StoreError::WrongKey { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
         self.store.check_writable(bucket).await?;
         let request = LoginRequest {
             bucket: bucket.clone(),
