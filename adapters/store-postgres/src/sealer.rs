@@ -1,0 +1,33 @@
+//! What the store needs from the team key: sealing each token with associated data that names
+//! its bucket, and a check value that tells one key from another without revealing it.
+
+use llxprt_domain::BucketId;
+
+/// Why a sealed token could not be opened (a wrong key, a tampered or truncated value, or one
+/// copied from another bucket). Never carries plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SealError(pub String);
+
+/// Authenticated encryption of tokens with the team key, bound to their bucket.
+///
+/// The composition gives the store one built on `llxprt-seal`, so that the team store seals
+/// exactly as the encrypted file store does.
+pub trait TokenSealer: Send + Sync {
+    /// `plaintext` sealed for `bucket`.
+    ///
+    /// # Errors
+    /// [`SealError`] when sealing fails (no randomness).
+    fn seal(&self, bucket: &BucketId, plaintext: &[u8]) -> Result<Vec<u8>, SealError>;
+
+    /// The plaintext of a value sealed for `bucket`.
+    ///
+    /// # Errors
+    /// [`SealError`] when the key is not the one it was sealed with, the value was changed, or
+    /// it was sealed for another bucket.
+    fn open(&self, bucket: &BucketId, sealed: &[u8]) -> Result<Vec<u8>, SealError>;
+
+    /// A value that is the same for the same key and differs between keys, from which the key
+    /// cannot be learned; the database keeps the team key's.
+    fn check_value(&self) -> Vec<u8>;
+}
