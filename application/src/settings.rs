@@ -19,6 +19,80 @@ pub struct Settings {
     pub auth_key: Option<Secret>,
     /// Endpoints and OAuth clients of each provider.
     pub providers: ProviderSettings,
+    /// Where tokens are kept (`storage.*`).
+    pub storage: StorageSettings,
+}
+
+/// `storage`: which token store, and its key and address.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageSettings {
+    /// `storage.backend`.
+    pub backend: StorageBackend,
+    /// `storage.key_file`: the storage key's file (`LLXPRT_STORAGE_KEY_FILE` outranks it).
+    pub key_file: Option<String>,
+    /// `storage.url`: the team store's address.
+    pub url: Option<String>,
+}
+
+/// Where OAuth tokens live (`storage.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum StorageBackend {
+    /// Plain JSON files, `0600` in a `0700` directory.
+    #[default]
+    File,
+    /// The operating system's keyring, one entry per provider and bucket.
+    Keyring,
+    /// Files sealed with the storage key.
+    Encrypted,
+    /// The keyring where one answers, else encrypted files with a key file.
+    Auto,
+    /// The team store: PostgreSQL at `storage.url`, tokens sealed with the storage key.
+    Postgres,
+}
+
+impl StorageBackend {
+    /// Every backend, in the order users are shown them.
+    pub const ALL: [StorageBackend; 5] = [
+        Self::File,
+        Self::Keyring,
+        Self::Encrypted,
+        Self::Auto,
+        Self::Postgres,
+    ];
+
+    /// The name `settings.json` and `/storage migrate` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Keyring => "keyring",
+            Self::Encrypted => "encrypted",
+            Self::Auto => "auto",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl std::fmt::Display for StorageBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `storage.backend` that llxprt does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown storage backend '{0}'; expected file, keyring, encrypted, auto or postgres")]
+pub struct UnknownBackend(pub String);
+
+impl std::str::FromStr for StorageBackend {
+    type Err = UnknownBackend;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim().to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|b| b.as_str() == text)
+            .ok_or(UnknownBackend(text))
+    }
 }
 
 /// Endpoints and OAuth clients of every provider, by the names `settings.json` uses.
@@ -299,6 +373,9 @@ impl Settings {
         "providers.codex.oauth.callback_port",
         "providers.codex.oauth.scopes",
         "providers.openai.base_url",
+        "storage.backend",
+        "storage.key_file",
+        "storage.url",
     ];
 
     /// Whether lazy OAuth is enabled for a provider.
@@ -370,6 +447,11 @@ impl Settings {
             }
             "providers.codex.oauth.scopes" => p.codex.oauth.scopes = words(value),
             "providers.openai.base_url" => p.openai.base_url = text(name, value)?,
+            "storage.backend" => {
+                self.storage.backend = value.parse().map_err(|e| bad(name, e))?;
+            }
+            "storage.key_file" => self.storage.key_file = Some(text(name, value)?),
+            "storage.url" => self.storage.url = Some(text(name, value)?),
             _ => {
                 let provider = key
                     .strip_prefix("oauth_enabled.")
@@ -478,6 +560,7 @@ mod tests {
                 n if n.starts_with("oauth_enabled.") => "true",
                 "providers.codex.oauth.callback_port" => "1457",
                 "default_profile" => "team-claude",
+                "storage.backend" => "keyring",
                 _ => "http://127.0.0.1:9/x",
             };
             let mut s = Settings::default();
@@ -539,7 +622,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown setting 'colour'; valid names are: auth-key, default_profile, \
-             oauth_enabled.…, providers.…"
+             oauth_enabled.…, providers.…, storage.…"
         );
         let err = s.apply("oauth_enabled.openai", "true").unwrap_err();
         assert!(

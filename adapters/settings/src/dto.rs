@@ -23,6 +23,15 @@ pub(super) struct SettingsDto {
     /// environment, which outranks the file, or from a file that used it alone.
     auth_key: Option<String>,
     providers: Option<ProvidersDto>,
+    storage: Option<StorageDto>,
+}
+
+/// `storage`.
+#[derive(Debug, Default, Deserialize)]
+struct StorageDto {
+    backend: Option<String>,
+    key_file: Option<String>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +120,15 @@ impl SettingsDto {
             .or(self.auth_key_dashed)
             .map(Secret::new)
             .filter(|k| !k.is_empty());
+
+        let storage = self.storage.unwrap_or_default();
+        if let Some(backend) = storage.backend {
+            settings.storage.backend = backend
+                .parse()
+                .map_err(|e| format!("storage.backend: {e}"))?;
+        }
+        settings.storage.key_file = storage.key_file.filter(|f| !f.trim().is_empty());
+        settings.storage.url = storage.url.filter(|u| !u.trim().is_empty());
 
         let dto = self.providers.unwrap_or_default();
         let p = &mut settings.providers;

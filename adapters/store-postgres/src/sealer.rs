@@ -31,3 +31,20 @@ pub trait TokenSealer: Send + Sync {
     /// cannot be learned; the database keeps the team key's.
     fn check_value(&self) -> Vec<u8>;
 }
+
+/// The team store seals as the encrypted file store does: with `llxprt-seal`.
+impl TokenSealer for llxprt_seal::StorageKey {
+    fn seal(&self, bucket: &BucketId, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        llxprt_seal::StorageKey::seal(self, bucket, plaintext).map_err(|e| SealError(e.to_string()))
+    }
+
+    fn open(&self, bucket: &BucketId, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        llxprt_seal::StorageKey::open(self, bucket, sealed)
+            .map(|plain| plain.to_vec())
+            .map_err(|e| SealError(e.to_string()))
+    }
+
+    fn check_value(&self) -> Vec<u8> {
+        llxprt_seal::StorageKey::check_value(self).0.to_vec()
+    }
+}

@@ -12,9 +12,8 @@ use llxprt_application::testkit::token_store::numbered_token;
 use llxprt_domain::failover::{BucketHealth, CooldownCause};
 use llxprt_domain::stats::StatsDelta;
 use llxprt_domain::{BucketId, BucketName, OAuthProvider, UnixSeconds};
-use llxprt_store_postgres::{
-    OpenError, PostgresOptions, PostgresStore, SealError, StoreAddress, TokenSealer,
-};
+use llxprt_seal::StorageKey;
+use llxprt_store_postgres::{OpenError, PostgresOptions, PostgresStore, StoreAddress};
 
 /// The cluster's superuser URL, or a loud failure saying how to get one.
 fn cluster() -> String {
@@ -67,40 +66,10 @@ async fn admin(sql: &str) {
     client.batch_execute(sql).await.unwrap();
 }
 
-/// A stand-in for the team key's sealing (the real one is `llxprt-seal`'s, wired by the
-/// composition): it tells keys apart and binds the bucket, which is all the store relies on.
-struct FakeSealer(u8);
-
-impl TokenSealer for FakeSealer {
-    fn seal(&self, bucket: &BucketId, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
-        let mut out = vec![self.0];
-        out.extend(bucket.to_string().as_bytes());
-        out.push(0);
-        out.extend(plaintext.iter().map(|b| b ^ self.0));
-        Ok(out)
-    }
-
-    fn open(&self, bucket: &BucketId, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        let wrong = || SealError("it was sealed with another key or for another bucket".into());
-        let (&key, rest) = sealed.split_first().ok_or_else(wrong)?;
-        let ad = bucket.to_string();
-        let body = rest.strip_prefix(ad.as_bytes()).ok_or_else(wrong)?;
-        let body = body.strip_prefix(&[0]).ok_or_else(wrong)?;
-        if key != self.0 {
-            return Err(wrong());
-        }
-        Ok(body.iter().map(|b| b ^ self.0).collect())
-    }
-
-    fn check_value(&self) -> Vec<u8> {
-        vec![self.0; 8]
-    }
-}
-
 fn options(url: &str, key: u8) -> PostgresOptions {
     let mut options = PostgresOptions::new(
         StoreAddress::parse(url, None, None).unwrap(),
-        Arc::new(FakeSealer(key)),
+        Arc::new(StorageKey::from_bytes([key; 32])),
     );
     options.statement_timeout = Duration::from_secs(5);
     options
