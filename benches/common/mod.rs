@@ -60,6 +60,11 @@ pub(crate) struct Rig {
 
 impl Rig {
     pub(crate) fn new() -> Self {
+        Self::with_settings(&[])
+    }
+
+    /// [`Rig::new`] with more `--set NAME=VALUE` settings (another token store).
+    pub(crate) fn with_settings(extra: &[(&str, &str)]) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -76,8 +81,14 @@ impl Rig {
             sim: sim.clone(),
             opened: Mutex::new(None),
         });
+        let mut overrides = settings_overrides(&sim);
+        overrides.extend(
+            extra
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
         let services = compose(Composition {
-            overrides: settings_overrides(&sim),
+            overrides,
             browser: BrowserChoice::Given(user.clone()),
             loopback: true,
             ..Composition::new(home.path())
