@@ -5,7 +5,7 @@
 #   LLXPRT_TEST_PG      postgres://llxprt@127.0.0.1:PORT/postgres (a superuser, trust on loopback)
 #   LLXPRT_TEST_PG_BIN  the directory of pg_dump, psql, …
 
-pg_bin_dir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+pg_bin_dir() { { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -n 1; }
 
 if [ -z "$(pg_bin_dir)" ] || [ ! -x "$(pg_bin_dir)/initdb" ]; then
   echo "setup: installing postgresql" >&2
@@ -23,8 +23,6 @@ fi
 pg_dir="$(mktemp -d /tmp/llxprt-pg.XXXXXX)"
 chown nobody "$pg_dir"
 chmod 700 "$pg_dir"
-pg_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-  || echo $((20000 + RANDOM % 20000)))"
 as_pg() { runuser -u nobody -- "$@"; }
 if ! as_pg "$LLXPRT_TEST_PG_BIN/initdb" -D "$pg_dir/data" -U llxprt --auth=trust \
   --encoding=UTF8 >"$pg_dir/initdb.log" 2>&1; then
@@ -33,12 +31,32 @@ if ! as_pg "$LLXPRT_TEST_PG_BIN/initdb" -D "$pg_dir/data" -U llxprt --auth=trust
   exit 1
 fi
 cleanup+=("runuser -u nobody -- '$LLXPRT_TEST_PG_BIN/pg_ctl' -D '$pg_dir/data' -m immediate stop >/dev/null 2>&1; rm -rf '$pg_dir'")
+# A loopback port nothing listens on (bash's /dev/tcp: no connection means free).
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 30000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return
+    fi
+  done
+}
 # Many tests at once each open a few connections; durability is not what these tests test.
-if ! as_pg "$LLXPRT_TEST_PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c max_connections=300 -c fsync=off -c synchronous_commit=off" \
-  start >/dev/null; then
+# A port taken between the check and the start is retried with another.
+pg_started=""
+for _ in 1 2 3 4 5; do
+  pg_port="$(free_port)"
+  if as_pg "$LLXPRT_TEST_PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c max_connections=300 -c fsync=off -c synchronous_commit=off" \
+    start >/dev/null; then
+    pg_started=yes
+    break
+  fi
+done
+if [ -z "$pg_started" ]; then
   cat "$pg_dir/server.log" >&2
-  echo "setup: PostgreSQL did not start on 127.0.0.1:$pg_port" >&2
+  echo "setup: PostgreSQL did not start on a loopback port (log above)" >&2
   exit 1
 fi
 export LLXPRT_TEST_PG="postgres://llxprt@127.0.0.1:$pg_port/postgres"
