@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
 use llxprt_application::ports::{ConfigError, KeyFiles, ProfileStore, SettingsStore};
-use llxprt_application::settings::Settings;
+use llxprt_application::settings::{Settings, StorageBackend};
 use llxprt_domain::{OAuthProvider, Profile, ProfileName, Secret};
 use serde_json::{Map, Value};
 
@@ -243,6 +243,21 @@ impl SettingsStore for FileConfigStore {
                 None => root.remove("default_profile"),
             };
             Ok(())
+        })
+    }
+
+    fn set_storage_backend(&self, backend: StorageBackend) -> Result<(), ConfigError> {
+        self.update_settings_file(|root| {
+            let section = root
+                .entry("storage")
+                .or_insert_with(|| Value::Object(Map::new()));
+            match section {
+                Value::Object(section) => {
+                    section.insert("backend".to_owned(), backend.as_str().into());
+                    Ok(())
+                }
+                _ => Err("storage must be a JSON object".to_owned()),
+            }
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use llxprt_domain::{InvalidProfile, OAuthProvider, Profile, ProfileName, Secret};
 
-use crate::settings::{SettingError, Settings};
+use crate::settings::{SettingError, Settings, StorageBackend};
 
 /// Why settings or a profile could not be read or written. Every message names the file or the
 /// variable at fault and never repeats a value, which may be a key.
@@ -89,6 +89,14 @@ pub trait SettingsStore: Send + Sync {
     /// when the existing settings file cannot be read (it is then left untouched), or
     /// [`ConfigError::Io`].
     fn set_default_profile(&self, name: Option<&ProfileName>) -> Result<(), ConfigError>;
+
+    /// Records persistently where tokens are kept (`storage.backend`, set by `/storage
+    /// migrate` once every bucket has moved), keeping every other setting.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidFile`] when the existing settings file cannot be read (it is then
+    /// left untouched), or [`ConfigError::Io`].
+    fn set_storage_backend(&self, backend: StorageBackend) -> Result<(), ConfigError>;
 }
 
 /// Where saved profiles live (`profiles/{name}.json`). Synchronous, like [`SettingsStore`].

@@ -20,6 +20,29 @@ pub enum StoreError {
         /// The bucket, for the command to run.
         bucket: BucketName,
     },
+    /// The stored token was sealed with another storage key than the one in use. It is left in
+    /// place: with the right key it opens again.
+    #[error("the token {path} was sealed with another storage key; point storage.key_file (or LLXPRT_STORAGE_KEY_FILE) at the key it was made with, or run `/auth {provider} login {bucket}` to replace it")]
+    WrongKey {
+        /// Where the sealed token is.
+        path: String,
+        /// The provider, for the command to run.
+        provider: OAuthProvider,
+        /// The bucket, for the command to run.
+        bucket: BucketName,
+    },
+    /// The store itself cannot be used: a keyring that is missing, locked or refuses llxprt, or
+    /// a storage key that cannot be read. Never a reason to fall back to another store.
+    #[error("{store}: {reason}; {hint}")]
+    Unavailable {
+        /// The store, as the user knows it (`the keyring (Secret Service)`, `the storage key
+        /// /home/u/.llxprt/storage.key`).
+        store: String,
+        /// What is wrong.
+        reason: String,
+        /// What to do about it.
+        hint: String,
+    },
     /// The operating system refused access.
     #[error("permission denied on {path}")]
     PermissionDenied {
