@@ -3,11 +3,16 @@
 
 use llxprt_domain::BucketId;
 
-/// Why a sealed token could not be opened (a wrong key, a tampered or truncated value, or one
-/// copied from another bucket). Never carries plaintext.
+/// Why a token could not be sealed or opened. Never carries plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SealError(pub String);
+pub enum SealError {
+    /// The value was sealed with another key.
+    #[error("it was sealed with another storage key")]
+    WrongKey,
+    /// Anything else: tampered, truncated, sealed for another bucket, or no randomness.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// Authenticated encryption of tokens with the team key, bound to their bucket.
 ///
@@ -35,13 +40,17 @@ pub trait TokenSealer: Send + Sync {
 /// The team store seals as the encrypted file store does: with `llxprt-seal`.
 impl TokenSealer for llxprt_seal::StorageKey {
     fn seal(&self, bucket: &BucketId, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
-        llxprt_seal::StorageKey::seal(self, bucket, plaintext).map_err(|e| SealError(e.to_string()))
+        llxprt_seal::StorageKey::seal(self, bucket, plaintext)
+            .map_err(|e| SealError::Failed(e.to_string()))
     }
 
     fn open(&self, bucket: &BucketId, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         llxprt_seal::StorageKey::open(self, bucket, sealed)
             .map(|plain| plain.to_vec())
-            .map_err(|e| SealError(e.to_string()))
+            .map_err(|e| match e {
+                llxprt_seal::OpenError::WrongKey { .. } => SealError::WrongKey,
+                other => SealError::Failed(other.to_string()),
+            })
     }
 
     fn check_value(&self) -> Vec<u8> {

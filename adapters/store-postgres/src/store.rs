@@ -20,7 +20,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::address::StoreAddress;
 use crate::schema::{migrate, MigrationError};
-use crate::sealer::TokenSealer;
+use crate::sealer::{SealError, TokenSealer};
 
 /// How the store connects and how long anything may wait.
 #[derive(Clone)]
@@ -214,6 +214,16 @@ impl PostgresStore {
     }
 
     fn store_error(&self, failure: Failure) -> StoreError {
+        if failure.is_transient() {
+            return StoreError::Unavailable {
+                store: format!("the team store {}", self.address),
+                reason: failure.to_string(),
+                hint: format!(
+                    "check that PostgreSQL is running at {}; nothing was changed, and the next request tries again",
+                    self.address.host_port()
+                ),
+            };
+        }
         StoreError::Io {
             path: format!("the team store {}", self.address),
             message: failure.to_string(),
@@ -356,6 +366,8 @@ enum Failure {
     Pool(PoolError),
     #[error("{}", describe(.0))]
     Database(#[from] tokio_postgres::Error),
+    #[error("the database did not answer in time")]
+    Timeout,
     #[error("{0}")]
     Other(String),
 }
@@ -364,8 +376,12 @@ impl Failure {
     /// Whether trying again later may help (the database away, a timeout, a restart).
     fn is_transient(&self) -> bool {
         match self {
-            Failure::Pool(PoolError::Backend(e)) | Failure::Database(e) => is_transient(e),
-            Failure::Pool(_) => true,
+            // A new connection refused: only a wrong password, user or database is for good.
+            Failure::Pool(PoolError::Backend(e)) => !e
+                .code()
+                .is_some_and(|code| matches!(&code.code()[..2], "28" | "3D")),
+            Failure::Database(e) => is_transient(e),
+            Failure::Pool(_) | Failure::Timeout => true,
             Failure::Other(_) => false,
         }
     }
@@ -458,10 +474,14 @@ impl TokenStore for PostgresStore {
             bucket: bucket.bucket.clone(),
         };
         let sealed: Vec<u8> = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
-        let plain = self
-            .sealer
-            .open(bucket, &sealed)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let plain = self.sealer.open(bucket, &sealed).map_err(|e| match e {
+            SealError::WrongKey => StoreError::WrongKey {
+                path: format!("of {bucket} in the team store {}", self.address),
+                provider: bucket.provider,
+                bucket: bucket.bucket.clone(),
+            },
+            SealError::Failed(reason) => corrupt(reason),
+        })?;
         let text = String::from_utf8(plain).map_err(|_| corrupt("it is not UTF-8".to_owned()))?;
         token_from_json(&text)
             .map(Some)
@@ -577,11 +597,7 @@ impl TokenStore for PostgresStore {
         let (client, connection) =
             tokio::time::timeout(self.connect_timeout, self.lock_config.connect(NoTls))
                 .await
-                .map_err(|_| {
-                    self.store_error(Failure::Other(
-                        "the database did not answer in time".to_owned(),
-                    ))
-                })?
+                .map_err(|_| self.store_error(Failure::Timeout))?
                 .map_err(|e| self.store_error(e.into()))?;
         let connection = tokio::spawn(async move {
             if let Err(error) = connection.await {
