@@ -7,12 +7,8 @@
 //!   two homes on one database, on a valid token, and on an expired one that all 8 need at once
 //!   (exactly one refresh per storm, checked outside the timing). Ratio: the storm over the calm.
 //!
-//! Needs a PostgreSQL cluster: `LLXPRT_TEST_PG` as `scripts/setup.d/50-postgres.sh` exports it:
-//!
-//! ```text
-//! bash -c 'set -e; cleanup=(); trap "eval \"${cleanup[*]}\"" EXIT;
-//!          source scripts/setup.d/50-postgres.sh; cargo bench --bench team_store'
-//! ```
+//! Needs a PostgreSQL cluster (`LLXPRT_TEST_PG`): `bash benches/team_store.sh` starts a throwaway
+//! one as the tests do (`scripts/setup.d/50-postgres.sh`) and runs this benchmark.
 
 // A bench whose setup fails is a failed bench.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
