@@ -9,21 +9,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llxprt_application::ports::{
-    Browser, Clock, KeyFiles, ProfileStore, SettingsStore, StoreCatalog, TokenStore,
+    Browser, Clock, HealthStore, KeyFiles, ProfileStore, SettingsStore, StatsStore, StoreCatalog,
+    TokenStore,
 };
 use llxprt_application::services::{
     AuthService, ChatClients, ChatService, FlowRegistry, TokenService,
 };
 use llxprt_application::session::SessionServices;
-use llxprt_application::settings::Settings;
+use llxprt_application::settings::{Settings, StorageBackend};
 use llxprt_clock::LocalClock;
 use llxprt_providers::chat::{self, ChatEndpoints, HttpOptions};
 use llxprt_providers::oauth::{
     AnthropicConfig, AnthropicFlow, BrowserEnv, CodexConfig, CodexFlow, GeminiConfig, GeminiFlow,
     OAuthHttp, QwenConfig, QwenFlow, SystemBrowser,
 };
+use llxprt_seal::KeyFile;
 use llxprt_settings::FileConfigStore;
 use llxprt_store_file::{FileHealthStore, FileStatsStore};
+use llxprt_store_postgres::{PostgresOptions, PostgresStore, StoreAddress};
 
 use crate::stores::{CurrentStore, Stores};
 
@@ -173,8 +176,23 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
     }
     .map_err(ComposeError::new)?;
     let flows = flows(&settings, &oauth_http, &browser, &clock, callback_timeout)?;
-    // The one place the token store is chosen (`storage.backend`; see `stores`).
-    let stores = Arc::new(Stores::new(home.clone(), settings.storage.clone(), &env));
+    // The one place the token store is chosen (`storage.backend`; see `stores`): the team store
+    // keeps statistics and health too; every other store keeps them in the home's files.
+    let stores = Stores::new(home.clone(), settings.storage.clone(), &env);
+    let (stores, stats, health): (Arc<Stores>, Arc<dyn StatsStore>, Arc<dyn HealthStore>) =
+        match settings.storage.backend {
+            StorageBackend::Postgres => {
+                let team = Arc::new(team_store(&settings, &env, &home)?);
+                let address = team.address().to_string();
+                let stores = Arc::new(stores.with_team(team.clone(), address));
+                (stores, team.clone(), team)
+            }
+            _ => (
+                Arc::new(stores),
+                Arc::new(FileStatsStore::new(&home)),
+                Arc::new(FileHealthStore::new(&home)),
+            ),
+        };
     let store: Arc<dyn TokenStore> = Arc::new(CurrentStore(stores.clone()));
     let tokens = Arc::new(TokenService::new(
         store.clone(),
@@ -188,9 +206,9 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
             auth.clone(),
             chat_clients(&settings, loopback)?,
             clock.clone(),
-            Arc::new(FileStatsStore::new(&home)),
+            stats,
         )
-        .with_health_store(Arc::new(FileHealthStore::new(&home))),
+        .with_health_store(health),
     );
     Ok(Services {
         settings,
@@ -263,6 +281,43 @@ fn check_transport(settings: &Settings) -> Result<(), ComposeError> {
         }
     }
     Ok(())
+}
+
+/// The team store of `storage.url`, its tokens sealed with the storage key
+/// (`LLXPRT_STORAGE_KEY_FILE`, else `storage.key_file`, else `$LLXPRT_HOME/storage.key`, made on
+/// first use); its password from `PGPASSWORD` or the password file (`PGPASSFILE`, else
+/// `~/.pgpass`). Connects before anything else, so an unreachable database or a wrong key is
+/// one line at start.
+fn team_store(
+    settings: &Settings,
+    env: &BTreeMap<String, String>,
+    home: &std::path::Path,
+) -> Result<PostgresStore, ComposeError> {
+    let url = settings.storage.url.as_deref().ok_or_else(|| {
+        ComposeError::new(
+            "storage.backend is postgres but storage.url is not set; set it to postgres://USER@HOST:PORT/DB",
+        )
+    })?;
+    let pgpass = env
+        .get("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| env.get("HOME").map(|h| PathBuf::from(h).join(".pgpass")));
+    let address = StoreAddress::parse(
+        url,
+        env.get("PGPASSWORD").map(String::as_str),
+        pgpass.as_deref(),
+    )
+    .map_err(ComposeError::new)?;
+    let key_path = env
+        .get("LLXPRT_STORAGE_KEY_FILE")
+        .cloned()
+        .or_else(|| settings.storage.key_file.clone())
+        .map_or_else(|| home.join("storage.key"), PathBuf::from);
+    let key = KeyFile::new(key_path)
+        .load_or_create()
+        .map_err(ComposeError::new)?
+        .key;
+    PostgresStore::open(PostgresOptions::new(address, Arc::new(key))).map_err(ComposeError::new)
 }
 
 fn flows(

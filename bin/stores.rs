@@ -32,6 +32,8 @@ pub struct Stores {
     key_file: Option<PathBuf>,
     current: RwLock<Option<OpenedStore>>,
     choosing: tokio::sync::Mutex<()>,
+    /// The team store, when `storage.backend` is `postgres` (opened once, at start).
+    team: Option<(Arc<dyn TokenStore>, String)>,
 }
 
 impl Stores {
@@ -48,7 +50,15 @@ impl Stores {
             key_file,
             current: RwLock::new(None),
             choosing: tokio::sync::Mutex::new(()),
+            team: None,
         }
+    }
+
+    /// The stores of a home whose tokens live in the team store `team`, shown as `address`
+    /// (`postgres://USER@HOST:PORT/DB`, never the password).
+    pub fn with_team(mut self, team: Arc<dyn TokenStore>, address: String) -> Self {
+        self.team = Some((team, address));
+        self
     }
 
     fn oauth_dir(&self) -> PathBuf {
@@ -117,6 +127,24 @@ impl Stores {
         let keyring = Keyring::for_home(&self.home);
         match backend {
             StorageBackend::File => Ok(self.file_store()),
+            StorageBackend::Postgres => match &self.team {
+                Some((store, address)) => Ok(OpenedStore {
+                    store: store.clone(),
+                    info: StorageInfo {
+                        requested: backend,
+                        chosen: backend,
+                        location: address.clone(),
+                        key: self.key_file.as_ref().map(|p| p.display().to_string()),
+                        reason: None,
+                    },
+                }),
+                None => Err(StoreError::Unavailable {
+                    store: "the team store".to_owned(),
+                    reason: "it is opened only when llxprt starts with storage.backend postgres"
+                        .to_owned(),
+                    hint: "start llxprt with --set storage.backend=postgres and storage.url set, then migrate from there".to_owned(),
+                }),
+            },
             StorageBackend::Keyring => Ok(self.keyring_store(backend)),
             StorageBackend::Encrypted => {
                 if self.key_file.is_some() {

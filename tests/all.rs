@@ -21,3 +21,4 @@ mod statistics;
 mod stats;
 mod storage;
 mod support;
+mod team_store;

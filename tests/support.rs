@@ -189,7 +189,18 @@ impl Lab {
     /// with `env` added to the child's environment only. `BROWSER=true` with a display makes
     /// every flow "open" its page and wait, and the test plays the browser from the printed URL.
     pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = llxprt(self.home());
+        self.command_in(self.home(), args, env)
+    }
+
+    /// Adds `--set NAME=VALUE` to every child's command line and to [`Lab::services`].
+    pub(crate) fn with_setting(mut self, name: &str, value: &str) -> Lab {
+        self.overrides.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// [`Lab::command`] in another home (a second machine of the same user or team).
+    pub(crate) fn command_in(&self, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = llxprt(home);
         for name in [
             "http_proxy",
             "HTTP_PROXY",
@@ -216,7 +227,12 @@ impl Lab {
 
     /// Starts `llxprt ARGS` with piped stdin (line mode unless ARGS say otherwise).
     pub(crate) fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
-        let mut process = tokio::process::Command::from(self.command(args, env))
+        self.spawn_in(self.home(), args, env)
+    }
+
+    /// [`Lab::spawn`] in another home.
+    pub(crate) fn spawn_in(&self, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut process = tokio::process::Command::from(self.command_in(home, args, env))
             .kill_on_drop(true)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -243,6 +259,21 @@ impl Lab {
     /// Runs `llxprt ARGS` with `input` as its lines and waits for its end.
     pub(crate) async fn run(&self, args: &[&str], env: &[(&str, &str)], input: &[&str]) -> Run {
         let mut child = self.spawn(args, env);
+        for line in input {
+            child.send(line).await;
+        }
+        child.finish().await
+    }
+
+    /// [`Lab::run`] in another home.
+    pub(crate) async fn run_in(
+        &self,
+        home: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        input: &[&str],
+    ) -> Run {
+        let mut child = self.spawn_in(home, args, env);
         for line in input {
             child.send(line).await;
         }

@@ -46,11 +46,19 @@ pub enum StorageBackend {
     Encrypted,
     /// The keyring where one answers, else encrypted files with a key file.
     Auto,
+    /// The team store: PostgreSQL at `storage.url`, tokens sealed with the storage key.
+    Postgres,
 }
 
 impl StorageBackend {
     /// Every backend, in the order users are shown them.
-    pub const ALL: [StorageBackend; 4] = [Self::File, Self::Keyring, Self::Encrypted, Self::Auto];
+    pub const ALL: [StorageBackend; 5] = [
+        Self::File,
+        Self::Keyring,
+        Self::Encrypted,
+        Self::Auto,
+        Self::Postgres,
+    ];
 
     /// The name `settings.json` and `/storage migrate` use.
     pub fn as_str(self) -> &'static str {
@@ -59,6 +67,7 @@ impl StorageBackend {
             Self::Keyring => "keyring",
             Self::Encrypted => "encrypted",
             Self::Auto => "auto",
+            Self::Postgres => "postgres",
         }
     }
 }
@@ -71,7 +80,7 @@ impl std::fmt::Display for StorageBackend {
 
 /// A `storage.backend` that llxprt does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown storage backend '{0}'; expected file, keyring, encrypted or auto")]
+#[error("unknown storage backend '{0}'; expected file, keyring, encrypted, auto or postgres")]
 pub struct UnknownBackend(pub String);
 
 impl std::str::FromStr for StorageBackend {

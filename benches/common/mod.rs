@@ -81,6 +81,12 @@ impl Rig {
             sim: sim.clone(),
             opened: Mutex::new(None),
         });
+        let mut overrides = settings_overrides(&sim);
+        overrides.extend(
+            extra
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
         let services = compose(Composition {
             overrides: settings_overrides(&sim)
                 .into_iter()

@@ -131,6 +131,23 @@ impl Entry {
     }
 }
 
+/// One bucket's entry of `health.json` as JSON text (`{"state":"cooling","until":…,"cause":…}`),
+/// or `None` for a usable bucket, which has no entry. The team store keeps the same document
+/// per bucket.
+pub fn health_entry_to_json(health: BucketHealth) -> Option<String> {
+    Entry::from_health(health).and_then(|entry| serde_json::to_string(&entry).ok())
+}
+
+/// A bucket's health read from its `health.json` entry.
+///
+/// # Errors
+/// What is wrong with the entry, when it is not one.
+pub fn health_entry_from_json(text: &str) -> Result<BucketHealth, String> {
+    serde_json::from_str::<Entry>(text)
+        .map(Entry::health)
+        .map_err(|e| e.to_string())
+}
+
 /// Bucket health kept in a JSON file.
 #[derive(Debug, Clone)]
 pub struct FileHealthStore {

@@ -13,7 +13,7 @@ use std::io;
 use std::path::Path;
 
 pub use file::{FileTokenStore, DEFAULT_SETTLE_TIME, MAX_TOKEN_FILE_BYTES};
-pub use health::FileHealthStore;
+pub use health::{health_entry_from_json, health_entry_to_json, FileHealthStore};
 pub use stats::FileStatsStore;
 
 use llxprt_fs::{write_atomically, FileLock, PathError};
