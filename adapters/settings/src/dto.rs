@@ -23,6 +23,7 @@ pub(super) struct SettingsDto {
     /// environment, which outranks the file, or from a file that used it alone.
     auth_key: Option<String>,
     providers: Option<ProvidersDto>,
+    idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +113,10 @@ impl SettingsDto {
             .map(Secret::new)
             .filter(|k| !k.is_empty());
 
+        settings.idle_timeout_secs = match self.idle_timeout_secs {
+            Some(0) => return Err("idle_timeout_secs: expected seconds above 0".to_owned()),
+            other => other,
+        };
         let dto = self.providers.unwrap_or_default();
         let p = &mut settings.providers;
         if let Some(dto) = dto.anthropic {

@@ -95,7 +95,11 @@
 //!   `response.created`, `response.output_text.delta`…, `response.completed`.
 //! - **OpenAI** (key): `POST {base_url}/chat/completions` with `Authorization: Bearer KEY`.
 //!
-//! Chat completions and Anthropic Messages stream when the body says `"stream": true`. Every
+//! Chat completions and Anthropic Messages stream when the body says `"stream": true` (and
+//! only then: without it they answer one JSON body); Gemini streams at
+//! `…/models/{model}:streamGenerateContent?alt=sse` and Code Assist's
+//! `…/v1internal:streamGenerateContent?alt=sse` (without `alt=sse`, as Google does, one JSON
+//! array of responses). Every stream is `text/event-stream`, one event per chunk. Every
 //! reply is deterministic: `[simulated PROVIDER/ACCOUNT] you said: TEXT` (PROVIDER is
 //! `anthropic`, `gemini`, `qwen`, `codex` or `openai`). Unknown, expired or revoked tokens get
 //! `401` (Anthropic: `403` for revoked).
@@ -117,7 +121,7 @@
 //! | [`expire_access_tokens`](SimulatorHandle::expire_access_tokens) | `POST /_sim/{p}/accounts/{a}/expire-tokens` |
 //! | [`revoke`](SimulatorHandle::revoke) | `POST /_sim/{p}/accounts/{a}/revoke` |
 //! | [`fail_next_chat_requests`](SimulatorHandle::fail_next_chat_requests) | `POST /_sim/{p}/accounts/{a}/fail-next` `{"count":2,"failure":{"kind":"rate_limited","retry_after_secs":30}}` |
-//! | [`slow_next_chat_replies`](SimulatorHandle::slow_next_chat_replies) | `POST /_sim/{p}/accounts/{a}/slow-next` `{"count":1,"seconds":30,"pause":"after_first_delta"}` (`pause` defaults to `before_reply`) |
+//! | [`slow_next_chat_replies`](SimulatorHandle::slow_next_chat_replies) | `POST /_sim/{p}/accounts/{a}/slow-next` `{"count":1,"seconds":30,"pause":"after_first_delta"}` (`pause`: `before_reply` by default, `after_first_delta`, `between_pieces`, `fail_after_first_delta`) |
 //! | [`counters`](SimulatorHandle::counters) | `GET /_sim/{p}/accounts/{a}/counters` |
 //! | [`provider_counters`](SimulatorHandle::provider_counters) | `GET /_sim/{p}/counters` |
 //! | [`add_api_key`](SimulatorHandle::add_api_key) / [`remove_api_key`](SimulatorHandle::remove_api_key) | `POST` / `DELETE /_sim/{chat}/api-keys` `{"key":"k","account":"a"}` |
@@ -512,6 +516,14 @@ pub enum Pause {
     /// rest: a stream that stops mid-reply. An answer that does not stream waits before it is
     /// sent, as with [`Pause::BeforeReply`].
     AfterFirstDelta,
+    /// A streamed reply waits the delay before each piece of text after the first: a long
+    /// answer that keeps coming. An answer that does not stream waits before it is sent.
+    BetweenPieces,
+    /// A streamed reply sends its first piece of text, waits the delay, then fails mid-stream
+    /// the way the provider does (Anthropic's `event: error` `overloaded_error`, Codex's
+    /// `response.failed`, an `error` object in chat completions' and Gemini's `data:`) and
+    /// ends. An answer that does not stream waits before it is sent.
+    FailAfterFirstDelta,
 }
 
 /// A running simulator: its URLs, its controls and a consenting browser. Cheap to clone; the
