@@ -16,4 +16,5 @@ mod readme;
 mod refresh;
 mod statistics;
 mod stats;
+mod streaming;
 mod support;

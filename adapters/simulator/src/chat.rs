@@ -335,6 +335,7 @@ async fn anthropic_messages(
     let text = api.reply(&account, &said);
     let id = format!("msg_sim_{}", wire::random_token(20));
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        state.count_streamed_reply(api.provider(), &account);
         return Ok(anthropic_stream(&sim, &id, &model, &text, slow));
     }
     let reply = Json(json!({
@@ -470,6 +471,9 @@ async fn gemini_generate(
     let slow = api.admit(&mut state, &account)?;
     let text = api.reply(&account, &said);
     if let Some(sse) = streaming {
+        if sse {
+            state.count_streamed_reply(api.provider(), &account);
+        }
         return Ok(gemini_stream(&sim, api, model, &text, sse, slow));
     }
     let reply = Json(gemini_response(model, &text));
@@ -569,6 +573,9 @@ fn code_assist_generate(
     let slow = api.admit(&mut state, &account)?;
     let text = api.reply(&account, &said);
     if let Some(sse) = streaming {
+        if sse {
+            state.count_streamed_reply(api.provider(), &account);
+        }
         return Ok(gemini_stream(sim, api, &model, &text, sse, slow));
     }
     let reply = Json(json!({
@@ -628,6 +635,7 @@ fn chat_completions(
     let id = format!("chatcmpl-sim-{}", wire::random_token(20));
     let created = wire::now_unix();
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        state.count_streamed_reply(api.provider(), &account);
         let chunk = |delta: Value, finish: Value| {
             sse_event(
                 None,
@@ -692,6 +700,7 @@ async fn codex_responses(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Re
     let said = codex_user_text(body.get("input"))
         .ok_or_else(|| api.invalid("input: at least one user message is required"))?;
     let slow = api.admit(&mut state, &account)?;
+    state.count_streamed_reply(api.provider(), &account);
     Ok(codex_stream(
         &sim,
         &model,

@@ -468,6 +468,9 @@ pub struct Counters {
     pub device_code_requests: u64,
     /// Authenticated chat requests, including the ones answered with a forced failure.
     pub chat_requests: u64,
+    /// Chat requests answered with a `text/event-stream` (the request asked to stream:
+    /// `"stream": true`, or Gemini's `streamGenerateContent?alt=sse`).
+    pub streamed_replies: u64,
     /// Chat requests refused because the account's token was expired or revoked.
     pub rejected_chat_requests: u64,
     /// Gemini `loadCodeAssist` calls.
@@ -483,6 +486,7 @@ impl Counters {
         self.rejected_refreshes += other.rejected_refreshes;
         self.device_code_requests += other.device_code_requests;
         self.chat_requests += other.chat_requests;
+        self.streamed_replies += other.streamed_replies;
         self.rejected_chat_requests += other.rejected_chat_requests;
         self.load_code_assist += other.load_code_assist;
     }

@@ -149,7 +149,16 @@ pub(crate) async fn read_stream(
     let mut parser = SseParser::default();
     let mut text = String::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| http::network(&e))?;
+        let chunk = chunk.map_err(|e| {
+            if e.is_timeout() {
+                ChatError::Network(
+                    "the stream went silent past the idle limit (setting idle_timeout_secs)"
+                        .to_owned(),
+                )
+            } else {
+                http::network(&e)
+            }
+        })?;
         let events = parser
             .feed(&chunk)
             .map_err(|e| http::unreadable(&e.to_string()))?;
