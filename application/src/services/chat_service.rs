@@ -1021,6 +1021,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failure_after_the_first_piece_is_cut_short_and_no_other_bucket_is_asked() {
+        let f = fixture(MockOAuthFlow::new());
+        log_in(&f, "w1").await;
+        log_in(&f, "w2").await;
+        f.client.answer("at-w1", vec![limited(60)]);
+        f.client.stream_before_failures("at-w1", "Hel");
+        let error = f
+            .service
+            .send(
+                &oauth_target(&["w1", "w2"]),
+                &hello(),
+                &RecordingPrompt::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, SendError::CutShort(ChatError::RateLimited { .. })),
+            "{error:?}"
+        );
+        assert_eq!(*f.client.calls.lock().unwrap(), ["at-w1"]);
+        // What the failure said about the bucket still counts: it cools down.
+        assert!(matches!(
+            f.service.health(&id("w1")),
+            BucketHealth::CoolingUntil { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn with_a_key_a_failure_after_the_first_piece_is_cut_short_too() {
+        let f = fixture(MockOAuthFlow::new());
+        f.client
+            .answer("k", vec![Err(ChatError::Network("reset".into()))]);
+        f.client.stream_before_failures("k", "Hel");
+        let error = f
+            .service
+            .send(
+                &target(Some("k"), &[]),
+                &hello(),
+                &RecordingPrompt::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, SendError::CutShort(_)), "{error:?}");
+        assert_eq!(*f.client.calls.lock().unwrap(), ["k"]);
+    }
+
+    #[tokio::test]
     async fn all_buckets_limited_reports_each_and_the_earliest_reset() {
         let f = fixture(MockOAuthFlow::new());
         log_in(&f, "w1").await;
