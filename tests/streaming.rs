@@ -185,3 +185,42 @@ async fn a_reply_that_keeps_coming_is_not_cut_off_by_the_idle_limit() {
         assert_eq!(lab.counters(oauth, "api-key").chat_requests, 1, "{chat}");
     }
 }
+
+#[test]
+fn the_sandbox_can_cut_a_reply_short_and_the_next_message_is_answered_whole() {
+    let home = tempfile::tempdir().unwrap();
+    let run = crate::support::sandbox(
+        home.path(),
+        &[],
+        "/auth anthropic login\n/auth anthropic enable\n/sandbox cut anthropic default\nhello\nhello again\n/stats buckets\n",
+    );
+    assert!(
+        run.stdout
+            .contains("anthropic/default: the next reply will fail after its first words"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.lines().any(|l| l.trim_end() == FIRST_PIECE),
+        "the first piece stays on screen: {}",
+        run.stdout
+    );
+    let cut = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cut short"))
+        .count();
+    assert_eq!(cut, 1, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains(&reply("anthropic", "default", "hello again")),
+        "{}",
+        run.stdout
+    );
+    // Two messages, two requests: the cut one was not sent again.
+    assert!(
+        run.stdout.contains("anthropic/default: 2 requests"),
+        "{}",
+        run.stdout
+    );
+}
