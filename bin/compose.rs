@@ -422,7 +422,8 @@ fn chat_clients(settings: &Settings, loopback: bool) -> Result<ChatClients, Comp
     };
     let http = chat::http_client(HttpOptions {
         connect_timeout: Duration::from_secs(10),
-        read_timeout: Duration::from_secs(120),
+        // Restarts with every chunk: bounds a stalled reply, never a long one that keeps coming.
+        read_timeout: settings.idle_timeout(),
         // A proxy cannot reach a provider on loopback.
         system_proxy: !loopback,
     })

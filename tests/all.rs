@@ -20,5 +20,6 @@ mod signin;
 mod statistics;
 mod stats;
 mod storage;
+mod streaming;
 mod support;
 mod team_store;

@@ -132,6 +132,7 @@ async fn a_key_in_the_environment_wins_over_enabled_oauth_and_no_flow_starts() {
         assert_eq!(
             Counters {
                 chat_requests: 0,
+                streamed_replies: 0,
                 ..all
             },
             Counters::default(),

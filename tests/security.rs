@@ -64,11 +64,11 @@ fn stub(answer: impl Fn(&str) -> axum::response::Response + Clone + Send + Sync 
     }
 }
 
-/// An OpenAI chat-completions answer saying `text`.
+/// An OpenAI chat-completions answer saying `text`, streamed as the real service streams it.
 fn completion(text: &str) -> axum::response::Response {
-    let body =
-        serde_json::json!({"choices": [{"message": {"role": "assistant", "content": text}}]});
-    ([("content-type", "application/json")], body.to_string()).into_response()
+    let piece = serde_json::json!({"choices": [{"delta": {"content": text}}]});
+    let body = format!("data: {piece}\n\ndata: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], body).into_response()
 }
 
 /// `llxprt --provider openai` pointed at `base`, with `args` and `stdin`.

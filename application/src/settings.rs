@@ -19,6 +19,10 @@ pub struct Settings {
     pub auth_key: Option<Secret>,
     /// Endpoints and OAuth clients of each provider.
     pub providers: ProviderSettings,
+    /// `idle_timeout_secs`: how long a reply may send nothing before it is given up (a stalled
+    /// stream); [`Settings::IDLE_TIMEOUT_SECS`] when unset. A reply that keeps coming is never
+    /// cut off, however long it takes.
+    pub idle_timeout_secs: Option<u64>,
     /// Where tokens are kept (`storage.*`).
     pub storage: StorageSettings,
 }
@@ -92,6 +96,20 @@ impl std::str::FromStr for StorageBackend {
             .into_iter()
             .find(|b| b.as_str() == text)
             .ok_or(UnknownBackend(text))
+    }
+}
+
+impl Settings {
+    /// The idle limit of a reply when `idle_timeout_secs` is not set.
+    pub const IDLE_TIMEOUT_SECS: u64 = 120;
+
+    /// How long a reply may send nothing before it is given up.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.idle_timeout_secs
+                .unwrap_or(Self::IDLE_TIMEOUT_SECS)
+                .max(1),
+        )
     }
 }
 
@@ -452,6 +470,16 @@ impl Settings {
             }
             "storage.key_file" => self.storage.key_file = Some(text(name, value)?),
             "storage.url" => self.storage.url = Some(text(name, value)?),
+            "idle_timeout_secs" => {
+                self.idle_timeout_secs = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|&secs| secs > 0)
+                        .ok_or_else(|| bad(name, "expected a whole number of seconds above 0"))?,
+                );
+            }
             _ => {
                 let provider = key
                     .strip_prefix("oauth_enabled.")

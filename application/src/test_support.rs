@@ -194,9 +194,19 @@ pub struct ScriptedClient {
     pub script:
         Mutex<HashMap<String, std::collections::VecDeque<Result<String, crate::ports::ChatError>>>>,
     pub calls: Mutex<Vec<String>>,
+    /// A piece streamed before each scripted failure, per credential: a reply cut short.
+    pub partial: Mutex<HashMap<String, String>>,
 }
 
 impl ScriptedClient {
+    /// Makes every scripted failure for `credential` come after `piece` was streamed.
+    pub fn stream_before_failures(&self, credential: &str, piece: &str) {
+        self.partial
+            .lock()
+            .unwrap()
+            .insert(credential.to_owned(), piece.to_owned());
+    }
+
     /// The next answers for requests sent with `credential`; once used up, it answers `ok:CRED`.
     pub fn answer(&self, credential: &str, answers: Vec<Result<String, crate::ports::ChatError>>) {
         self.script
@@ -228,7 +238,13 @@ impl crate::ports::ChatClient for ScriptedClient {
             .unwrap()
             .get_mut(&credential)
             .and_then(|answers| answers.pop_front());
-        let text = next.unwrap_or_else(|| Ok(format!("ok:{credential}")))?;
+        let next = next.unwrap_or_else(|| Ok(format!("ok:{credential}")));
+        if next.is_err() {
+            if let Some(piece) = self.partial.lock().unwrap().get(&credential) {
+                on_text(piece);
+            }
+        }
+        let text = next?;
         on_text(&text);
         Ok(crate::ports::ChatReply { text })
     }

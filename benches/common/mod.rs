@@ -167,6 +167,7 @@ impl Rig {
             .header("anthropic-version", "2023-06-01")
             .bearer_auth(token.access_token.expose())
             .header("anthropic-beta", "oauth-2025-04-20")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&anthropic_body(&hello()))
             .send()
             .await
@@ -219,7 +220,12 @@ pub(crate) fn anthropic_body(request: &ChatRequest) -> serde_json::Value {
             serde_json::json!({ "role": role, "content": m.text })
         })
         .collect();
-    serde_json::json!({ "model": request.model, "max_tokens": 8192, "messages": messages })
+    serde_json::json!({
+        "model": request.model,
+        "max_tokens": 8192,
+        "messages": messages,
+        "stream": true,
+    })
 }
 
 /// A browser that remembers the authorize URL it was asked to open, and a user who, asked for

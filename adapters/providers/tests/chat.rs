@@ -179,14 +179,19 @@ async fn each_provider_answers_with_oauth_and_with_a_key() {
                 reply_name(provider, true)
             )
         );
-        if provider == ChatProvider::OpenAi {
-            assert_eq!(pieces.concat(), reply.text, "Codex streams the whole reply");
-        }
+        assert_eq!(
+            pieces.concat(),
+            reply.text,
+            "{provider} streams the whole reply"
+        );
+        assert!(pieces.len() > 1, "{provider} streams in pieces: {pieces:?}");
         assert_eq!(sim.counters(oauth, "user1").chat_requests, 1, "{provider}");
 
         let key = SimulatorConfig::default_api_key(provider);
-        let (reply, _) = send(client.as_ref(), ChatAuth::ApiKey(&key)).await;
+        let (reply, pieces) = send(client.as_ref(), ChatAuth::ApiKey(&key)).await;
         let reply = reply.unwrap_or_else(|e| panic!("{provider} with a key: {e:?}"));
+        assert_eq!(pieces.concat(), reply.text, "{provider} streams with a key");
+        assert!(pieces.len() > 1, "{provider} with a key: {pieces:?}");
         assert_eq!(
             reply.text,
             format!(

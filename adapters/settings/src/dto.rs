@@ -23,6 +23,7 @@ pub(super) struct SettingsDto {
     /// environment, which outranks the file, or from a file that used it alone.
     auth_key: Option<String>,
     providers: Option<ProvidersDto>,
+    idle_timeout_secs: Option<u64>,
     storage: Option<StorageDto>,
 }
 
@@ -130,6 +131,10 @@ impl SettingsDto {
         settings.storage.key_file = storage.key_file.filter(|f| !f.trim().is_empty());
         settings.storage.url = storage.url.filter(|u| !u.trim().is_empty());
 
+        settings.idle_timeout_secs = match self.idle_timeout_secs {
+            Some(0) => return Err("idle_timeout_secs: expected seconds above 0".to_owned()),
+            other => other,
+        };
         let dto = self.providers.unwrap_or_default();
         let p = &mut settings.providers;
         if let Some(dto) = dto.anthropic {

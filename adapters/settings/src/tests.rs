@@ -630,3 +630,37 @@ fn a_broken_profile_file_is_reported_against_the_file() {
         )
     );
 }
+
+#[test]
+fn the_idle_limit_of_a_reply_comes_from_the_file_the_environment_or_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    assert_eq!(
+        store(home).load_settings().unwrap().idle_timeout(),
+        std::time::Duration::from_secs(120)
+    );
+    write_settings(home, &json!({ "idle_timeout_secs": 30 }));
+    assert_eq!(
+        store(home).load_settings().unwrap().idle_timeout_secs,
+        Some(30)
+    );
+    let env = store_with(home, &[("LLXPRT_IDLE_TIMEOUT_SECS", "7")], &[]);
+    assert_eq!(env.load_settings().unwrap().idle_timeout_secs, Some(7));
+    let set = store_with(home, &[], &[("idle_timeout_secs", "2")]);
+    assert_eq!(set.load_settings().unwrap().idle_timeout_secs, Some(2));
+    for bad in ["0", "soon", ""] {
+        let set = store_with(home, &[], &[("idle_timeout_secs", bad)]);
+        assert!(
+            matches!(
+                set.load_settings(),
+                Err(ConfigError::InvalidOverride(SettingError::BadValue { .. }))
+            ),
+            "{bad:?}"
+        );
+    }
+    write_settings(home, &json!({ "idle_timeout_secs": 0 }));
+    assert!(matches!(
+        store(home).load_settings(),
+        Err(ConfigError::InvalidFile { .. })
+    ));
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request};
+use axum::extract::{Path, Query, Request};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -34,7 +34,17 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         )
         .route(
             "/gemini/code-assist/v1internal:generateContent",
-            post(code_assist_generate),
+            post(|sim: Sim, h: HeaderMap, b: Bytes| async move {
+                code_assist_generate(&sim, &h, &b, None)
+            }),
+        )
+        .route(
+            "/gemini/code-assist/v1internal:streamGenerateContent",
+            post(
+                |sim: Sim, Query(q): Query<AltQuery>, h: HeaderMap, b: Bytes| async move {
+                    code_assist_generate(&sim, &h, &b, Some(q.sse()))
+                },
+            ),
         )
         .route(
             "/qwen/v1/chat/completions",
@@ -136,6 +146,29 @@ impl Api {
             }
         };
         (status, Json(body)).into_response()
+    }
+
+    /// The event a stream ends with when the provider fails in the middle of a reply.
+    fn stream_failure(self) -> String {
+        match self {
+            Self::Anthropic => sse_event(
+                Some("error"),
+                &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+            ),
+            Self::GeminiKey | Self::CodeAssist => sse_event(
+                None,
+                &json!({"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}),
+            ),
+            Self::QwenOAuth | Self::DashScope | Self::OpenAi => sse_event(
+                None,
+                &json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error", "code": null}}),
+            ),
+            Self::Codex => sse_event(
+                Some("response.failed"),
+                &json!({"type": "response.failed", "response": {"status": "failed",
+                        "error": {"code": "server_error", "message": "The server had an error while processing your request."}}}),
+            ),
+        }
     }
 
     fn invalid(self, message: &str) -> Response {
@@ -302,6 +335,7 @@ async fn anthropic_messages(
     let text = api.reply(&account, &said);
     let id = format!("msg_sim_{}", wire::random_token(20));
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        state.count_streamed_reply(api.provider(), &account);
         return Ok(anthropic_stream(&sim, &id, &model, &text, slow));
     }
     let reply = Json(json!({
@@ -398,7 +432,7 @@ fn anthropic_stream(
         Some("message_stop"),
         &json!({"type": "message_stop"}),
     ));
-    sse(sim, events, first_delta, slow)
+    sse(sim, Api::Anthropic, events, first_delta, slow)
 }
 
 // ---- Gemini ----
@@ -407,12 +441,15 @@ fn anthropic_stream(
 async fn gemini_generate(
     sim: Sim,
     Path(model_action): Path<String>,
+    Query(query): Query<AltQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
     let api = Api::GeminiKey;
-    let Some((model, "generateContent")) = model_action.split_once(':') else {
-        return Err(api.error(StatusCode::NOT_FOUND, Kind::Invalid, "unknown method"));
+    let (model, streaming) = match model_action.split_once(':') {
+        Some((model, "generateContent")) => (model, None),
+        Some((model, "streamGenerateContent")) => (model, Some(query.sse())),
+        _ => return Err(api.error(StatusCode::NOT_FOUND, Kind::Invalid, "unknown method")),
     };
     let body = api.body(&headers, &body)?;
     let mut state = sim.lock();
@@ -432,8 +469,64 @@ async fn gemini_generate(
     let said = gemini_user_text(body.get("contents"))
         .ok_or_else(|| api.invalid("contents: at least one user part with text is required"))?;
     let slow = api.admit(&mut state, &account)?;
-    let reply = Json(gemini_response(model, &api.reply(&account, &said)));
+    let text = api.reply(&account, &said);
+    if let Some(sse) = streaming {
+        if sse {
+            state.count_streamed_reply(api.provider(), &account);
+        }
+        return Ok(gemini_stream(&sim, api, model, &text, sse, slow));
+    }
+    let reply = Json(gemini_response(model, &text));
     Ok(delayed(reply.into_response(), slow))
+}
+
+/// `?alt=sse`: whether a `streamGenerateContent` answers server-sent events (else a JSON array).
+#[derive(serde::Deserialize)]
+struct AltQuery {
+    alt: Option<String>,
+}
+
+impl AltQuery {
+    fn sse(&self) -> bool {
+        self.alt.as_deref() == Some("sse")
+    }
+}
+
+/// A `streamGenerateContent` answer: one response per piece (Code Assist wraps each in
+/// `response`), the last with `finishReason`; server-sent events with `alt=sse`, else the
+/// responses as one JSON array.
+fn gemini_stream(
+    sim: &Shared,
+    api: Api,
+    model: &str,
+    text: &str,
+    sse_events: bool,
+    slow: Option<SlowReply>,
+) -> Response {
+    let pieces = wire::stream_pieces(text);
+    let last = pieces.len().saturating_sub(1);
+    let responses: Vec<Value> = pieces
+        .iter()
+        .enumerate()
+        .map(|(index, piece)| {
+            let mut candidate =
+                json!({"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0});
+            if index == last {
+                candidate["finishReason"] = json!("STOP");
+            }
+            let response = json!({"candidates": [candidate], "modelVersion": model});
+            match api {
+                Api::CodeAssist => json!({"response": response,
+                    "traceId": format!("sim-trace-{}", wire::random_token(12))}),
+                _ => response,
+            }
+        })
+        .collect();
+    if !sse_events {
+        return delayed(Json(Value::Array(responses)).into_response(), slow);
+    }
+    let events = responses.iter().map(|r| sse_event(None, r)).collect();
+    sse(sim, api, events, 0, slow)
 }
 
 async fn load_code_assist(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
@@ -450,15 +543,17 @@ async fn load_code_assist(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<R
     .into_response())
 }
 
-async fn code_assist_generate(
-    sim: Sim,
-    headers: HeaderMap,
-    body: Bytes,
+/// `generateContent` (`streaming` is `None`) or `streamGenerateContent` (whether `alt=sse`).
+fn code_assist_generate(
+    sim: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    streaming: Option<bool>,
 ) -> Result<Response, Response> {
     let api = Api::CodeAssist;
-    let body = api.body(&headers, &body)?;
+    let body = api.body(headers, body)?;
     let mut state = sim.lock();
-    let account = api.bearer_account(&mut state, &headers)?;
+    let account = api.bearer_account(&mut state, headers)?;
     let model = model_of(api, &body)?;
     match body.get("project").and_then(Value::as_str) {
         None => return Err(api.invalid("project: field required")),
@@ -476,8 +571,15 @@ async fn code_assist_generate(
             api.invalid("request.contents: at least one user part with text is required")
         })?;
     let slow = api.admit(&mut state, &account)?;
+    let text = api.reply(&account, &said);
+    if let Some(sse) = streaming {
+        if sse {
+            state.count_streamed_reply(api.provider(), &account);
+        }
+        return Ok(gemini_stream(sim, api, &model, &text, sse, slow));
+    }
     let reply = Json(json!({
-        "response": gemini_response(&model, &api.reply(&account, &said)),
+        "response": gemini_response(&model, &text),
         "traceId": format!("sim-trace-{}", wire::random_token(12)),
     }));
     Ok(delayed(reply.into_response(), slow))
@@ -533,6 +635,7 @@ fn chat_completions(
     let id = format!("chatcmpl-sim-{}", wire::random_token(20));
     let created = wire::now_unix();
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        state.count_streamed_reply(api.provider(), &account);
         let chunk = |delta: Value, finish: Value| {
             sse_event(
                 None,
@@ -551,7 +654,7 @@ fn chat_completions(
         }
         events.push(chunk(json!({}), json!("stop")));
         events.push("data: [DONE]\n\n".to_owned());
-        return Ok(sse(sim, events, first_delta, slow));
+        return Ok(sse(sim, api, events, first_delta, slow));
     }
     let reply = Json(json!({
         "id": id,
@@ -597,6 +700,7 @@ async fn codex_responses(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Re
     let said = codex_user_text(body.get("input"))
         .ok_or_else(|| api.invalid("input: at least one user message is required"))?;
     let slow = api.admit(&mut state, &account)?;
+    state.count_streamed_reply(api.provider(), &account);
     Ok(codex_stream(
         &sim,
         &model,
@@ -673,7 +777,7 @@ fn codex_stream(sim: &Shared, model: &str, text: &str, slow: Option<SlowReply>) 
             "usage": {"input_tokens": 1, "output_tokens": text.len(),
                       "total_tokens": text.len() + 1}}}),
     ));
-    sse(sim, events, first_delta, slow)
+    sse(sim, Api::Codex, events, first_delta, slow)
 }
 
 // ---- shared shapes ----
@@ -713,35 +817,43 @@ fn sse_event(event: Option<&str>, data: &Value) -> String {
     }
 }
 
-/// A `text/event-stream` answer sent one event per chunk. A wait `slow` imposes comes after the
-/// event at `first_delta` (the first piece of text) or before the whole answer, as it says.
+/// A `text/event-stream` answer sent one event per chunk. A wait `slow` imposes comes before
+/// the whole answer, after the event at `first_delta` (the first piece of text), before each
+/// piece after it, or after the first piece and before `api`'s mid-stream failure, as it says.
 fn sse(
     sim: &Shared,
-    mut events: Vec<String>,
+    api: Api,
+    events: Vec<String>,
     first_delta: usize,
     slow: Option<SlowReply>,
 ) -> Response {
-    let stall = match slow {
-        Some(SlowReply {
-            delay,
-            pause: Pause::AfterFirstDelta,
-        }) => delay,
-        _ => Duration::ZERO,
-    };
-    let rest = events.split_off((first_delta + 1).min(events.len()));
-    let released = sim.released.clone();
-    let rest = futures_util::stream::once(async move {
-        // A stream whose wait was cut short by the simulator stopping ends unfinished.
-        if stall.is_zero() || wait(released, stall).await {
-            rest
-        } else {
-            Vec::new()
+    let (delay, pause) = slow.map_or((Duration::ZERO, Pause::BeforeReply), |s| (s.delay, s.pause));
+    let mut schedule: Vec<(Duration, String)> = Vec::with_capacity(events.len() + 1);
+    for (index, event) in events.into_iter().enumerate() {
+        let wait_before = match pause {
+            Pause::AfterFirstDelta if index == first_delta + 1 => delay,
+            Pause::BetweenPieces if index > first_delta => delay,
+            _ => Duration::ZERO,
+        };
+        if pause == Pause::FailAfterFirstDelta && index > first_delta {
+            schedule.push((delay, api.stream_failure()));
+            break;
         }
-    })
-    .flat_map(futures_util::stream::iter);
-    let chunks = futures_util::stream::iter(events)
-        .chain(rest)
-        .map(|e| Ok::<_, Infallible>(Bytes::from(e)));
+        schedule.push((wait_before, event));
+    }
+    let released = sim.released.clone();
+    // A stream whose wait was cut short by the simulator stopping ends unfinished.
+    let chunks =
+        futures_util::stream::iter(schedule)
+            .then(move |(wait_before, event)| {
+                let released = released.clone();
+                async move {
+                    (wait_before.is_zero() || wait(released, wait_before).await).then_some(event)
+                }
+            })
+            .take_while(|event| std::future::ready(event.is_some()))
+            .filter_map(std::future::ready)
+            .map(|e| Ok::<_, Infallible>(Bytes::from(e)));
     let response = (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -750,11 +862,8 @@ fn sse(
         Body::from_stream(chunks),
     )
         .into_response();
-    match slow {
-        Some(SlowReply {
-            pause: Pause::BeforeReply,
-            ..
-        }) => delayed(response, slow),
+    match pause {
+        Pause::BeforeReply => delayed(response, slow),
         _ => response,
     }
 }

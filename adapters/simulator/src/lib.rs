@@ -95,7 +95,11 @@
 //!   `response.created`, `response.output_text.delta`…, `response.completed`.
 //! - **OpenAI** (key): `POST {base_url}/chat/completions` with `Authorization: Bearer KEY`.
 //!
-//! Chat completions and Anthropic Messages stream when the body says `"stream": true`. Every
+//! Chat completions and Anthropic Messages stream when the body says `"stream": true` (and
+//! only then: without it they answer one JSON body); Gemini streams at
+//! `…/models/{model}:streamGenerateContent?alt=sse` and Code Assist's
+//! `…/v1internal:streamGenerateContent?alt=sse` (without `alt=sse`, as Google does, one JSON
+//! array of responses). Every stream is `text/event-stream`, one event per chunk. Every
 //! reply is deterministic: `[simulated PROVIDER/ACCOUNT] you said: TEXT` (PROVIDER is
 //! `anthropic`, `gemini`, `qwen`, `codex` or `openai`). Unknown, expired or revoked tokens get
 //! `401` (Anthropic: `403` for revoked).
@@ -117,7 +121,7 @@
 //! | [`expire_access_tokens`](SimulatorHandle::expire_access_tokens) | `POST /_sim/{p}/accounts/{a}/expire-tokens` |
 //! | [`revoke`](SimulatorHandle::revoke) | `POST /_sim/{p}/accounts/{a}/revoke` |
 //! | [`fail_next_chat_requests`](SimulatorHandle::fail_next_chat_requests) | `POST /_sim/{p}/accounts/{a}/fail-next` `{"count":2,"failure":{"kind":"rate_limited","retry_after_secs":30}}` |
-//! | [`slow_next_chat_replies`](SimulatorHandle::slow_next_chat_replies) | `POST /_sim/{p}/accounts/{a}/slow-next` `{"count":1,"seconds":30,"pause":"after_first_delta"}` (`pause` defaults to `before_reply`) |
+//! | [`slow_next_chat_replies`](SimulatorHandle::slow_next_chat_replies) | `POST /_sim/{p}/accounts/{a}/slow-next` `{"count":1,"seconds":30,"pause":"after_first_delta"}` (`pause`: `before_reply` by default, `after_first_delta`, `between_pieces`, `fail_after_first_delta`) |
 //! | [`counters`](SimulatorHandle::counters) | `GET /_sim/{p}/accounts/{a}/counters` |
 //! | [`provider_counters`](SimulatorHandle::provider_counters) | `GET /_sim/{p}/counters` |
 //! | [`add_api_key`](SimulatorHandle::add_api_key) / [`remove_api_key`](SimulatorHandle::remove_api_key) | `POST` / `DELETE /_sim/{chat}/api-keys` `{"key":"k","account":"a"}` |
@@ -464,6 +468,9 @@ pub struct Counters {
     pub device_code_requests: u64,
     /// Authenticated chat requests, including the ones answered with a forced failure.
     pub chat_requests: u64,
+    /// Chat requests answered with a `text/event-stream` (the request asked to stream:
+    /// `"stream": true`, or Gemini's `streamGenerateContent?alt=sse`).
+    pub streamed_replies: u64,
     /// Chat requests refused because the account's token was expired or revoked.
     pub rejected_chat_requests: u64,
     /// Gemini `loadCodeAssist` calls.
@@ -479,6 +486,7 @@ impl Counters {
         self.rejected_refreshes += other.rejected_refreshes;
         self.device_code_requests += other.device_code_requests;
         self.chat_requests += other.chat_requests;
+        self.streamed_replies += other.streamed_replies;
         self.rejected_chat_requests += other.rejected_chat_requests;
         self.load_code_assist += other.load_code_assist;
     }
@@ -512,6 +520,14 @@ pub enum Pause {
     /// rest: a stream that stops mid-reply. An answer that does not stream waits before it is
     /// sent, as with [`Pause::BeforeReply`].
     AfterFirstDelta,
+    /// A streamed reply waits the delay before each piece of text after the first: a long
+    /// answer that keeps coming. An answer that does not stream waits before it is sent.
+    BetweenPieces,
+    /// A streamed reply sends its first piece of text, waits the delay, then fails mid-stream
+    /// the way the provider does (Anthropic's `event: error` `overloaded_error`, Codex's
+    /// `response.failed`, an `error` object in chat completions' and Gemini's `data:`) and
+    /// ends. An answer that does not stream waits before it is sent.
+    FailAfterFirstDelta,
 }
 
 /// A running simulator: its URLs, its controls and a consenting browser. Cheap to clone; the

@@ -234,7 +234,8 @@ impl SandboxShell {
             "/sandbox revoke P BUCKET            revoke the bucket's tokens (403/refresh rejected)",
             "/sandbox expire P BUCKET            the simulator expires the bucket's access token now (llxprt finds out at its next request: 401, then a refresh)",
             "/sandbox lifetime P SECONDS         lifetime of tokens issued from now on (0: issued already expired)",
-            "/sandbox slow P BUCKET SECONDS      the bucket's next reply waits SECONDS (codex's stream after its first words); Ctrl-C cancels it",
+            "/sandbox slow P BUCKET SECONDS      the bucket's next reply stalls SECONDS after its first words; Ctrl-C cancels it",
+            "/sandbox cut P BUCKET               the bucket's next reply fails after its first words (the reply is cut short, nothing is sent again)",
         ];
         let provider = |p: &str| p.parse::<OAuthProvider>();
         let result = match words {
@@ -283,6 +284,16 @@ impl SandboxShell {
                 }),
                 Err(_) => return not_seconds(secs, prompt),
             },
+            ["cut", p, bucket] => provider(p).map(|p| {
+                self.sim.slow_next_chat_replies(
+                    p,
+                    bucket,
+                    1,
+                    Duration::ZERO,
+                    Pause::FailAfterFirstDelta,
+                );
+                format!("{p}/{bucket}: the next reply will fail after its first words")
+            }),
             _ => {
                 for line in usage {
                     prompt.show(line);

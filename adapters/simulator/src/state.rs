@@ -770,6 +770,10 @@ impl State {
         }
     }
 
+    pub(super) fn count_streamed_reply(&mut self, provider: OAuthProvider, account: &str) {
+        self.account(provider, account).counters.streamed_replies += 1;
+    }
+
     pub(super) fn count_load_code_assist(&mut self, account: &str) {
         self.account(OAuthProvider::Gemini, account)
             .counters

@@ -2,6 +2,7 @@
 //! API → the outcome classified → the domain's next decision.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use llxprt_domain::failover::{BucketHealth, Decision, ExhaustedReport, Outcome};
@@ -41,6 +42,13 @@ pub enum SendError {
     /// The provider refused or failed, with an API key or after failover gave up.
     #[error(transparent)]
     Chat(#[from] ChatError),
+    /// The provider failed after the first piece of the reply was shown: the reply ends there,
+    /// and the message is neither retried nor sent to another bucket (it would be answered, and
+    /// counted, twice).
+    #[error(
+        "the reply was cut short ({0}); it was not sent again: send the message again to retry"
+    )]
+    CutShort(ChatError),
     /// The lazy login failed.
     #[error(transparent)]
     Login(#[from] AuthError),
@@ -57,7 +65,7 @@ impl SendError {
             Self::NoCredential(_) | Self::Login(_) | Self::Token(_) | Self::NoClient(_) => {
                 MemberFailure::NeedsLogin
             }
-            Self::Chat(e) => match e {
+            Self::Chat(e) | Self::CutShort(e) => match e {
                 ChatError::RateLimited { .. } => MemberFailure::RateLimited,
                 ChatError::PaymentRequired { .. } => MemberFailure::PaymentRequired,
                 ChatError::Unauthorized(_) => MemberFailure::Unauthorized,
@@ -223,7 +231,14 @@ impl ChatService {
             .clients
             .get(target.provider)
             .ok_or(SendError::NoClient(target.provider))?;
-        let on_text = |text: &str| prompt.stream(text);
+        // Whether a piece of the reply was shown: from then on a failure ends the reply.
+        let shown = AtomicBool::new(false);
+        let on_text = |text: &str| {
+            if !text.is_empty() {
+                shown.store(true, Ordering::SeqCst);
+            }
+            prompt.stream(text);
+        };
         let result = match &target.credential {
             Credential::None => Err(SendError::NoCredential(target.provider)),
             Credential::ApiKey { key, .. } => client
@@ -231,12 +246,19 @@ impl ChatService {
                 .await
                 .map_err(SendError::from),
             Credential::OAuth(plan) => {
-                self.send_with_failover(client.as_ref(), plan, request, prompt, &on_text)
+                let streaming = Streaming {
+                    on_text: &on_text,
+                    shown: &shown,
+                };
+                self.send_with_failover(client.as_ref(), plan, request, prompt, streaming)
                     .await
             }
         };
         self.stats.save_in_background();
-        result
+        result.map_err(|error| match error {
+            SendError::Chat(cause) if shown.load(Ordering::SeqCst) => SendError::CutShort(cause),
+            other => other,
+        })
     }
 
     async fn send_with_failover(
@@ -245,12 +267,12 @@ impl ChatService {
         plan: &OAuthPlan,
         request: &ChatRequest,
         prompt: &dyn UserPrompt,
-        on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
+        streaming: Streaming<'_>,
     ) -> Result<ChatReply, SendError> {
         // The failover reads each bucket's token anyway, so whether anything is logged in is
         // only asked again when it found no token at all: a request then reads its token once.
         let mut first = self
-            .run_failover(client, plan, request, prompt, on_text, true)
+            .run_failover(client, plan, request, prompt, streaming, true)
             .await;
         let run = if first.found_only_missing_tokens()
             && self
@@ -261,7 +283,7 @@ impl ChatService {
             // the login had come before it.
             first.tally.discarded = true;
             drop(first);
-            self.run_failover(client, plan, request, prompt, on_text, false)
+            self.run_failover(client, plan, request, prompt, streaming, false)
                 .await
         } else {
             for skipped in first.deferred_skips.iter().flatten() {
@@ -295,6 +317,11 @@ impl ChatService {
         self.save_shared_health(&changes).await;
         match (reply, decision) {
             (Some(reply), _) => Ok(reply),
+            (None, _) if streaming.shown.load(Ordering::SeqCst) => {
+                Err(last_error.unwrap_or_else(|| {
+                    SendError::Chat(ChatError::Network("the reply stopped".to_owned()))
+                }))
+            }
             (None, Decision::Exhausted(report)) => Err(SendError::Exhausted { provider, report }),
             (None, _) => Err(last_error.unwrap_or_else(|| {
                 SendError::Chat(ChatError::Network("the request failed".to_owned()))
@@ -311,9 +338,10 @@ impl ChatService {
         plan: &OAuthPlan,
         request: &ChatRequest,
         prompt: &dyn UserPrompt,
-        on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
+        streaming: Streaming<'_>,
         defer_skips: bool,
     ) -> FailoverRun<'_> {
+        let on_text = streaming.on_text;
         let provider = plan.provider();
         let id = |name: &BucketName| BucketId::new(provider, name.clone());
         self.load_shared_health().await;
@@ -399,7 +427,8 @@ impl ChatService {
             {
                 prompt.show_error(&notice);
             }
-            if reply.is_some() {
+            // Once a piece of the reply is shown, another bucket would answer it a second time.
+            if reply.is_some() || streaming.shown.load(Ordering::SeqCst) {
                 break reply;
             }
         };
@@ -469,6 +498,13 @@ impl ChatService {
     fn health_map(&self) -> std::sync::MutexGuard<'_, HashMap<BucketId, BucketHealth>> {
         self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Where the pieces of a streamed reply go, and whether one was shown yet.
+#[derive(Clone, Copy)]
+struct Streaming<'a> {
+    on_text: &'a (dyn for<'s> Fn(&'s str) + Send + Sync),
+    shown: &'a AtomicBool,
 }
 
 /// One pass of the failover machine over a plan's buckets.
@@ -1026,6 +1062,53 @@ mod tests {
             f.service.health(&id("w1")),
             BucketHealth::NeedsLogin { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_failure_after_the_first_piece_is_cut_short_and_no_other_bucket_is_asked() {
+        let f = fixture(MockOAuthFlow::new());
+        log_in(&f, "w1").await;
+        log_in(&f, "w2").await;
+        f.client.answer("at-w1", vec![limited(60)]);
+        f.client.stream_before_failures("at-w1", "Hel");
+        let error = f
+            .service
+            .send(
+                &oauth_target(&["w1", "w2"]),
+                &hello(),
+                &RecordingPrompt::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, SendError::CutShort(ChatError::RateLimited { .. })),
+            "{error:?}"
+        );
+        assert_eq!(*f.client.calls.lock().unwrap(), ["at-w1"]);
+        // What the failure said about the bucket still counts: it cools down.
+        assert!(matches!(
+            f.service.health(&id("w1")),
+            BucketHealth::CoolingUntil { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn with_a_key_a_failure_after_the_first_piece_is_cut_short_too() {
+        let f = fixture(MockOAuthFlow::new());
+        f.client
+            .answer("k", vec![Err(ChatError::Network("reset".into()))]);
+        f.client.stream_before_failures("k", "Hel");
+        let error = f
+            .service
+            .send(
+                &target(Some("k"), &[]),
+                &hello(),
+                &RecordingPrompt::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, SendError::CutShort(_)), "{error:?}");
+        assert_eq!(*f.client.calls.lock().unwrap(), ["k"]);
     }
 
     #[tokio::test]

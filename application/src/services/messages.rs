@@ -131,6 +131,8 @@ impl MessageService {
                 .await;
             let error = match sent {
                 Ok(sent) => return Ok(sent),
+                // Part of the reply was shown: another member would answer it a second time.
+                Err(error @ SendError::CutShort(_)) => return Err(error.into()),
                 Err(error) => error,
             };
             let moves = policy.is_some_and(|p| moves_on(p, error.member_failure()));

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use llxprt_application::ports::{ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Role};
 use llxprt_domain::ChatProvider;
-use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
 use super::http;
+use super::sse::{self, SseEvent, Step};
 
 /// The API version every request names.
 const API_VERSION: &str = "2023-06-01";
@@ -42,12 +42,14 @@ impl AnthropicChat {
         &self,
         request: &ChatRequest,
         auth: ChatAuth<'_>,
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
     ) -> Result<ChatReply, ChatError> {
         let url = http::endpoint(&self.config.base_url, &["v1", "messages"])?;
         let builder = self
             .http
             .post(url)
             .header("anthropic-version", API_VERSION)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&body(request));
         let builder = match auth {
             ChatAuth::ApiKey(key) => builder.header("x-api-key", key.expose()),
@@ -55,9 +57,15 @@ impl AnthropicChat {
                 .bearer_auth(token.access_token.expose())
                 .header("anthropic-beta", OAUTH_BETA),
         };
-        let reply: MessagesReply = http::read_json(http::send(builder).await?).await?;
+        let response = http::send(builder).await?;
+        let streamed = sse::read_stream(response, on_text, interpret).await?;
+        if !streamed.done {
+            return Err(ChatError::Network(
+                "the event stream ended before message_stop".to_owned(),
+            ));
+        }
         Ok(ChatReply {
-            text: reply_text(reply),
+            text: streamed.text,
         })
     }
 }
@@ -72,9 +80,9 @@ impl ChatClient for AnthropicChat {
         &self,
         request: &ChatRequest,
         auth: ChatAuth<'_>,
-        _on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
     ) -> Result<ChatReply, ChatError> {
-        self.post(request, auth)
+        self.post(request, auth, on_text)
             .await
             .map_err(|e| http::redact(e, super::credential(auth)))
     }
@@ -92,31 +100,64 @@ fn body(request: &ChatRequest) -> serde_json::Value {
             json!({ "role": role, "content": m.text })
         })
         .collect();
-    json!({ "model": request.model, "max_tokens": MAX_TOKENS, "messages": messages })
+    json!({
+        "model": request.model,
+        "max_tokens": MAX_TOKENS,
+        "messages": messages,
+        "stream": true,
+    })
 }
 
-#[derive(Deserialize)]
-struct MessagesReply {
-    #[serde(default)]
-    content: Vec<ContentBlock>,
+/// Reads one event of the Messages stream: `content_block_delta` text, `message_stop`, and a
+/// mid-stream `error` classified by its type as the same error would be at the start.
+fn interpret(event: &SseEvent) -> Result<Step, ChatError> {
+    let data: serde_json::Value = serde_json::from_str(&event.data)
+        .map_err(|_| http::unreadable("an event's data is not JSON"))?;
+    let kind = data
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(&event.event);
+    match kind {
+        "content_block_delta" => Ok(match data.pointer("/delta/type") {
+            // Thinking and tool-input deltas are not the answer's text.
+            Some(serde_json::Value::String(t)) if t == "text_delta" => Step::Text(
+                data.pointer("/delta/text")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            _ => Step::Other,
+        }),
+        "message_stop" => Ok(Step::Done(String::new())),
+        "error" => {
+            let error_type = data
+                .pointer("/error/type")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            Err(http::classify(
+                error_status(error_type),
+                None,
+                None,
+                &event.data,
+            ))
+        }
+        _ => Ok(Step::Other),
+    }
 }
 
-#[derive(Deserialize)]
-struct ContentBlock {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
-}
-
-/// The text blocks of the reply, in order (thinking and tool-use blocks are not text).
-fn reply_text(reply: MessagesReply) -> String {
-    reply
-        .content
-        .into_iter()
-        .filter(|block| block.kind == "text")
-        .filter_map(|block| block.text)
-        .collect()
+/// The HTTP status Anthropic gives each error type when it can still send one.
+fn error_status(error_type: &str) -> u16 {
+    match error_type {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
 }
 
 #[cfg(test)]
@@ -137,18 +178,61 @@ mod tests {
         assert_eq!(body["model"], "claude-sonnet-4");
         assert!(body["max_tokens"].as_u64().is_some_and(|n| n > 0));
         assert_eq!(body["messages"], json!([{"role": "user", "content": "hi"}]));
+        assert_eq!(body["stream"], true);
+    }
+
+    fn event(name: &str, data: &str) -> SseEvent {
+        SseEvent {
+            event: name.to_owned(),
+            data: data.to_owned(),
+        }
     }
 
     #[test]
-    fn the_reply_joins_the_text_blocks() {
-        let reply: MessagesReply = serde_json::from_str(
-            r#"{"id":"msg_1","type":"message","role":"assistant","content":[
-                {"type":"thinking","thinking":"hmm"},
-                {"type":"text","text":"Hello"},
-                {"type":"tool_use","id":"t","name":"x","input":{}},
-                {"type":"text","text":", world"}],"stop_reason":"end_turn"}"#,
-        )
-        .unwrap();
-        assert_eq!(reply_text(reply), "Hello, world");
+    fn text_deltas_stream_and_other_deltas_do_not() {
+        assert_eq!(
+            interpret(&event(
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}"#
+            )),
+            Ok(Step::Text("Hel".into()))
+        );
+        assert_eq!(
+            interpret(&event(
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#
+            )),
+            Ok(Step::Other)
+        );
+        assert_eq!(
+            interpret(&event("ping", r#"{"type": "ping"}"#)),
+            Ok(Step::Other)
+        );
+        assert_eq!(
+            interpret(&event("message_stop", r#"{"type":"message_stop"}"#)),
+            Ok(Step::Done(String::new()))
+        );
+    }
+
+    #[test]
+    fn a_mid_stream_error_is_classified_by_its_type() {
+        let overloaded = interpret(&event(
+            "error",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ));
+        assert_eq!(
+            overloaded,
+            Err(ChatError::Server {
+                status: 529,
+                message: "Overloaded".into()
+            })
+        );
+        assert!(matches!(
+            interpret(&event(
+                "error",
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#
+            )),
+            Err(ChatError::RateLimited { .. })
+        ));
     }
 }

@@ -1,14 +1,13 @@
 //! The Codex Responses API of a ChatGPT subscription: one streamed request, read as server-sent
 //! events.
 
-use futures_util::StreamExt;
 use llxprt_application::ports::{ChatError, ChatReply, ChatRequest, Role};
 use llxprt_domain::Token;
 use serde_json::{json, Value};
 use url::Url;
 
 use super::http;
-use super::sse::{SseEvent, SseParser, StreamBounds};
+use super::sse::{self, SseEvent, Step, StreamBounds};
 
 /// Who the request says it comes from; the backend expects Codex's own client.
 const ORIGINATOR: &str = "codex_cli_rs";
@@ -44,40 +43,26 @@ pub(crate) async fn send(
 pub(crate) async fn read_stream(
     response: reqwest::Response,
     on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
-    mut bounds: StreamBounds,
+    bounds: StreamBounds,
 ) -> Result<ChatReply, ChatError> {
     let status = response.status().as_u16();
-    let mut stream = response.bytes_stream();
-    let mut parser = SseParser::default();
-    let mut text = String::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| http::network(&e))?;
-        let events = parser
-            .feed(&chunk)
-            .map_err(|e| http::unreadable(&e.to_string()))?;
-        bounds.check(chunk.len(), &events)?;
-        for event in events {
-            match interpret(&event, status) {
-                StreamStep::Delta(delta) => {
-                    on_text(&delta);
-                    text.push_str(&delta);
-                }
-                StreamStep::Completed(full) => {
-                    // A server that sends no deltas still puts the answer in the final event.
-                    if text.is_empty() && !full.is_empty() {
-                        on_text(&full);
-                        text = full;
-                    }
-                    return Ok(ChatReply { text });
-                }
-                StreamStep::Failed(error) => return Err(error),
-                StreamStep::Other => {}
-            }
+    let streamed = sse::read_stream_within(response, on_text, bounds, |event| {
+        match interpret(event, status) {
+            StreamStep::Delta(delta) => Ok(Step::Text(delta)),
+            StreamStep::Completed(full) => Ok(Step::Done(full)),
+            StreamStep::Failed(error) => Err(error),
+            StreamStep::Other => Ok(Step::Other),
         }
+    })
+    .await?;
+    if !streamed.done {
+        return Err(ChatError::Network(
+            "the event stream ended before response.completed".to_owned(),
+        ));
     }
-    Err(ChatError::Network(
-        "the event stream ended before response.completed".to_owned(),
-    ))
+    Ok(ChatReply {
+        text: streamed.text,
+    })
 }
 
 fn body(request: &ChatRequest) -> Value {

@@ -12,6 +12,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::http;
+use super::sse::{self, SseEvent, Step};
 
 /// Where the two Gemini APIs are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,25 +50,31 @@ impl GeminiChat {
         &self,
         request: &ChatRequest,
         auth: ChatAuth<'_>,
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
     ) -> Result<ChatReply, ChatError> {
         match auth {
             ChatAuth::ApiKey(key) => {
                 let model = request.model.trim_start_matches("models/");
-                let url = http::endpoint(
+                let mut url = http::endpoint(
                     &self.config.base_url,
-                    &["v1beta", "models", &format!("{model}:generateContent")],
+                    &[
+                        "v1beta",
+                        "models",
+                        &format!("{model}:streamGenerateContent"),
+                    ],
                 )?;
+                url.set_query(Some("alt=sse"));
                 let builder = self
                     .http
                     .post(url)
                     .header("x-goog-api-key", key.expose())
+                    .header(reqwest::header::ACCEPT, "text/event-stream")
                     .json(&json!({ "contents": contents(request) }));
-                let reply: GenerateReply = http::read_json(http::send(builder).await?).await?;
-                reply_text(reply)
+                read_reply(http::send(builder).await?, Wrapping::Bare, on_text).await
             }
             ChatAuth::OAuth { bucket, token } => {
                 let project = self.project(bucket, token).await?;
-                let result = self.code_assist(request, token, &project).await;
+                let result = self.code_assist(request, token, &project, on_text).await;
                 if let Err(ChatError::Forbidden(_)) = result {
                     // The bucket may have been signed in again with another account, whose
                     // project differs: ask again next time.
@@ -84,11 +91,13 @@ impl GeminiChat {
         request: &ChatRequest,
         token: &Token,
         project: &str,
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
     ) -> Result<String, ChatError> {
-        let url = http::endpoint(
+        let mut url = http::endpoint(
             &self.config.code_assist_base_url,
-            &["v1internal:generateContent"],
+            &["v1internal:streamGenerateContent"],
         )?;
+        url.set_query(Some("alt=sse"));
         let body = json!({
             "model": request.model,
             "project": project,
@@ -98,9 +107,9 @@ impl GeminiChat {
             .http
             .post(url)
             .bearer_auth(token.access_token.expose())
+            .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&body);
-        let reply: CodeAssistReply = http::read_json(http::send(builder).await?).await?;
-        reply_text(reply.response)
+        read_reply(http::send(builder).await?, Wrapping::CodeAssist, on_text).await
     }
 
     /// The bucket's Code Assist project, from the cache or from `loadCodeAssist`.
@@ -154,9 +163,9 @@ impl ChatClient for GeminiChat {
         &self,
         request: &ChatRequest,
         auth: ChatAuth<'_>,
-        _on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
     ) -> Result<ChatReply, ChatError> {
-        self.post(request, auth)
+        self.post(request, auth, on_text)
             .await
             .map_err(|e| http::redact(e, super::credential(auth)))
     }
@@ -199,9 +208,54 @@ fn project_of(reply: LoadCodeAssistReply) -> Result<String, ChatError> {
         })
 }
 
-#[derive(Deserialize)]
-struct CodeAssistReply {
-    response: GenerateReply,
+/// How each event of a stream carries its `GenerateContentResponse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrapping {
+    /// The Generative Language API: the response itself.
+    Bare,
+    /// Code Assist: `{"response": …}`.
+    CodeAssist,
+}
+
+/// Reads a `streamGenerateContent?alt=sse` answer, each event's text going to `on_text`. The
+/// stream has no end marker: its end is the end of the answer.
+async fn read_reply(
+    response: reqwest::Response,
+    wrapping: Wrapping,
+    on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+) -> Result<String, ChatError> {
+    let mut candidates = false;
+    let streamed = sse::read_stream(response, on_text, |event| {
+        let reply = interpret(event, wrapping)?;
+        candidates |= !reply.candidates.is_empty();
+        Ok(Step::Text(reply_text(reply)))
+    })
+    .await?;
+    if !candidates {
+        // A prompt blocked for safety gets `promptFeedback` and no candidate at all.
+        return Err(http::unreadable("the reply has no candidates"));
+    }
+    Ok(streamed.text)
+}
+
+/// One event: a response (unwrapped), or an error sent mid-stream.
+fn interpret(event: &SseEvent, wrapping: Wrapping) -> Result<GenerateReply, ChatError> {
+    let data: serde_json::Value = serde_json::from_str(&event.data)
+        .map_err(|_| http::unreadable("an event's data is not JSON"))?;
+    if let Some(error) = data.get("error").filter(|e| e.is_object()) {
+        let status = error
+            .get("code")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok())
+            .filter(|c| (400..=599).contains(c))
+            .unwrap_or(500);
+        return Err(http::classify(status, None, None, &event.data));
+    }
+    let response = match wrapping {
+        Wrapping::Bare => data,
+        Wrapping::CodeAssist => data.get("response").cloned().unwrap_or_default(),
+    };
+    serde_json::from_value(response).map_err(|e| http::unreadable(&e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -231,21 +285,19 @@ struct Part {
     thought: bool,
 }
 
-/// The text parts of the first candidate.
-fn reply_text(reply: GenerateReply) -> Result<String, ChatError> {
-    let candidate = reply
+/// The text parts of the first candidate (empty when there is none).
+fn reply_text(reply: GenerateReply) -> String {
+    reply
         .candidates
         .into_iter()
         .next()
-        .ok_or_else(|| http::unreadable("the reply has no candidates"))?;
-    Ok(candidate
-        .content
+        .and_then(|c| c.content)
         .map(|c| c.parts)
         .unwrap_or_default()
         .into_iter()
         .filter(|p| !p.thought)
         .filter_map(|p| p.text)
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -277,21 +329,40 @@ mod tests {
         );
     }
 
+    fn event(data: &str) -> SseEvent {
+        SseEvent {
+            event: String::new(),
+            data: data.to_owned(),
+        }
+    }
+
     #[test]
-    fn replies_are_read_bare_and_wrapped_by_code_assist() {
-        let bare: GenerateReply = serde_json::from_str(
-            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"think","thought":true},{"text":"Hel"},{"text":"lo"}]},"finishReason":"STOP"}]}"#,
+    fn events_are_read_bare_and_wrapped_by_code_assist() {
+        let bare = interpret(
+            &event(r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"think","thought":true},{"text":"Hel"},{"text":"lo"}]},"finishReason":"STOP"}]}"#),
+            Wrapping::Bare,
         )
         .unwrap();
-        assert_eq!(reply_text(bare).unwrap(), "Hello");
-        let wrapped: CodeAssistReply = serde_json::from_str(
-            r#"{"response":{"candidates":[{"content":{"parts":[{"text":"Hi"}]}}]},"traceId":"x"}"#,
+        assert_eq!(reply_text(bare), "Hello");
+        let wrapped = interpret(
+            &event(r#"{"response":{"candidates":[{"content":{"parts":[{"text":"Hi"}]}}]},"traceId":"x"}"#),
+            Wrapping::CodeAssist,
         )
         .unwrap();
-        assert_eq!(reply_text(wrapped.response).unwrap(), "Hi");
-        let blocked: GenerateReply =
-            serde_json::from_str(r#"{"promptFeedback":{"blockReason":"SAFETY"}}"#).unwrap();
-        assert!(matches!(reply_text(blocked), Err(ChatError::Network(_))));
+        assert_eq!(reply_text(wrapped), "Hi");
+        let blocked = interpret(
+            &event(r#"{"promptFeedback":{"blockReason":"SAFETY"}}"#),
+            Wrapping::Bare,
+        )
+        .unwrap();
+        assert!(blocked.candidates.is_empty());
+        assert!(matches!(
+            interpret(
+                &event(r#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#),
+                Wrapping::CodeAssist
+            ),
+            Err(ChatError::Server { status: 503, .. })
+        ));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub struct OpenAiConfig {
     pub codex_base_url: Url,
 }
 
-/// Sends messages to OpenAI; with OAuth the reply streams through `on_text`.
+/// Sends messages to OpenAI; either way the reply streams through `on_text`.
 #[derive(Debug, Clone)]
 pub struct OpenAiChat {
     config: OpenAiConfig,
@@ -46,7 +46,7 @@ impl ChatClient for OpenAiChat {
     ) -> Result<ChatReply, ChatError> {
         let result = match auth {
             ChatAuth::ApiKey(key) => {
-                completions::send(&self.http, &self.config.base_url, key, request).await
+                completions::send(&self.http, &self.config.base_url, key, request, on_text).await
             }
             ChatAuth::OAuth { token, .. } => {
                 codex::send(

@@ -47,6 +47,7 @@ impl QwenChat {
         &self,
         request: &ChatRequest,
         auth: ChatAuth<'_>,
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
     ) -> Result<ChatReply, ChatError> {
         let base = match auth {
             ChatAuth::OAuth { token, .. } => match token.resource_url.as_deref() {
@@ -77,7 +78,7 @@ impl QwenChat {
             },
             ChatAuth::ApiKey(_) => self.config.base_url.clone(),
         };
-        completions::send(&self.http, &base, super::credential(auth), request).await
+        completions::send(&self.http, &base, super::credential(auth), request, on_text).await
     }
 }
 
@@ -91,9 +92,9 @@ impl ChatClient for QwenChat {
         &self,
         request: &ChatRequest,
         auth: ChatAuth<'_>,
-        _on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
     ) -> Result<ChatReply, ChatError> {
-        self.post(request, auth)
+        self.post(request, auth, on_text)
             .await
             .map_err(|e| http::redact(e, super::credential(auth)))
     }

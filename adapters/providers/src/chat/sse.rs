@@ -7,8 +7,11 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use llxprt_application::ports::ChatError;
 use tokio::time::Instant;
+
+use super::http;
 
 /// The longest line or event accepted: a bound on what a misbehaving server can make us buffer.
 const MAX_BUFFERED_BYTES: usize = 16 * 1024 * 1024;
@@ -151,6 +154,104 @@ impl SseParser {
         // An event without data is not dispatched.
         std::mem::replace(&mut self.has_data, false).then_some(SseEvent { event, data })
     }
+}
+
+/// What one event means to a streamed request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A piece of the answer.
+    Text(String),
+    /// The provider says the answer is complete; the whole text if its last event carries it
+    /// (used only when no piece came before).
+    Done(String),
+    /// Bookkeeping (`ping`, `message_start`, usage, ...).
+    Other,
+}
+
+/// A streamed answer read to its end.
+#[derive(Debug)]
+pub(crate) struct Streamed {
+    /// Every piece, joined.
+    pub(crate) text: String,
+    /// Whether the provider marked the end ([`Step::Done`]), rather than just closing.
+    pub(crate) done: bool,
+}
+
+/// Reads a successful `text/event-stream` answer: each event goes to `interpret`, each piece of
+/// text to `on_text` the moment it arrives. Stops at [`Step::Done`], at the first error
+/// `interpret` reports, or when the stream ends.
+///
+/// A silent stream is bounded by the HTTP client's read timeout, which restarts with every
+/// chunk: a long answer that keeps coming is never cut off.
+pub(crate) async fn read_stream(
+    response: reqwest::Response,
+    on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+    interpret: impl FnMut(&SseEvent) -> Result<Step, ChatError>,
+) -> Result<Streamed, ChatError> {
+    read_stream_within(response, on_text, StreamBounds::default(), interpret).await
+}
+
+/// [`read_stream`] within `bounds`: no stream may bring more than their size, or keep-alives
+/// alone for longer than their wait.
+pub(crate) async fn read_stream_within(
+    response: reqwest::Response,
+    on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+    mut bounds: StreamBounds,
+    mut interpret: impl FnMut(&SseEvent) -> Result<Step, ChatError>,
+) -> Result<Streamed, ChatError> {
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if !content_type.starts_with("text/event-stream") {
+        return Err(http::unreadable(&format!(
+            "asked for an event stream, the provider answered {}",
+            if content_type.is_empty() {
+                "no content type"
+            } else {
+                &content_type
+            }
+        )));
+    }
+    let mut stream = response.bytes_stream();
+    let mut parser = SseParser::default();
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            if e.is_timeout() {
+                ChatError::Network(
+                    "the stream went silent past the idle limit (setting idle_timeout_secs)"
+                        .to_owned(),
+                )
+            } else {
+                http::network(&e)
+            }
+        })?;
+        let events = parser
+            .feed(&chunk)
+            .map_err(|e| http::unreadable(&e.to_string()))?;
+        bounds.check(chunk.len(), &events)?;
+        for event in events {
+            match interpret(&event)? {
+                Step::Text(piece) if !piece.is_empty() => {
+                    on_text(&piece);
+                    text.push_str(&piece);
+                }
+                Step::Done(full) => {
+                    // A server that sends no pieces may still put the answer in its last event.
+                    if text.is_empty() && !full.is_empty() {
+                        on_text(&full);
+                        text = full;
+                    }
+                    return Ok(Streamed { text, done: true });
+                }
+                Step::Text(_) | Step::Other => {}
+            }
+        }
+    }
+    Ok(Streamed { text, done: false })
 }
 
 #[cfg(test)]

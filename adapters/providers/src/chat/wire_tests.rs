@@ -329,12 +329,15 @@ async fn concurrent_first_messages_of_a_bucket_load_code_assist_once() {
             }),
         )
         .route(
-            "/v1internal:generateContent",
+            "/v1internal:streamGenerateContent",
             post(|body: String| async move {
                 let body: serde_json::Value = serde_json::from_str(&body).unwrap();
                 let project = body["project"].as_str().unwrap().to_owned();
-                format!(
-                    r#"{{"response":{{"candidates":[{{"content":{{"parts":[{{"text":"{project}"}}]}}}}]}}}}"#
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    format!(
+                        "data: {{\"response\":{{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\"{project}\"}}]}}}}]}}}}\n\n"
+                    ),
                 )
             }),
         );

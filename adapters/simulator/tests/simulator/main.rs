@@ -13,4 +13,5 @@ mod oauth2_crate;
 mod openai;
 mod qwen;
 mod slow;
+mod streaming;
 mod support;
