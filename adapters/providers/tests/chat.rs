@@ -48,6 +48,8 @@ fn clients(sim: &SimulatorHandle) -> llxprt_application::services::ChatClients {
             gemini: GeminiConfig {
                 base_url: url(&e.gemini.base_url),
                 code_assist_base_url: url(&e.gemini.code_assist_base_url),
+                project: None,
+                onboarding_poll: std::time::Duration::from_millis(10),
             },
             qwen: QwenConfig {
                 base_url: url(&e.qwen.base_url),

@@ -380,6 +380,7 @@ fn gemini(sim: &SimulatorHandle, browser: Arc<dyn Browser>) -> GeminiFlow {
             "https://www.googleapis.com/auth/userinfo.email",
             "https://www.googleapis.com/auth/userinfo.profile",
         ]),
+        manual_redirect_uri: e.manual_redirect_uri.clone(),
     };
     GeminiFlow::new(config, http(), browser, Arc::new(FixedClock))
         .unwrap()

@@ -97,6 +97,10 @@ impl Browser for SystemBrowser {
             }
         }
     }
+
+    fn unavailable(&self) -> Option<String> {
+        self.unavailable_because().map(str::to_owned)
+    }
 }
 
 /// Runs `$BROWSER` with the URL as its last argument. The command is split on white space (no
