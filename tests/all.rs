@@ -17,3 +17,4 @@ mod refresh;
 mod statistics;
 mod stats;
 mod support;
+mod today;
