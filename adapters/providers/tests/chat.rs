@@ -87,9 +87,12 @@ fn bucket(provider: OAuthProvider, name: &str) -> BucketId {
     BucketId::new(provider, BucketName::parse(name).unwrap())
 }
 
+/// A model every provider of the simulator takes (Codex offers a ChatGPT account only its own).
+const MODEL: &str = "gpt-5.5";
+
 fn hello() -> ChatRequest {
     ChatRequest {
-        model: "sim-model".into(),
+        model: MODEL.into(),
         messages: vec![
             ChatMessage {
                 role: Role::User,

@@ -55,7 +55,7 @@
 //!
 //! - **Anthropic**: authorize needs `code=true`, `response_type=code`, PKCE S256, `state`, and
 //!   `redirect_uri` = [`AnthropicEndpoints::redirect_uri`] (the simulator's stand-in for
-//!   console.anthropic.com's code page), which shows
+//!   platform.claude.com's code page), which shows
 //!   `<code id="auth-code">CODE#STATE</code>`. The token endpoint takes **JSON only** (code
 //!   exchange and refresh): the exchange needs `grant_type, code, state, client_id,
 //!   redirect_uri, code_verifier` and checks `state`; refresh tokens rotate and a reused one gets
