@@ -433,3 +433,28 @@ async fn qwen_polling_honours_slow_down_over_429_and_login_shows_the_terms() {
         .unwrap();
     assert!(terms < url, "the notice comes before the URL:\n{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_anthropic_token_endpoint_answers_404_and_the_login_says_so() {
+    let lab = Lab::start().await;
+    let old = format!(
+        "providers.anthropic.oauth.token_url={}",
+        lab.sim.endpoints().anthropic.old_token_url
+    );
+    let mut child = lab.spawn(&["--set", &old], &[]);
+    child.send("/auth anthropic login").await;
+    child.sign_in(&lab, ANTHROPIC).await;
+    let run = child.finish().await;
+    assert_eq!(run.code(), Some(1), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("404") && run.stderr.contains("providers.anthropic.oauth.token_url"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(lab.sim.provider_counters(ANTHROPIC).token_exchanges, 0);
+    assert!(lab
+        .sim
+        .requests_seen()
+        .iter()
+        .any(|r| r.path == "/anthropic/console/v1/oauth/token"));
+}

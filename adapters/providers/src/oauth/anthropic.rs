@@ -108,7 +108,10 @@ impl OAuthFlow for AnthropicFlow {
             .http
             .post_json_for_token(&self.token_url, &body)
             .await
-            .map_err(exchange_error)?;
+            .map_err(|e| match moved(&e) {
+                Some(why) => FlowError::Rejected(why),
+                None => exchange_error(e),
+            })?;
         Ok(token_from(&response, self.clock.now()))
     }
 
@@ -123,7 +126,22 @@ impl OAuthFlow for AnthropicFlow {
             .http
             .post_json_for_token(&self.token_url, &body)
             .await
-            .map_err(refresh_error)?;
+            .map_err(|e| match moved(&e) {
+                Some(why) => RefreshError::Transient(why),
+                None => refresh_error(e),
+            })?;
         Ok(token_from(&response, self.clock.now()))
     }
+}
+
+/// Anthropic's old token endpoint answers `404` since mid-2026: say where it went, not just the
+/// status.
+fn moved(error: &super::http::TokenRequestError) -> Option<String> {
+    matches!(
+        error,
+        oauth2::RequestTokenError::Request(super::http::HttpFailure::Status(404))
+    )
+    .then(|| {
+        "the token endpoint answered 404 Not Found: Anthropic moved it to https://platform.claude.com/v1/oauth/token; check providers.anthropic.oauth.token_url".to_owned()
+    })
 }
