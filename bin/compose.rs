@@ -204,7 +204,7 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
         ChatService::new(
             tokens.clone(),
             auth.clone(),
-            chat_clients(&settings, loopback)?,
+            chat_clients(&settings, &env, loopback)?,
             clock.clone(),
             stats,
         )
@@ -351,6 +351,7 @@ fn flows(
             client_id: p.gemini.oauth.client_id.clone(),
             client_secret: p.gemini.oauth.client_secret.clone(),
             scopes: p.gemini.oauth.scopes.clone(),
+            manual_redirect_uri: p.gemini.oauth.manual_redirect_uri.clone(),
         },
         http.clone(),
         browser.clone(),
@@ -395,7 +396,21 @@ fn flows(
     Ok(flows)
 }
 
-fn chat_clients(settings: &Settings, loopback: bool) -> Result<ChatClients, ComposeError> {
+/// The Google Cloud project for Code Assist: `providers.gemini.project`, else
+/// `GOOGLE_CLOUD_PROJECT`, else `GOOGLE_CLOUD_PROJECT_ID`.
+fn gemini_project(settings: &Settings, env: &BTreeMap<String, String>) -> Option<String> {
+    settings.providers.gemini.project.clone().or_else(|| {
+        ["GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_PROJECT_ID"]
+            .into_iter()
+            .find_map(|name| env.get(name).filter(|v| !v.trim().is_empty()).cloned())
+    })
+}
+
+fn chat_clients(
+    settings: &Settings,
+    env: &BTreeMap<String, String>,
+    loopback: bool,
+) -> Result<ChatClients, ComposeError> {
     let p = &settings.providers;
     let url = |name: &str, text: &str| {
         url::Url::parse(text)
@@ -411,6 +426,8 @@ fn chat_clients(settings: &Settings, loopback: bool) -> Result<ChatClients, Comp
                 "providers.gemini.code_assist_base_url",
                 &p.gemini.code_assist_base_url,
             )?,
+            project: gemini_project(settings, env),
+            onboarding_poll: Duration::from_secs(5),
         },
         qwen: chat::QwenConfig {
             base_url: url("providers.qwen.base_url", &p.qwen.base_url)?,

@@ -23,3 +23,4 @@ mod storage;
 mod streaming;
 mod support;
 mod team_store;
+mod today;

@@ -330,7 +330,7 @@ async fn nobrowser_prints_the_url_opens_nothing_and_takes_the_pasted_code() {
             &[("BROWSER", &browser), ("DISPLAY", ":0")],
         )
         .within(LIMIT);
-    // Anthropic shows a code to paste; Gemini, without a browser, asks for the redirect.
+    // Anthropic shows a code to paste; Gemini, without a browser, redirects to its code page.
     child.login(&lab, OAuthProvider::Anthropic, "default").await;
     child.login(&lab, OAuthProvider::Gemini, "default").await;
     child.send("/auth anthropic enable").await;

@@ -509,6 +509,14 @@ impl Child {
                 .await;
                 self.send(code.expose()).await;
             }
+            (OAuthProvider::Gemini, Consent::CodeShown(code)) => {
+                // No browser here: Google's code page showed the code to paste.
+                self.line_where("the code question", |l| {
+                    l.starts_with("Paste the authorization code:")
+                })
+                .await;
+                self.send(code.expose()).await;
+            }
             (OAuthProvider::Gemini | OAuthProvider::Codex, Consent::Redirect(callback)) => {
                 if self.nobrowser {
                     // No browser opened: the user pastes where the browser was sent.

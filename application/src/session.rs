@@ -730,9 +730,19 @@ impl Session {
             .clone()
             .filter(|(owner, _)| *owner == provider)
             .map(|(_, key)| key);
+        // A profile of buckets without a key goes out with OAuth: its default model is the
+        // subscription's.
+        let model = match (
+            self.state().model.clone(),
+            buckets.is_empty() || key.is_some(),
+        ) {
+            (Some(model), _) => model,
+            (None, true) => provider.default_model().to_owned(),
+            (None, false) => provider.default_oauth_model().to_owned(),
+        };
         let profile = Profile::Model {
             provider,
-            model: Some(self.model()),
+            model: Some(model),
             key,
             buckets,
         };

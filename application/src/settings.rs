@@ -184,6 +184,10 @@ pub struct GeminiSettings {
     pub base_url: String,
     /// The Code Assist base used with OAuth: `{code_assist_base_url}/v1internal:…`.
     pub code_assist_base_url: String,
+    /// The Google Cloud project of a Workspace or Code Assist Standard/Enterprise account
+    /// (`providers.gemini.project`); the composition root falls back to `GOOGLE_CLOUD_PROJECT`,
+    /// then `GOOGLE_CLOUD_PROJECT_ID`.
+    pub project: Option<String>,
     /// The browser flow with a loopback redirect.
     pub oauth: GeminiOAuthSettings,
 }
@@ -200,6 +204,9 @@ pub struct GeminiOAuthSettings {
     /// The installed-app client secret. Google documents it as not secret, but it is kept out of
     /// logs like any other credential.
     pub client_secret: Secret,
+    /// Where the browser is sent when there is no browser on this machine (`--nobrowser`, no
+    /// display, SSH): a page that shows the code to paste.
+    pub manual_redirect_uri: String,
     /// The scopes asked for.
     pub scopes: Vec<String>,
 }
@@ -209,6 +216,7 @@ impl Default for GeminiSettings {
         Self {
             base_url: "https://generativelanguage.googleapis.com".into(),
             code_assist_base_url: "https://cloudcode-pa.googleapis.com".into(),
+            project: None,
             oauth: GeminiOAuthSettings {
                 authorize_url: "https://accounts.google.com/o/oauth2/v2/auth".into(),
                 token_url: "https://oauth2.googleapis.com/token".into(),
@@ -216,6 +224,7 @@ impl Default for GeminiSettings {
                     "681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com"
                         .into(),
                 client_secret: Secret::new("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"),
+                manual_redirect_uri: "https://codeassist.google.com/authcode".into(),
                 scopes: words(
                     "https://www.googleapis.com/auth/cloud-platform \
                      https://www.googleapis.com/auth/userinfo.email \
@@ -375,10 +384,12 @@ impl Settings {
         "providers.anthropic.oauth.scopes",
         "providers.gemini.base_url",
         "providers.gemini.code_assist_base_url",
+        "providers.gemini.project",
         "providers.gemini.oauth.authorize_url",
         "providers.gemini.oauth.token_url",
         "providers.gemini.oauth.client_id",
         "providers.gemini.oauth.client_secret",
+        "providers.gemini.oauth.manual_redirect_uri",
         "providers.gemini.oauth.scopes",
         "providers.qwen.base_url",
         "providers.qwen.oauth.device_authorization_url",
@@ -437,6 +448,12 @@ impl Settings {
             "providers.gemini.base_url" => p.gemini.base_url = text(name, value)?,
             "providers.gemini.code_assist_base_url" => {
                 p.gemini.code_assist_base_url = text(name, value)?;
+            }
+            "providers.gemini.project" => {
+                p.gemini.project = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+            }
+            "providers.gemini.oauth.manual_redirect_uri" => {
+                p.gemini.oauth.manual_redirect_uri = text(name, value)?;
             }
             "providers.gemini.oauth.authorize_url" => {
                 p.gemini.oauth.authorize_url = text(name, value)?;

@@ -48,6 +48,8 @@ fn clients(sim: &SimulatorHandle) -> llxprt_application::services::ChatClients {
             gemini: GeminiConfig {
                 base_url: url(&e.gemini.base_url),
                 code_assist_base_url: url(&e.gemini.code_assist_base_url),
+                project: None,
+                onboarding_poll: std::time::Duration::from_millis(10),
             },
             qwen: QwenConfig {
                 base_url: url(&e.qwen.base_url),
@@ -85,9 +87,12 @@ fn bucket(provider: OAuthProvider, name: &str) -> BucketId {
     BucketId::new(provider, BucketName::parse(name).unwrap())
 }
 
+/// A model every provider of the simulator takes (Codex offers a ChatGPT account only its own).
+const MODEL: &str = "gpt-5.5";
+
 fn hello() -> ChatRequest {
     ChatRequest {
-        model: "sim-model".into(),
+        model: MODEL.into(),
         messages: vec![
             ChatMessage {
                 role: Role::User,

@@ -195,6 +195,20 @@ impl UserPrompt for ScriptedUser {
 
 /// What the simulated browser does with the URL it is asked to open.
 #[derive(Debug, Clone, Copy)]
+/// A browser whose launch fails (it is not known in advance that none can open): Gemini then
+/// asks for the redirect address, since it already sent the loopback one. Without any browser
+/// (`--nobrowser`) it uses its code page instead (`tests/command_line.rs`).
+struct LaunchFails;
+
+#[async_trait]
+impl Browser for LaunchFails {
+    async fn open(&self, _url: &str) -> Result<(), BrowserError> {
+        Err(BrowserError::LaunchFailed(
+            "the test's browser never opens".to_owned(),
+        ))
+    }
+}
+
 enum Act {
     /// Consent and follow every redirect, the flow's callback included.
     Follow,
@@ -381,6 +395,7 @@ fn gemini(sim: &SimulatorHandle, browser: Arc<dyn Browser>) -> GeminiFlow {
             "https://www.googleapis.com/auth/userinfo.email",
             "https://www.googleapis.com/auth/userinfo.profile",
         ]),
+        manual_redirect_uri: e.manual_redirect_uri.clone(),
     };
     GeminiFlow::new(config, http(), browser, Arc::new(FixedClock))
         .unwrap()
@@ -603,14 +618,14 @@ async fn gemini_shows_access_denied_from_the_callback() {
 }
 
 #[tokio::test]
-async fn gemini_with_nobrowser_takes_the_pasted_redirect_url_or_code() {
+async fn gemini_whose_browser_fails_to_launch_takes_the_pasted_redirect_url_or_code() {
     let sim = Simulator::start().await.unwrap();
-    let nobrowser: Arc<dyn Browser> = Arc::new(SystemBrowser::new(BrowserEnv::default(), true));
+    let nobrowser: Arc<dyn Browser> = Arc::new(LaunchFails);
 
     let user = ScriptedUser::new(&sim, &[Answer::ConsentToShownUrl]);
     let token = login(&gemini(&sim, nobrowser.clone()), &user).await;
     assert!(token.is_ok(), "{token:?}");
-    assert!(user.shown("--nobrowser"));
+    assert!(user.shown("could not be launched"));
     assert_eq!(user.questions().len(), 1);
     assert!(user.questions()[0].starts_with("Paste the redirect URL"));
 
@@ -1104,7 +1119,7 @@ async fn anthropic_never_signs_in_with_another_sign_ins_code_or_a_malformed_one(
 #[tokio::test]
 async fn gemini_never_signs_in_with_another_sign_ins_redirect_or_a_malformed_one() {
     let sim = Simulator::start().await.unwrap();
-    let nobrowser: Arc<dyn Browser> = Arc::new(SystemBrowser::new(BrowserEnv::default(), true));
+    let nobrowser: Arc<dyn Browser> = Arc::new(LaunchFails);
     let other = ScriptedUser::new(&sim, &[Answer::ConsentAndKeep]);
     let abandoned = login(&gemini(&sim, nobrowser.clone()), &other).await;
     assert!(

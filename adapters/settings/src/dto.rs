@@ -50,6 +50,7 @@ struct ProvidersDto {
 struct ProviderDto {
     base_url: Option<String>,
     code_assist_base_url: Option<String>,
+    project: Option<String>,
     oauth: Option<OAuthDto>,
 }
 
@@ -62,6 +63,7 @@ struct OAuthDto {
     client_id: Option<String>,
     client_secret: Option<String>,
     redirect_uri: Option<String>,
+    manual_redirect_uri: Option<String>,
     callback_port: Option<u16>,
     scopes: Option<ScopesDto>,
 }
@@ -153,6 +155,13 @@ impl SettingsDto {
             let oauth = dto.oauth.unwrap_or_default();
             replace(&mut p.gemini.base_url, dto.base_url);
             replace(&mut p.gemini.code_assist_base_url, dto.code_assist_base_url);
+            if let Some(project) = dto.project.filter(|p| !p.trim().is_empty()) {
+                p.gemini.project = Some(project);
+            }
+            replace(
+                &mut p.gemini.oauth.manual_redirect_uri,
+                oauth.manual_redirect_uri,
+            );
             replace(&mut p.gemini.oauth.authorize_url, oauth.authorize_url);
             replace(&mut p.gemini.oauth.token_url, oauth.token_url);
             replace(&mut p.gemini.oauth.client_id, oauth.client_id);

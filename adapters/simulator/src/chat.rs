@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, Request};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use llxprt_domain::{ChatProvider, OAuthProvider};
@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::state::{self, Rejection, SlowReply, State};
 use super::wire;
-use super::{ForcedFailure, Pause, Shared, Sim};
+use super::{CodeAssistAccount, ForcedFailure, Pause, Shared, Sim};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -45,6 +45,14 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
                     code_assist_generate(&sim, &h, &b, Some(q.sse()))
                 },
             ),
+        )
+        .route(
+            "/gemini/code-assist/v1internal:onboardUser",
+            post(onboard_user),
+        )
+        .route(
+            "/gemini/code-assist/v1internal/operations/{id}",
+            get(onboarding_operation),
         )
         .route(
             "/qwen/v1/chat/completions",
@@ -207,6 +215,62 @@ impl Api {
                 "simulated internal error",
             ),
             ForcedFailure::RateLimited { retry_after_secs } => self.rate_limited(retry_after_secs),
+            ForcedFailure::RateLimitedUntilDate { retry_after_secs } => {
+                let at = wire::now_unix().saturating_add(retry_after_secs);
+                let date = i64::try_from(at)
+                    .ok()
+                    .and_then(|at| jiff::Timestamp::from_second(at).ok())
+                    .map(|at| {
+                        jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&at)
+                    });
+                let mut response = self.error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Kind::RateLimited,
+                    "simulated rate limit reached",
+                );
+                if let Some(Ok(date)) = date {
+                    if let Ok(value) = HeaderValue::from_str(&date) {
+                        response.headers_mut().insert(header::RETRY_AFTER, value);
+                    }
+                }
+                response
+            }
+            ForcedFailure::ExtraUsageExhausted => match self {
+                Self::Anthropic => self.error(
+                    StatusCode::BAD_REQUEST,
+                    Kind::Invalid,
+                    "Third-party apps now draw from your extra usage, not your plan limits. Add more at claude.ai/settings/usage and keep going.",
+                ),
+                _ => self.forced(ForcedFailure::PaymentRequired),
+            },
+            ForcedFailure::PolicyRefusal => match self {
+                Self::Anthropic => self.error(
+                    StatusCode::BAD_REQUEST,
+                    Kind::Invalid,
+                    "This credential is only authorized for use with Claude Code and cannot be used for other API requests.",
+                ),
+                Self::GeminiKey | Self::CodeAssist => (
+                    StatusCode::FORBIDDEN,
+                    Json(json!({"error": {
+                        "code": 403,
+                        "message": "This client is no longer supported for Gemini Code Assist for individuals. Use a Gemini API key, or a Google Workspace or Code Assist Standard/Enterprise account.",
+                        "status": "PERMISSION_DENIED",
+                        "details": [{
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "UNSUPPORTED_CLIENT",
+                            "domain": "cloudcode-pa.googleapis.com",
+                        }],
+                    }})),
+                )
+                    .into_response(),
+                Self::QwenOAuth | Self::DashScope => self.unauthenticated("invalid access token"),
+                Self::OpenAi | Self::Codex => self.error(
+                    StatusCode::FORBIDDEN,
+                    Kind::Forbidden,
+                    "this account may not use this client",
+                ),
+            },
+            ForcedFailure::CdnChallenge => super::identity::cdn_challenge(),
         }
     }
 
@@ -239,7 +303,10 @@ impl Api {
             _ => self.error(StatusCode::TOO_MANY_REQUESTS, Kind::RateLimited, message),
         };
         let headers = response.headers_mut();
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        // Google says how long in the body's RetryInfo only.
+        if !matches!(self, Self::GeminiKey | Self::CodeAssist) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
         if self == Self::Anthropic {
             let reset = wire::now_unix() + retry_after_secs;
             headers.insert(
@@ -531,16 +598,112 @@ fn gemini_stream(
 
 async fn load_code_assist(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
     let api = Api::CodeAssist;
-    api.body(&headers, &body)?;
+    let body = api.body(&headers, &body)?;
     let mut state = sim.lock();
     let account = api.bearer_account(&mut state, &headers)?;
     state.count_load_code_assist(&account);
-    Ok(Json(json!({
-        "currentTier": {"id": "free-tier", "name": "Gemini Code Assist for individuals"},
-        "allowedTiers": [{"id": "free-tier", "isDefault": true}],
-        "cloudaicompanionProject": state::gemini_project(&account),
-    }))
-    .into_response())
+    let sent = body
+        .get("cloudaicompanionProject")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let duet = body
+        .get("metadata")
+        .and_then(|m| m.get("duetProject"))
+        .and_then(Value::as_str);
+    if sent.is_some() && duet != sent.as_deref() {
+        return Err(api.invalid("metadata.duetProject must name the cloudaicompanionProject"));
+    }
+    let free =
+        json!({"id": "free-tier", "name": "Gemini Code Assist for individuals", "isDefault": true});
+    let standard = json!({"id": "standard-tier", "name": "Gemini Code Assist Standard",
+                          "isDefault": true, "userDefinedCloudaicompanionProject": true});
+    let answer = match state.code_assist_account(&account) {
+        CodeAssistAccount::SetUp => json!({
+            "currentTier": free,
+            "allowedTiers": [free],
+            "cloudaicompanionProject": state.project_of(&account),
+        }),
+        CodeAssistAccount::NewFreeTier => json!({"allowedTiers": [free]}),
+        CodeAssistAccount::NeedsProject => match sent {
+            Some(project) => {
+                state.use_project(&account, &project);
+                json!({"currentTier": standard, "allowedTiers": [standard],
+                       "cloudaicompanionProject": project})
+            }
+            None => json!({"allowedTiers": [standard]}),
+        },
+        CodeAssistAccount::Personal => {
+            return Err(api.forced(ForcedFailure::PolicyRefusal));
+        }
+        CodeAssistAccount::Ineligible => json!({
+            "allowedTiers": [],
+            "ineligibleTiers": [{
+                "reasonCode": "INELIGIBLE_ACCOUNT",
+                "reasonMessage": "Your account is not eligible for Gemini Code Assist: it is managed by an organization that has not enabled it. Ask your administrator.",
+                "tierId": "free-tier",
+            }],
+        }),
+    };
+    Ok(Json(answer).into_response())
+}
+
+/// `POST …/v1internal:onboardUser`: starts the long-running onboarding operation.
+async fn onboard_user(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
+    let api = Api::CodeAssist;
+    let body = api.body(&headers, &body)?;
+    let mut state = sim.lock();
+    let account = api.bearer_account(&mut state, &headers)?;
+    let project = body.get("cloudaicompanionProject").and_then(Value::as_str);
+    let tier = body.get("tierId").and_then(Value::as_str);
+    let project =
+        match (state.code_assist_account(&account), tier, project) {
+            (_, None, _) => return Err(api.invalid("tierId: field required")),
+            (CodeAssistAccount::NewFreeTier, Some("free-tier"), Some(_)) => return Err(api.error(
+                StatusCode::PRECONDITION_FAILED,
+                Kind::Invalid,
+                "The free tier does not take a project: onboard without cloudaicompanionProject.",
+            )),
+            (CodeAssistAccount::NewFreeTier, Some("free-tier"), None) => {
+                state::gemini_project(&account)
+            }
+            (CodeAssistAccount::NeedsProject, Some("standard-tier"), Some(project)) => {
+                project.to_owned()
+            }
+            (CodeAssistAccount::NeedsProject, Some("standard-tier"), None) => {
+                return Err(api.invalid("cloudaicompanionProject: this tier needs a project"))
+            }
+            (CodeAssistAccount::SetUp, _, _) => {
+                return Err(api.invalid("the account is already onboarded"))
+            }
+            _ => return Err(api.invalid("tierId: not a tier this account may join")),
+        };
+    let name = state.start_onboarding(&account, &project);
+    Ok(Json(json!({"name": name, "done": false})).into_response())
+}
+
+/// `GET …/v1internal/operations/{id}`: the onboarding operation's state.
+async fn onboarding_operation(
+    sim: Sim,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let api = Api::CodeAssist;
+    let mut state = sim.lock();
+    let account = api.bearer_account(&mut state, &headers)?;
+    let name = format!("operations/{id}");
+    match state.poll_onboarding(&account, &name) {
+        None => Err(api.error(StatusCode::NOT_FOUND, Kind::Invalid, "no such operation")),
+        Some(None) => Ok(Json(json!({"name": name, "done": false})).into_response()),
+        Some(Some(project)) => Ok(Json(json!({
+            "name": name,
+            "done": true,
+            "response": {
+                "@type": "type.googleapis.com/google.internal.cloud.code.v1internal.OnboardUserResponse",
+                "cloudaicompanionProject": {"id": project, "name": project},
+            },
+        }))
+        .into_response()),
+    }
 }
 
 /// `generateContent` (`streaming` is `None`) or `streamGenerateContent` (whether `alt=sse`).
@@ -557,7 +720,7 @@ fn code_assist_generate(
     let model = model_of(api, &body)?;
     match body.get("project").and_then(Value::as_str) {
         None => return Err(api.invalid("project: field required")),
-        Some(project) if project != state::gemini_project(&account) => {
+        Some(project) if project != state.project_of(&account) => {
             return Err(api.error(
                 StatusCode::FORBIDDEN,
                 Kind::Forbidden,
@@ -694,6 +857,15 @@ async fn codex_responses(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Re
         return Err(api.invalid("originator header must be codex_cli_rs"));
     }
     let model = model_of(api, &body)?;
+    if !state.cfg().codex_models.contains(&model) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"detail": format!(
+                "The '{model}' model is not supported when using Codex with a ChatGPT account."
+            )})),
+        )
+            .into_response());
+    }
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
         return Err(api.invalid("Stream must be set to true"));
     }

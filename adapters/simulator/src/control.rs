@@ -20,6 +20,7 @@ use super::{wire, ForcedFailure, Pause, Shared, Sim};
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/_sim/secrets", get(secrets))
+        .route("/_sim/requests", get(requests_seen))
         .route(
             "/_sim/{provider}/login-account",
             put(set_login_account).get(login_account),
@@ -30,6 +31,10 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             post(deny_next_consent),
         )
         .route("/_sim/{provider}/deny-next-device", post(deny_next_device))
+        .route(
+            "/_sim/{provider}/slow-down-next-polls",
+            post(slow_down_next_polls),
+        )
         .route(
             "/_sim/{provider}/hold-next-refresh",
             post(hold_next_refresh),
@@ -44,6 +49,10 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             post(expire_tokens),
         )
         .route("/_sim/{provider}/accounts/{account}/revoke", post(revoke))
+        .route(
+            "/_sim/gemini/accounts/{account}/code-assist",
+            put(set_code_assist_account),
+        )
         .route(
             "/_sim/{provider}/accounts/{account}/fail-next",
             post(fail_next),
@@ -101,6 +110,10 @@ struct KeyBody {
     account: Option<String>,
 }
 
+async fn requests_seen(sim: Sim) -> Response {
+    Json(json!(sim.lock().requests_seen())).into_response()
+}
+
 async fn secrets(sim: Sim) -> Response {
     Json(json!(sim.lock().secrets())).into_response()
 }
@@ -126,6 +139,16 @@ async fn deny_next_consent(sim: Sim, Path(p): Path<String>) -> Done {
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize)]
+struct CountBody {
+    count: u32,
+}
+
+async fn slow_down_next_polls(sim: Sim, Path(p): Path<String>, Json(b): Json<CountBody>) -> Done {
+    sim.lock().slow_down_next_polls(parse(&p)?, b.count);
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn hold_next_refresh(sim: Sim, Path(p): Path<String>) -> Done {
     sim.lock().hold_next_refresh(parse(&p)?);
     Ok(StatusCode::NO_CONTENT)
@@ -145,6 +168,20 @@ async fn expire_next_device(sim: Sim, Path(p): Path<String>) -> Done {
 
 async fn expire_tokens(sim: Sim, Path((p, account)): Path<(String, String)>) -> Done {
     sim.lock().expire_access_tokens(parse(&p)?, &account);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct CodeAssistBody {
+    kind: super::CodeAssistAccount,
+}
+
+async fn set_code_assist_account(
+    sim: Sim,
+    Path(account): Path<String>,
+    Json(b): Json<CodeAssistBody>,
+) -> Done {
+    sim.lock().set_code_assist_account(&account, b.kind);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -55,7 +55,7 @@
 //!
 //! - **Anthropic**: authorize needs `code=true`, `response_type=code`, PKCE S256, `state`, and
 //!   `redirect_uri` = [`AnthropicEndpoints::redirect_uri`] (the simulator's stand-in for
-//!   console.anthropic.com's code page), which shows
+//!   platform.claude.com's code page), which shows
 //!   `<code id="auth-code">CODE#STATE</code>`. The token endpoint takes **JSON only** (code
 //!   exchange and refresh): the exchange needs `grant_type, code, state, client_id,
 //!   redirect_uri, code_verifier` and checks `state`; refresh tokens rotate and a reused one gets
@@ -118,6 +118,9 @@
 //! | [`deny_next_device_authorization`](SimulatorHandle::deny_next_device_authorization) | `POST /_sim/{p}/deny-next-device` |
 //! | [`expire_next_device_authorization`](SimulatorHandle::expire_next_device_authorization) | `POST /_sim/{p}/expire-next-device` |
 //! | [`hold_next_refresh`](SimulatorHandle::hold_next_refresh) | `POST /_sim/{p}/hold-next-refresh` |
+//! | [`slow_down_next_device_polls`](SimulatorHandle::slow_down_next_device_polls) | `POST /_sim/{p}/slow-down-next-polls` `{"count":1}` |
+//! | [`requests_seen`](SimulatorHandle::requests_seen) | `GET /_sim/requests` |
+//! | [`set_code_assist_account`](SimulatorHandle::set_code_assist_account) | `PUT /_sim/gemini/accounts/{a}/code-assist` `{"kind":"new_free_tier"}` |
 //! | [`expire_access_tokens`](SimulatorHandle::expire_access_tokens) | `POST /_sim/{p}/accounts/{a}/expire-tokens` |
 //! | [`revoke`](SimulatorHandle::revoke) | `POST /_sim/{p}/accounts/{a}/revoke` |
 //! | [`fail_next_chat_requests`](SimulatorHandle::fail_next_chat_requests) | `POST /_sim/{p}/accounts/{a}/fail-next` `{"count":2,"failure":{"kind":"rate_limited","retry_after_secs":30}}` |
@@ -145,6 +148,7 @@ mod chat;
 mod control;
 #[allow(clippy::result_large_err)]
 mod device;
+mod identity;
 mod oauth;
 pub mod sandbox;
 mod state;
@@ -161,6 +165,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use browser::{BrowseError, Consent, Page};
+pub use identity::SeenRequest;
 
 use state::State;
 
@@ -195,6 +200,7 @@ impl Simulator {
             released,
         });
         let http = reqwest::Client::builder()
+            .user_agent(SIMULATED_BROWSER)
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -222,6 +228,11 @@ impl Simulator {
         })
     }
 }
+
+/// The `User-Agent` of the simulated browser ([`SimulatorHandle::consent`],
+/// [`SimulatorHandle::browse`]), so that its page loads can be told apart from a client's
+/// requests in [`SimulatorHandle::requests_seen`].
+pub const SIMULATED_BROWSER: &str = "Mozilla/5.0 (llxprt simulated browser)";
 
 /// Why the simulator did not start.
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +273,10 @@ pub struct SimulatorConfig {
     pub api_keys: Vec<ApiKey>,
     /// The login account of every provider at start. Default `user1`.
     pub login_account: String,
+    /// The models Codex offers a ChatGPT account; any other gets `400` "The 'M' model is not
+    /// supported when using Codex with a ChatGPT account." Default: `gpt-5.5`, `gpt-5.4`,
+    /// `gpt-5.4-mini`, `gpt-5.3-codex` (mid-2026).
+    pub codex_models: Vec<String>,
 }
 
 impl SimulatorConfig {
@@ -310,6 +325,9 @@ impl Default for SimulatorConfig {
                 })
                 .collect(),
             login_account: "user1".to_owned(),
+            codex_models: ["gpt-5.5", "gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex"]
+                .map(str::to_owned)
+                .to_vec(),
         }
     }
 }
@@ -358,6 +376,9 @@ pub struct AnthropicEndpoints {
     /// The code page the authorize page redirects to, showing `CODE#STATE`; send it as
     /// `redirect_uri`.
     pub redirect_uri: String,
+    /// The stand-in for the token endpoint Anthropic used until mid-2026
+    /// (`console.anthropic.com/v1/oauth/token`): it answers `404 not_found_error` to everything.
+    pub old_token_url: String,
     /// The API base: `{base_url}/v1/messages`.
     pub base_url: String,
 }
@@ -421,6 +442,7 @@ impl Endpoints {
                 authorize_url: format!("{root}/anthropic/oauth/authorize"),
                 token_url: format!("{root}/anthropic/v1/oauth/token"),
                 redirect_uri: format!("{root}/anthropic/oauth/code/callback"),
+                old_token_url: format!("{root}{}", identity::OLD_ANTHROPIC_TOKEN_PATH),
                 base_url: format!("{root}/anthropic"),
             },
             gemini: GeminiEndpoints {
@@ -475,6 +497,8 @@ pub struct Counters {
     pub rejected_chat_requests: u64,
     /// Gemini `loadCodeAssist` calls.
     pub load_code_assist: u64,
+    /// Device polls answered `slow_down` (`429` at Qwen).
+    pub device_slow_downs: u64,
 }
 
 impl Counters {
@@ -489,6 +513,7 @@ impl Counters {
         self.streamed_replies += other.streamed_replies;
         self.rejected_chat_requests += other.rejected_chat_requests;
         self.load_code_assist += other.load_code_assist;
+        self.device_slow_downs += other.device_slow_downs;
     }
 }
 
@@ -507,6 +532,47 @@ pub enum ForcedFailure {
     PaymentRequired,
     /// `500`.
     ServerError,
+    /// `429` whose `retry-after` is an HTTP date `retry_after_secs` from now (RFC 9110 allows
+    /// both forms), with no other reset information.
+    RateLimitedUntilDate {
+        /// Seconds from now to the date sent.
+        retry_after_secs: u64,
+    },
+    /// Anthropic's answer to a subscription token used by a third-party app on an account with
+    /// no extra usage left: `400 invalid_request_error` "Third-party apps now draw from your
+    /// extra usage, …". Elsewhere a `402`.
+    ExtraUsageExhausted,
+    /// The provider's policy refusal of the account: Anthropic's `400` "only authorized for use
+    /// with Claude Code"; Gemini's `403` with `reasonCode: UNSUPPORTED_CLIENT`; Qwen's ended free
+    /// tier, `401 invalid access token` (force it twice: a refresh does not help); Codex and
+    /// OpenAI have none and answer a plain `403`.
+    PolicyRefusal,
+    /// A CDN's HTML page with `403` (a challenge), not the provider's own answer.
+    CdnChallenge,
+}
+
+/// How Gemini Code Assist sees an account (providers.md, "Gemini (Code Assist)"); set per
+/// account with [`SimulatorHandle::set_code_assist_account`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeAssistAccount {
+    /// Already set up: `loadCodeAssist` answers `currentTier` and the account's project.
+    #[default]
+    SetUp,
+    /// A new account of the free tier: no `currentTier`; `onboardUser` with `free-tier` and no
+    /// project (one sent gets `412`) starts an operation that is done at its first poll and
+    /// gives the project.
+    NewFreeTier,
+    /// A Workspace or Standard/Enterprise account: it needs the user's Google Cloud project.
+    /// `loadCodeAssist` with `cloudaicompanionProject` (and `metadata.duetProject`) answers
+    /// `standard-tier` with that project; without one, no `currentTier` and a tier that needs a
+    /// user-defined project.
+    NeedsProject,
+    /// A personal account Code Assist no longer serves to this client: `403`
+    /// `UNSUPPORTED_CLIENT` at `loadCodeAssist`.
+    Personal,
+    /// No tier: `allowedTiers` empty, `ineligibleTiers[].reasonMessage` says why.
+    Ineligible,
 }
 
 /// Where a slowed chat answer waits (see [`SimulatorHandle::slow_next_chat_replies`]).
@@ -590,6 +656,14 @@ impl SimulatorHandle {
             .preset_next_device(provider, state::DeviceOutcome::Expired);
     }
 
+    /// Answers the next `count` device polls of `provider` (Qwen) with `slow_down` (`429`), as
+    /// if they came too fast, and adds [`SimulatorConfig::device_slow_down_secs`] to the device
+    /// code's interval each time: a client that does not wait the longer interval is then
+    /// slowed down again by the timing rule.
+    pub fn slow_down_next_device_polls(&self, provider: OAuthProvider, count: u32) {
+        self.shared.lock().slow_down_next_polls(provider, count);
+    }
+
     /// Makes `provider`'s next successful refresh do everything a refresh does (a rotating
     /// refresh token is spent and a new one issued; `refreshes` counts it) and then never answer:
     /// the request stays open until the client gives up or the simulator stops. For tests of a
@@ -662,6 +736,17 @@ impl SimulatorHandle {
     /// Stops accepting `key` on `provider`'s key API.
     pub fn remove_api_key(&self, provider: ChatProvider, key: &Secret) {
         self.shared.lock().remove_api_key(provider, key.expose());
+    }
+
+    /// Makes Code Assist see the Gemini `account` as `kind` from now on.
+    pub fn set_code_assist_account(&self, account: &str, kind: CodeAssistAccount) {
+        self.shared.lock().set_code_assist_account(account, kind);
+    }
+
+    /// The newest requests the simulator received (up to 2000, controls excluded), oldest
+    /// first, with the `User-Agent` each one sent.
+    pub fn requests_seen(&self) -> Vec<SeenRequest> {
+        self.shared.lock().requests_seen()
     }
 
     /// Every secret the simulator issued or was shown so far: access, refresh and id tokens,
@@ -750,5 +835,9 @@ fn router(shared: Arc<Shared>) -> axum::Router {
         )))
         .merge(control::routes())
         .fallback(|| async { wire::json_error(axum::http::StatusCode::NOT_FOUND, "not_found") })
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            identity::check,
+        ))
         .with_state(shared)
 }

@@ -44,6 +44,10 @@ pub fn settings_overrides(sim: &SimulatorHandle) -> Vec<(String, String)> {
             &e.gemini.authorize_url,
         ),
         ("providers.gemini.oauth.token_url", &e.gemini.token_url),
+        (
+            "providers.gemini.oauth.manual_redirect_uri",
+            &e.gemini.manual_redirect_uri,
+        ),
         ("providers.qwen.base_url", &e.qwen.base_url),
         (
             "providers.qwen.oauth.device_authorization_url",
@@ -236,6 +240,10 @@ impl SandboxShell {
             "/sandbox lifetime P SECONDS         lifetime of tokens issued from now on (0: issued already expired)",
             "/sandbox slow P BUCKET SECONDS      the bucket's next reply stalls SECONDS after its first words; Ctrl-C cancels it",
             "/sandbox cut P BUCKET               the bucket's next reply fails after its first words (the reply is cut short, nothing is sent again)",
+            "/sandbox refuse P BUCKET            the provider refuses the account to llxprt (anthropic: Claude Code only; gemini: UNSUPPORTED_CLIENT; qwen: free tier ended)",
+            "/sandbox extra-usage P BUCKET       anthropic's 400 \"Third-party apps now draw from your extra usage\" (elsewhere 402)",
+            "/sandbox cdn P BUCKET               the next request meets a CDN's HTML 403 page",
+            "/sandbox fail P BUCKET              the next request gets 500",
         ];
         let provider = |p: &str| p.parse::<OAuthProvider>();
         let result = match words {
@@ -255,6 +263,28 @@ impl SandboxShell {
                 self.sim
                     .fail_next_chat_requests(p, bucket, 1, ForcedFailure::PaymentRequired);
                 format!("{p}/{bucket}: the next request will get 402")
+            }),
+            ["refuse", p, bucket] => provider(p).map(|p| {
+                // Qwen's ended tier refuses the refreshed token too.
+                let count = if p == OAuthProvider::Qwen { 2 } else { 1 };
+                self.sim
+                    .fail_next_chat_requests(p, bucket, count, ForcedFailure::PolicyRefusal);
+                format!("{p}/{bucket}: the provider will refuse the account to llxprt")
+            }),
+            ["extra-usage", p, bucket] => provider(p).map(|p| {
+                self.sim
+                    .fail_next_chat_requests(p, bucket, 1, ForcedFailure::ExtraUsageExhausted);
+                format!("{p}/{bucket}: the next request finds no extra usage left")
+            }),
+            ["cdn", p, bucket] => provider(p).map(|p| {
+                self.sim
+                    .fail_next_chat_requests(p, bucket, 1, ForcedFailure::CdnChallenge);
+                format!("{p}/{bucket}: the next request meets a CDN challenge page")
+            }),
+            ["fail", p, bucket] => provider(p).map(|p| {
+                self.sim
+                    .fail_next_chat_requests(p, bucket, 1, ForcedFailure::ServerError);
+                format!("{p}/{bucket}: the next request gets 500")
             }),
             ["revoke", p, bucket] => provider(p).map(|p| {
                 self.sim.revoke(p, bucket);

@@ -26,6 +26,8 @@ struct ProviderState {
     deny_next_consent: bool,
     next_device: Option<DeviceOutcome>,
     hold_next_refresh: bool,
+    /// Device polls still to be answered `slow_down` whatever their timing.
+    slow_down_polls: u32,
 }
 
 impl ProviderState {
@@ -36,6 +38,7 @@ impl ProviderState {
             deny_next_consent: false,
             next_device: None,
             hold_next_refresh: false,
+            slow_down_polls: 0,
         }
     }
 }
@@ -178,6 +181,14 @@ pub(super) struct State {
     devices: HashMap<String, DeviceGrant>,
     api_keys: HashMap<(ChatProvider, String), String>,
     secrets: BTreeSet<String>,
+    /// The newest requests received, for tests of what clients send.
+    seen: VecDeque<super::SeenRequest>,
+    /// Gemini accounts that are not simply set up for Code Assist.
+    code_assist: HashMap<String, super::CodeAssistAccount>,
+    /// Gemini accounts' projects where they differ from [`gemini_project`].
+    projects: HashMap<String, String>,
+    /// Onboarding operations: name → (account, project, polls left before done).
+    operations: HashMap<String, (String, String, u32)>,
 }
 
 impl State {
@@ -197,6 +208,10 @@ impl State {
             devices: HashMap::new(),
             api_keys: HashMap::new(),
             secrets: BTreeSet::new(),
+            seen: VecDeque::new(),
+            code_assist: HashMap::new(),
+            projects: HashMap::new(),
+            operations: HashMap::new(),
         };
         for key in state.cfg.api_keys.clone() {
             state.add_api_key(key.provider, key.key.expose(), &key.account);
@@ -253,6 +268,10 @@ impl State {
 
     pub(super) fn deny_next_consent(&mut self, provider: OAuthProvider) {
         self.provider(provider).deny_next_consent = true;
+    }
+
+    pub(super) fn slow_down_next_polls(&mut self, provider: OAuthProvider, count: u32) {
+        self.provider(provider).slow_down_polls += count;
     }
 
     pub(super) fn hold_next_refresh(&mut self, provider: OAuthProvider) {
@@ -327,6 +346,17 @@ impl State {
 
     pub(super) fn remove_api_key(&mut self, provider: ChatProvider, key: &str) {
         self.api_keys.remove(&(provider, key.to_owned()));
+    }
+
+    pub(super) fn saw_request(&mut self, seen: super::SeenRequest) {
+        if self.seen.len() >= super::identity::KEPT {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(seen);
+    }
+
+    pub(super) fn requests_seen(&self) -> Vec<super::SeenRequest> {
+        self.seen.iter().cloned().collect()
     }
 
     pub(super) fn secrets(&self) -> Vec<String> {
@@ -626,6 +656,12 @@ impl State {
         verifier_check: impl FnOnce(&str) -> Result<(), OAuthError>,
     ) -> Result<Value, OAuthError> {
         let slow_down_secs = self.cfg.device_slow_down_secs;
+        let forced_slow_down = {
+            let provider = self.provider(OAuthProvider::Qwen);
+            let forced = provider.slow_down_polls > 0;
+            provider.slow_down_polls = provider.slow_down_polls.saturating_sub(1);
+            forced
+        };
         let Some(device) = self
             .devices
             .get_mut(device_code)
@@ -657,12 +693,18 @@ impl State {
             now.duration_since(last) < Duration::from_secs(device.interval_secs)
         });
         device.last_poll = Some(now);
-        if too_soon {
+        if too_soon || forced_slow_down {
             device.interval_secs += slow_down_secs;
-            return denial(
+            let login = self.login_account(OAuthProvider::Qwen).to_owned();
+            self.account(OAuthProvider::Qwen, &login)
+                .counters
+                .device_slow_downs += 1;
+            // Qwen sends slow_down as 429 (a polling signal, not a rate limit of the account).
+            return Err(OAuthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
                 "slow_down",
                 "polling too fast; add 5 seconds to the interval",
-            );
+            ));
         }
         let DeviceStatus::Approved(account) = device.status.clone() else {
             return denial("authorization_pending", "the user has not approved yet");
@@ -772,6 +814,56 @@ impl State {
 
     pub(super) fn count_streamed_reply(&mut self, provider: OAuthProvider, account: &str) {
         self.account(provider, account).counters.streamed_replies += 1;
+    }
+
+    pub(super) fn set_code_assist_account(
+        &mut self,
+        account: &str,
+        kind: super::CodeAssistAccount,
+    ) {
+        self.code_assist.insert(account.to_owned(), kind);
+    }
+
+    pub(super) fn code_assist_account(&self, account: &str) -> super::CodeAssistAccount {
+        self.code_assist.get(account).copied().unwrap_or_default()
+    }
+
+    /// The project generateContent accepts for the account.
+    pub(super) fn project_of(&self, account: &str) -> String {
+        self.projects
+            .get(account)
+            .cloned()
+            .unwrap_or_else(|| gemini_project(account))
+    }
+
+    /// Starts onboarding `account` into `project`; done after one poll.
+    pub(super) fn start_onboarding(&mut self, account: &str, project: &str) -> String {
+        let name = format!("operations/onboard-sim-{}", wire::random_token(10));
+        self.operations
+            .insert(name.clone(), (account.to_owned(), project.to_owned(), 1));
+        name
+    }
+
+    /// One poll of an onboarding operation of `account`: `Some(Some(project))` once done (the
+    /// account is then set up), `Some(None)` while running, `None` for an unknown one.
+    pub(super) fn poll_onboarding(&mut self, account: &str, name: &str) -> Option<Option<String>> {
+        let (owner, project, left) = self.operations.get_mut(name)?;
+        if owner != account {
+            return None;
+        }
+        if *left > 0 {
+            *left -= 1;
+            return Some(None);
+        }
+        let project = project.clone();
+        self.projects.insert(account.to_owned(), project.clone());
+        self.code_assist
+            .insert(account.to_owned(), super::CodeAssistAccount::SetUp);
+        Some(Some(project))
+    }
+
+    pub(super) fn use_project(&mut self, account: &str, project: &str) {
+        self.projects.insert(account.to_owned(), project.to_owned());
     }
 
     pub(super) fn count_load_code_assist(&mut self, account: &str) {

@@ -124,4 +124,11 @@ pub trait Browser: Send + Sync {
     /// # Errors
     /// [`BrowserError`] when no browser can be opened; the caller then asks the user to paste.
     async fn open(&self, url: &str) -> Result<(), BrowserError>;
+
+    /// Why no browser can be opened here, when that is known before any URL is made
+    /// (`--nobrowser`, no display, SSH); `None` when one may open. A flow with a separate
+    /// no-browser redirect (Gemini's code page) picks it from this.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }

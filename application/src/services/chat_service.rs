@@ -422,10 +422,18 @@ impl ChatService {
             decision = tally.machine.record(outcome, self.clock.now());
             // A refused bucket is skipped from now on, so this is the one time the user hears
             // of it (until `/auth P status` or an exhausted report).
-            if let Some(notice) =
-                tried.and_then(|name| refusal_notice(provider, &tally.machine, &name))
+            if let Some(notice) = tried
+                .as_ref()
+                .and_then(|name| refusal_notice(provider, &tally.machine, name))
             {
                 prompt.show_error(&notice);
+            }
+            // Out of quota says what the account needs (Anthropic's extra usage), which the
+            // exhausted report's short reason would not.
+            if let (Outcome::PaymentRequired { .. }, Some(SendError::Chat(error)), Some(name)) =
+                (outcome, &last_error, &tried)
+            {
+                prompt.show_error(&format!("{provider}/{name}: {error}"));
             }
             // Once a piece of the reply is shown, another bucket would answer it a second time.
             if reply.is_some() || streaming.shown.load(Ordering::SeqCst) {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use llxprt_application::ports::{ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Role};
@@ -23,7 +24,18 @@ pub struct GeminiConfig {
     /// The Code Assist API base, for OAuth tokens (`https://cloudcode-pa.googleapis.com` in
     /// production).
     pub code_assist_base_url: Url,
+    /// The user's Google Cloud project (`providers.gemini.project`, `GOOGLE_CLOUD_PROJECT`,
+    /// `GOOGLE_CLOUD_PROJECT_ID`), which Workspace and Standard/Enterprise accounts need.
+    pub project: Option<String>,
+    /// How often an onboarding operation is polled (5 s against Google).
+    pub onboarding_poll: Duration,
 }
+
+/// The most polls of one onboarding operation before giving up (five minutes at 5 s).
+const MAX_ONBOARDING_POLLS: u32 = 60;
+
+/// The tier that takes no user project (and refuses one with `412`).
+const FREE_TIER: &str = "free-tier";
 
 /// Sends messages to Gemini; with OAuth, asks Code Assist for the account's project once per
 /// bucket and remembers it.
@@ -130,26 +142,80 @@ impl GeminiChat {
         projects.remove(bucket);
     }
 
+    /// The account's project: from `loadCodeAssist` for an account already set up, else by
+    /// onboarding it into its default tier (a long-running operation, polled until done).
     async fn load_code_assist(&self, token: &Token) -> Result<String, ChatError> {
-        let url = http::endpoint(
-            &self.config.code_assist_base_url,
-            &["v1internal:loadCodeAssist"],
-        )?;
-        // The metadata Gemini CLI sends; the values say "no particular IDE".
+        let project = self.config.project.as_deref();
         let body = json!({
-            "metadata": {
-                "ideType": "IDE_UNSPECIFIED",
-                "platform": "PLATFORM_UNSPECIFIED",
-                "pluginType": "GEMINI",
-            }
+            "cloudaicompanionProject": project,
+            "metadata": metadata(project),
         });
+        let reply: LoadCodeAssistReply = self
+            .code_assist_call("v1internal:loadCodeAssist", token, &body)
+            .await?;
+        let known = project_of(&reply.project);
+        if reply.current_tier.is_some() || known.is_some() {
+            return known
+                .or_else(|| project.map(str::to_owned))
+                .ok_or_else(needs_project);
+        }
+        let Some(tier) = reply.allowed_tiers.iter().find(|t| t.is_default) else {
+            return Err(ineligible(&reply.ineligible_tiers));
+        };
+        let free = tier.id == FREE_TIER;
+        if !free && tier.user_defined_project && project.is_none() {
+            return Err(needs_project());
+        }
+        tracing::info!(tier = %tier.id, "onboarding the account to Gemini Code Assist");
+        let project = if free { None } else { project };
+        let body = json!({
+            "tierId": tier.id,
+            "cloudaicompanionProject": project,
+            "metadata": metadata(project),
+        });
+        let mut operation: Operation = self
+            .code_assist_call("v1internal:onboardUser", token, &body)
+            .await?;
+        let mut polls = 0;
+        while !operation.done {
+            polls += 1;
+            if polls > MAX_ONBOARDING_POLLS {
+                return Err(ChatError::Network(
+                    "Gemini Code Assist onboarding did not finish in five minutes; try again"
+                        .to_owned(),
+                ));
+            }
+            tokio::time::sleep(self.config.onboarding_poll).await;
+            let name = operation.name.clone().unwrap_or_default();
+            let url = http::endpoint(
+                &self.config.code_assist_base_url,
+                &std::iter::once("v1internal")
+                    .chain(name.split('/'))
+                    .collect::<Vec<_>>(),
+            )?;
+            let builder = self.http.get(url).bearer_auth(token.access_token.expose());
+            operation = http::read_json(http::send(builder).await?).await?;
+        }
+        operation
+            .response
+            .and_then(|r| project_of(&r.project))
+            .or_else(|| project.map(str::to_owned))
+            .ok_or_else(needs_project)
+    }
+
+    async fn code_assist_call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        token: &Token,
+        body: &serde_json::Value,
+    ) -> Result<T, ChatError> {
+        let url = http::endpoint(&self.config.code_assist_base_url, &[method])?;
         let builder = self
             .http
             .post(url)
             .bearer_auth(token.access_token.expose())
-            .json(&body);
-        let reply: LoadCodeAssistReply = http::read_json(http::send(builder).await?).await?;
-        project_of(reply)
+            .json(body);
+        http::read_json(http::send(builder).await?).await
     }
 }
 
@@ -185,27 +251,101 @@ fn contents(request: &ChatRequest) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The metadata Gemini CLI sends (the values say "no particular IDE"), with the user's project
+/// as `duetProject` when there is one.
+fn metadata(project: Option<&str>) -> serde_json::Value {
+    json!({
+        "ideType": "IDE_UNSPECIFIED",
+        "platform": "PLATFORM_UNSPECIFIED",
+        "pluginType": "GEMINI",
+        "duetProject": project,
+    })
+}
+
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct LoadCodeAssistReply {
+    #[serde(rename = "cloudaicompanionProject", default)]
+    project: serde_json::Value,
+    #[serde(default)]
+    current_tier: Option<serde_json::Value>,
+    #[serde(default)]
+    allowed_tiers: Vec<Tier>,
+    #[serde(default)]
+    ineligible_tiers: Vec<IneligibleTier>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Tier {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    is_default: bool,
+    #[serde(default, rename = "userDefinedCloudaicompanionProject")]
+    user_defined_project: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IneligibleTier {
+    #[serde(default)]
+    reason_message: Option<String>,
+}
+
+/// A long-running operation of Code Assist (`onboardUser`).
+#[derive(Deserialize)]
+struct Operation {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    done: bool,
+    #[serde(default)]
+    response: Option<OnboardResponse>,
+}
+
+#[derive(Deserialize)]
+struct OnboardResponse {
     #[serde(rename = "cloudaicompanionProject", default)]
     project: serde_json::Value,
 }
 
 /// The project id, which Code Assist gives as text or as an object with an `id`.
-fn project_of(reply: LoadCodeAssistReply) -> Result<String, ChatError> {
-    let id = match &reply.project {
+fn project_of(project: &serde_json::Value) -> Option<String> {
+    let id = match project {
         serde_json::Value::String(id) => Some(id.as_str()),
         serde_json::Value::Object(project) => project.get("id").and_then(|id| id.as_str()),
         _ => None,
     };
-    id.filter(|id| !id.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            ChatError::Forbidden(
-                "Code Assist gave this account no project (it needs Gemini Code Assist onboarding)"
-                    .to_owned(),
-            )
-        })
+    id.filter(|id| !id.is_empty()).map(str::to_owned)
+}
+
+/// The account needs the user's own Google Cloud project, and none is set. Not a bucket
+/// problem: the user's to fix.
+fn needs_project() -> ChatError {
+    ChatError::BadRequest {
+        status: 400,
+        message: "this Google account needs a Google Cloud project for Gemini Code Assist: set providers.gemini.project (or GOOGLE_CLOUD_PROJECT), or use a Gemini API key".to_owned(),
+    }
+}
+
+/// No tier is open to the account: Google's reasons, for the user.
+fn ineligible(tiers: &[IneligibleTier]) -> ChatError {
+    let reasons: Vec<&str> = tiers
+        .iter()
+        .filter_map(|t| t.reason_message.as_deref())
+        .collect();
+    let reasons = if reasons.is_empty() {
+        "Google gave no reason".to_owned()
+    } else {
+        reasons.join("; ")
+    };
+    ChatError::BadRequest {
+        status: 403,
+        message: http::truncate(&format!(
+            "Gemini Code Assist is not available to this account: {reasons}. A Gemini API key (GEMINI_API_KEY) works"
+        )),
+    }
 }
 
 /// How each event of a stream carries its `GenerateContentResponse`.
@@ -367,19 +507,29 @@ mod tests {
 
     #[test]
     fn the_project_comes_as_text_or_object() {
-        let read = |body: &str| project_of(serde_json::from_str(body).unwrap());
+        let read = |body: &str| {
+            let reply: LoadCodeAssistReply = serde_json::from_str(body).unwrap();
+            project_of(&reply.project)
+        };
         assert_eq!(
             read(r#"{"cloudaicompanionProject":"proj-1","currentTier":{"id":"free-tier"}}"#)
-                .unwrap(),
-            "proj-1"
+                .as_deref(),
+            Some("proj-1")
         );
         assert_eq!(
-            read(r#"{"cloudaicompanionProject":{"id":"proj-2","name":"n"}}"#).unwrap(),
-            "proj-2"
+            read(r#"{"cloudaicompanionProject":{"id":"proj-2","name":"n"}}"#).as_deref(),
+            Some("proj-2")
         );
-        assert!(matches!(
-            read(r#"{"currentTier":{}}"#),
-            Err(ChatError::Forbidden(_))
-        ));
+        assert_eq!(read(r#"{"currentTier":{}}"#), None);
+    }
+
+    #[test]
+    fn ineligible_tiers_give_their_reasons() {
+        let reply: LoadCodeAssistReply = serde_json::from_str(
+            r#"{"allowedTiers":[],"ineligibleTiers":[{"reasonCode":"X","reasonMessage":"not for you"}]}"#,
+        )
+        .unwrap();
+        let error = ineligible(&reply.ineligible_tiers).to_string();
+        assert!(error.contains("not for you"), "{error}");
     }
 }

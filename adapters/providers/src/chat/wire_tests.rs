@@ -346,6 +346,8 @@ async fn concurrent_first_messages_of_a_bucket_load_code_assist_once() {
         GeminiConfig {
             base_url: base.clone(),
             code_assist_base_url: base,
+            project: None,
+            onboarding_poll: std::time::Duration::from_millis(10),
         },
         client(),
     );

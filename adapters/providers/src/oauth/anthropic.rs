@@ -108,9 +108,12 @@ impl OAuthFlow for AnthropicFlow {
             .http
             .post_json_for_token(&self.token_url, &body)
             .await
-            .map_err(|e| {
-                let sent = [code.expose(), verifier.secret(), state.secret()];
-                redact_flow_error(exchange_error(e), &sent)
+            .map_err(|e| match moved(&e) {
+                Some(why) => FlowError::Rejected(why),
+                None => {
+                    let sent = [code.expose(), verifier.secret(), state.secret()];
+                    redact_flow_error(exchange_error(e), &sent)
+                }
             })?;
         Ok(token_from(&response, self.clock.now())?)
     }
@@ -126,7 +129,22 @@ impl OAuthFlow for AnthropicFlow {
             .http
             .post_json_for_token(&self.token_url, &body)
             .await
-            .map_err(|e| redact_refresh_error(refresh_error(e), &[refresh_token.expose()]))?;
+            .map_err(|e| match moved(&e) {
+                Some(why) => RefreshError::Transient(why),
+                None => redact_refresh_error(refresh_error(e), &[refresh_token.expose()]),
+            })?;
         Ok(token_from(&response, self.clock.now())?)
     }
+}
+
+/// Anthropic's old token endpoint answers `404` since mid-2026: say where it went, not just the
+/// status.
+fn moved(error: &super::http::TokenRequestError) -> Option<String> {
+    matches!(
+        error,
+        oauth2::RequestTokenError::Request(super::http::HttpFailure::Status(404))
+    )
+    .then(|| {
+        "the token endpoint answered 404 Not Found: Anthropic moved it to https://platform.claude.com/v1/oauth/token; check providers.anthropic.oauth.token_url".to_owned()
+    })
 }

@@ -183,6 +183,10 @@ impl Browser for SystemBrowser {
         }
         Err(BrowserError::LaunchFailed(failures.join("; ")))
     }
+
+    fn unavailable(&self) -> Option<String> {
+        self.unavailable_because().map(str::to_owned)
+    }
 }
 
 /// The URL, when it is one a sign-in may hand to a browser: absolute `https`, or `http` on a

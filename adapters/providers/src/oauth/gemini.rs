@@ -1,10 +1,11 @@
 //! Gemini (Google account): browser sign-in redirected to a loopback port the OS picks.
 //!
-//! Without a browser the user pastes the address the browser was sent to
+//! Where no browser can open here at all (`--nobrowser`, no display, SSH), the redirect is
+//! Google's code page (`codeassist.google.com/authcode`, `providers.gemini.oauth.
+//! manual_redirect_uri`), which shows the user a code to paste, as Gemini CLI does. Where a
+//! launch was tried and failed, the user pastes the address the browser was sent to
 //! (`http://localhost:PORT/oauth2callback?code=…&state=…`), or only its `code` value. A bare code
-//! cannot be checked against the state, so it is accepted on trust and exchanged with the same
-//! loopback `redirect_uri`; Google's separate manual page (`codeassist.google.com/authcode`) is
-//! not used.
+//! cannot be checked against the state, so it is accepted on trust.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub struct GeminiConfig {
     pub client_secret: Secret,
     /// The scopes asked for.
     pub scopes: Vec<String>,
+    /// The code page used as the redirect when no browser can open here.
+    pub manual_redirect_uri: String,
 }
 
 /// The Gemini sign-in: loopback redirect on an ephemeral port, PKCE, offline access.
@@ -53,6 +56,7 @@ pub struct GeminiFlow {
     browser: Arc<dyn Browser>,
     clock: Arc<dyn Clock>,
     callback_timeout: Duration,
+    manual_redirect: RedirectUrl,
 }
 
 impl GeminiFlow {
@@ -69,6 +73,7 @@ impl GeminiFlow {
         let provider = OAuthProvider::Gemini;
         let authorize_url = parse_url(provider, "authorize_url", &config.authorize_url)?;
         let token_url = parse_url(provider, "token_url", &config.token_url)?;
+        let manual = parse_url(provider, "manual_redirect_uri", &config.manual_redirect_uri)?;
         let client = new_client(&config.client_id)
             .set_client_secret(ClientSecret::new(config.client_secret.expose().to_owned()))
             .set_auth_type(AuthType::RequestBody)
@@ -81,7 +86,46 @@ impl GeminiFlow {
             browser,
             clock,
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+            manual_redirect: RedirectUrl::from_url(manual),
         })
+    }
+
+    /// The sign-in without a browser on this machine: the URL redirects to Google's code page,
+    /// and the user pastes the code it shows.
+    async fn login_with_code_page(
+        &self,
+        reason: &str,
+        prompt: &dyn UserPrompt,
+    ) -> Result<Token, FlowError> {
+        let client = self
+            .client
+            .clone()
+            .set_redirect_uri(self.manual_redirect.clone());
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state) = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(self.scopes.iter().cloned())
+            .add_extra_param("access_type", "offline")
+            .add_extra_param("prompt", "consent")
+            .set_pkce_challenge(challenge)
+            .url();
+        prompt.show(&format!(
+            "No browser here ({reason}): open this URL in any browser, sign in, and paste the code the page shows:"
+        ));
+        prompt.show(url.as_str());
+        let pasted = prompt.ask("Paste the authorization code:").await?;
+        let code = super::loopback::parse_pasted(prompt, &pasted, &state, BareCode::Accepted)?;
+        let verifier_text = Secret::new(verifier.secret().clone());
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
+            .set_pkce_verifier(verifier)
+            .request_async(self.http.transport())
+            .await
+            .map_err(|e| {
+                let sent = [code.expose(), verifier_text.expose(), state.secret()];
+                redact_flow_error(exchange_error(e), &sent)
+            })?;
+        Ok(token_from(&response, self.clock.now())?)
     }
 
     /// Changes how long the flow waits for the browser to come back (default five minutes).
@@ -98,6 +142,9 @@ impl GeminiFlow {
         bucket: &BucketId,
         prompt: &dyn UserPrompt,
     ) -> Result<Token, FlowError> {
+        if let Some(reason) = self.browser.unavailable() {
+            return self.login_with_code_page(&reason, prompt).await;
+        }
         let loopback = Loopback::bind_any().await.map_err(|e| {
             FlowError::Transient(format!("could not open a local port for the sign-in: {e}"))
         })?;

@@ -216,12 +216,11 @@ impl From<reqwest::Error> for HttpFailure {
 /// The only field of an OAuth error body that matters to tell it from any other body.
 #[derive(Deserialize)]
 struct OAuthErrorProbe {
-    #[allow(dead_code)] // Read only to check that the field is there and a string.
     error: String,
 }
 
 /// Status handling happens here, before `oauth2` reads the body, so that every flow classifies
-/// alike: 200 and OAuth error bodies pass through; server errors, rate limits and other
+/// alike: 200 and OAuth error bodies pass through (a `429` only with `slow_down`); server errors, rate limits and other
 /// surprises become [`HttpFailure::Status`] (transient); a bare 400/401 becomes
 /// [`HttpFailure::Refused`].
 impl<'c> AsyncHttpClient<'c> for Transport {
@@ -235,9 +234,13 @@ impl<'c> AsyncHttpClient<'c> for Transport {
             let status = response.status();
             let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
             let body = read_capped(response).await?;
-            let is_oauth_error = || serde_json::from_slice::<OAuthErrorProbe>(&body).is_ok();
+            let oauth_error = || serde_json::from_slice::<OAuthErrorProbe>(&body).ok();
+            let is_oauth_error = || oauth_error().is_some();
             match status.as_u16() {
                 200 => {}
+                // Qwen sends a device poll's `slow_down` as 429: a polling signal for the flow
+                // (RFC 8628 §3.5), not a rate limit.
+                429 if oauth_error().is_some_and(|e| e.error == "slow_down") => {}
                 408 | 429 => return Err(HttpFailure::Status(status.as_u16())),
                 400..=499 if is_oauth_error() => {}
                 code @ (400 | 401) => return Err(HttpFailure::Refused(code)),

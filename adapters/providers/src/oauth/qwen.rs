@@ -14,12 +14,16 @@ use oauth2::{
     StandardDeviceAuthorizationResponse, TokenUrl,
 };
 
+use std::future::Future;
+use std::pin::Pin;
+
+use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 use url::Url;
 
 use super::http::{
     describe_oauth_error, exchange_error, new_client, parse_url, poll_interval, redact_flow_error,
     redact_refresh_error, refresh_error, token_from, HttpFailure, OAuthClient, OAuthConfigError,
-    OAuthHttp, ProviderTokenResponse, UnusableToken,
+    OAuthHttp, ProviderTokenResponse, Transport, UnusableToken,
 };
 
 /// How often the user is shown that the flow is still waiting.
@@ -118,7 +122,7 @@ impl OAuthFlow for QwenFlow {
             .add_scopes(self.scopes.iter().cloned())
             .add_extra_param("code_challenge", challenge.as_str())
             .add_extra_param("code_challenge_method", challenge.method().as_str())
-            .request_async(self.http.transport())
+            .request_async(&IntervalDefault(self.http.transport()))
             .await
             .map_err(exchange_error)?;
         let user_code = details.user_code().secret();
@@ -158,6 +162,43 @@ impl OAuthFlow for QwenFlow {
             .map_err(|e| redact_refresh_error(refresh_error(e), &[refresh_token.secret()]))?;
         Ok(self.token(&response)?)
     }
+}
+
+/// Qwen's polling interval when the device answer gives none (Qwen Code's own default; RFC 8628
+/// would say 5 s).
+const DEFAULT_INTERVAL_SECS: u64 = 2;
+
+/// The transport for the device code request: adds Qwen's default `interval` to an answer that
+/// has none, since `oauth2` would otherwise poll every 5 s.
+struct IntervalDefault<'t>(&'t Transport);
+
+impl<'c> AsyncHttpClient<'c> for IntervalDefault<'_> {
+    type Error = HttpFailure;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpFailure>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let mut response = self.0.call(request).await?;
+            if response.status().is_success() {
+                if let Some(body) = with_default_interval(response.body()) {
+                    *response.body_mut() = body;
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// The device answer with `interval` added when it has none; `None` when it has one or is not
+/// a JSON object.
+fn with_default_interval(body: &[u8]) -> Option<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let object = value.as_object_mut()?;
+    if object.get("interval").is_some_and(|v| !v.is_null()) {
+        return None;
+    }
+    object.insert("interval".to_owned(), DEFAULT_INTERVAL_SECS.into());
+    serde_json::to_vec(&value).ok()
 }
 
 /// Sleeps one polling interval (which `oauth2` stretches by 5 s on `slow_down`), showing the
@@ -212,5 +253,15 @@ mod tests {
             poll_interval(Duration::from_secs(7)),
             Duration::from_secs(7)
         );
+    }
+
+    #[test]
+    fn a_device_answer_without_an_interval_polls_every_two_seconds() {
+        let patched = with_default_interval(br#"{"device_code":"d","user_code":"U"}"#).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&patched).unwrap();
+        assert_eq!(value["interval"], 2);
+        assert_eq!(value["device_code"], "d");
+        assert!(with_default_interval(br#"{"device_code":"d","interval":7}"#).is_none());
+        assert!(with_default_interval(b"not json").is_none());
     }
 }

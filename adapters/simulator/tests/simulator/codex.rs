@@ -162,11 +162,11 @@ async fn responses_check_the_account_header_originator_and_streaming() {
         .post(format!("{}/responses", sim.endpoints().codex.base_url))
         .bearer_auth(token)
         .header("chatgpt-account-id", &account_id)
-        .json(&json!({"model": "gpt-5", "input": "hello", "stream": true}));
+        .json(&json!({"model": "gpt-5.5", "input": "hello", "stream": true}));
     assert_eq!(send(no_originator).await.0, StatusCode::BAD_REQUEST);
 
     let not_streaming = codex_responses(&sim, token, &account_id)
-        .json(&json!({"model": "gpt-5", "input": "hello", "stream": false}));
+        .json(&json!({"model": "gpt-5.5", "input": "hello", "stream": false}));
     assert_eq!(send(not_streaming).await.0, StatusCode::BAD_REQUEST);
 
     let unknown_token = codex_responses(&sim, "sim-codex-at-never-issued", &account_id);

@@ -9,6 +9,7 @@ mod anthropic;
 mod codex;
 mod controls;
 mod gemini;
+mod identity;
 mod oauth2_crate;
 mod openai;
 mod qwen;

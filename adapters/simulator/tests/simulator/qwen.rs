@@ -91,7 +91,11 @@ async fn polling_faster_than_the_interval_gets_slow_down() {
         "authorization_pending"
     );
     let (status, body) = qwen_poll(&sim, &start).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Qwen sends slow_down as 429"
+    );
     assert_eq!(oauth_error(&body), "slow_down");
     // Still too fast, even once approved.
     sim.browse(str_of(&start.body, "verification_uri_complete"))

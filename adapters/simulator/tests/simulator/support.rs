@@ -23,9 +23,13 @@ pub(crate) fn client_id(provider: OAuthProvider) -> &'static str {
     SimulatorConfig::real_client_id(provider)
 }
 
+/// What the tests' requests say they are: real endpoints refuse requests without one.
+pub(crate) const USER_AGENT: &str = "llxprt-simulator-tests/0.1";
+
 /// A client like the real ones: no proxy, no automatic redirects, bounded waits.
 pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
+        .user_agent(USER_AGENT)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
@@ -416,7 +420,7 @@ pub(crate) fn codex_responses(
         .header("chatgpt-account-id", account_id)
         .header("originator", "codex_cli_rs")
         .json(&json!({
-            "model": "gpt-5-codex",
+            "model": "gpt-5.5",
             "instructions": "be brief",
             "input": [{"type": "message", "role": "user",
                        "content": [{"type": "input_text", "text": "hello"}]}],
