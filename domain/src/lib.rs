@@ -13,6 +13,8 @@ pub mod profile;
 pub mod provider;
 pub mod secret;
 pub mod stats;
+#[cfg(any(test, feature = "proptest"))]
+pub mod strategies;
 pub mod time;
 pub mod token;
 
