@@ -240,6 +240,26 @@ enum Phase {
 }
 
 /// The failover state of one request. See the [module documentation](self).
+///
+/// ```
+/// use llxprt_domain::{BucketHealth, BucketName, Decision, FailoverRequest, Outcome, UnixSeconds};
+///
+/// let now = UnixSeconds(1_767_225_600);
+/// let name = |n: &str| BucketName::parse(n).unwrap();
+/// let buckets = vec![(name("work1"), BucketHealth::Usable), (name("work2"), BucketHealth::Usable)];
+///
+/// let (mut request, first) = FailoverRequest::start(buckets, now);
+/// assert_eq!(first, Decision::Use(name("work1")));
+/// // work1 answers 429 with a reset a minute away: the request moves on to work2 at once.
+/// let reset_at = Some(now + 60);
+/// assert_eq!(request.record(Outcome::RateLimited { reset_at }, now), Decision::Use(name("work2")));
+/// assert_eq!(request.record(Outcome::Success, now), Decision::Done);
+///
+/// // The next request leaves work1 alone until its reset, then takes it again.
+/// let health = request.into_health();
+/// assert_eq!(FailoverRequest::start(health.clone(), now + 30).1, Decision::Use(name("work2")));
+/// assert_eq!(FailoverRequest::start(health, now + 60).1, Decision::Use(name("work1")));
+/// ```
 #[derive(Debug, Clone)]
 pub struct FailoverRequest {
     health: Vec<(BucketName, BucketHealth)>,
