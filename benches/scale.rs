@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{Discard, Ratio, Rig};
 use criterion::{BatchSize, Criterion};
-use llxprt_application::session::{Session, SessionOptions, SessionServices};
+use llxprt_application::session::{Session, SessionOptions};
 use llxprt_application::shell::{LineOutcome, Shell};
 use llxprt_domain::failover::{BucketHealth, CooldownCause, Decision};
 use llxprt_domain::{BucketId, FailoverRequest, OAuthProvider, Secret, Token, UnixSeconds};
@@ -53,16 +53,7 @@ fn bench(c: &mut Criterion, rig: &Rig) {
     // The first Anthropic bucket really signed in, so that a request can use it.
     let first = bucket_name(0);
     rig.login(&first);
-    let session = Session::new(
-        SessionServices {
-            config: rig.config.clone(),
-            auth: rig.auth.clone(),
-            chat: rig.chat.clone(),
-            clock: rig.clock.clone(),
-            env: Default::default(),
-        },
-        SessionOptions::default(),
-    );
+    let session = Session::new(rig.services.session_services(), SessionOptions::default());
     let status = |provider: OAuthProvider| {
         let prompt = Discard::default();
         let line = format!("/auth {provider} status");

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llxprt_application::ports::{Browser, Clock, ConfigStore, TokenStore};
+use llxprt_application::ports::{
+    Browser, Clock, KeyFiles, ProfileStore, SettingsStore, TokenStore,
+};
 use llxprt_application::services::{
     AuthService, ChatClients, ChatService, FlowRegistry, TokenService,
 };
@@ -75,8 +77,12 @@ impl Composition {
 pub struct Services {
     /// The settings as loaded at start (file, environment, overrides).
     pub settings: Settings,
-    /// Settings, profiles and key files.
-    pub config: Arc<dyn ConfigStore>,
+    /// Settings.
+    pub config: Arc<dyn SettingsStore>,
+    /// Saved profiles.
+    pub profiles: Arc<dyn ProfileStore>,
+    /// Key files.
+    pub key_files: Arc<dyn KeyFiles>,
     /// Where tokens are kept.
     pub store: Arc<dyn TokenStore>,
     /// A valid token per bucket.
@@ -97,7 +103,9 @@ impl Services {
     /// What a [`llxprt_application::session::Session`] is built on.
     pub fn session_services(&self) -> SessionServices {
         SessionServices {
-            config: self.config.clone(),
+            settings: self.config.clone(),
+            profiles: self.profiles.clone(),
+            key_files: self.key_files.clone(),
             auth: self.auth.clone(),
             chat: self.chat.clone(),
             clock: self.clock.clone(),
@@ -131,8 +139,12 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
         loopback,
         callback_timeout,
     } = composition;
-    let config: Arc<dyn ConfigStore> =
-        Arc::new(FileConfigStore::new(home.clone(), env.clone(), overrides));
+    let files = Arc::new(FileConfigStore::new(home.clone(), env.clone(), overrides));
+    let (config, profiles, key_files): (
+        Arc<dyn SettingsStore>,
+        Arc<dyn ProfileStore>,
+        Arc<dyn KeyFiles>,
+    ) = (files.clone(), files.clone(), files);
     let settings = config.load_settings().map_err(ComposeError::new)?;
     let clock: Arc<dyn Clock> = Arc::new(LocalClock::system());
     let browser: Arc<dyn Browser> = match browser {
@@ -168,6 +180,8 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
     Ok(Services {
         settings,
         config,
+        profiles,
+        key_files,
         store,
         tokens,
         auth,

@@ -78,7 +78,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         (Some(key), _) => Some(key.clone()),
         (None, Some(path)) => Some(
             services
-                .config
+                .key_files
                 .read_key_file(&path.to_string_lossy())
                 .context("--keyfile")?,
         ),
@@ -87,11 +87,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
     let chat = services.chat.clone();
     let session = Session::new(
         services.session_services(),
-        SessionOptions {
-            provider: cli.provider,
-            model: cli.model.clone(),
-            key,
-        },
+        SessionOptions::new(cli.provider, cli.model.clone(), key),
     );
     let profile = cli
         .profile

@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod ports;
+pub mod presenter;
 pub mod services;
 pub mod session;
 pub mod settings;

@@ -1,29 +1,38 @@
-//! The session: the `Shell` that runs every slash command and message against the services.
+//! The session: what a REPL session changes (provider, model, session key, `/set` overrides,
+//! the loaded profile, the conversation) and a typed operation for every slash command and
+//! message, over the services.
 //!
-//! It holds what a REPL session changes (provider, model, session key, `/set` overrides, the
-//! loaded profile, the conversation) and turns each command into calls on the services, showing
-//! the result through the `UserPrompt` it is given. It never prints by itself.
+//! Every operation returns a typed result or a [`SessionError`]; the text shell that front ends
+//! drive ([`crate::shell::Shell`]) is implemented over these in [`crate::presenter`], which
+//! renders them as the lines of `cli.md`. A program that embeds the core calls the typed
+//! operations and never parses text.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_trait::async_trait;
-use llxprt_domain::precedence::{resolve_credential, Credential, CredentialSources};
-use llxprt_domain::time::{humanize_ago, humanize_seconds};
+use llxprt_domain::failover::BucketStatus;
+use llxprt_domain::loadbalance::UnknownPolicy;
+use llxprt_domain::precedence::Credential;
+use llxprt_domain::stats::StatsTotals;
 use llxprt_domain::{
-    bucket_status, BucketId, BucketName, BucketStatus, ChatProvider, LoadBalancer, OAuthProvider,
-    Profile, ProfileName, Secret,
+    bucket_status, BucketId, BucketName, ChatProvider, InvalidProfileName, OAuthProvider, Profile,
+    ProfileName, Secret, UnixSeconds,
 };
 
-use crate::commands::{self, Command, LogoutTarget, COMMANDS};
-use crate::ports::{ChatMessage, ChatRequest, Clock, ConfigStore, Role, UserPrompt};
-use crate::services::{AuthService, ChatService, SendTarget};
-use crate::settings::Settings;
-use crate::shell::{CompletionData, LineOutcome, Shell};
+use crate::commands::{self, LogoutTarget};
+use crate::ports::{
+    ChatMessage, Clock, ConfigError, KeyFiles, PersistenceError, ProfileStore, Role, SettingsStore,
+    UserPrompt,
+};
+use crate::services::{
+    AuthError, AuthService, ChatService, CredentialContext, CredentialService, MessageError,
+    MessageService, MessageTarget, SendError,
+};
+use crate::settings::{SettingError, Settings};
 
 /// What a session starts with, from the command line.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct SessionOptions {
     /// `--provider`.
     pub provider: Option<ChatProvider>,
@@ -33,10 +42,26 @@ pub struct SessionOptions {
     pub key: Option<Secret>,
 }
 
+impl SessionOptions {
+    /// Options with the command line's provider, model and key.
+    pub fn new(provider: Option<ChatProvider>, model: Option<String>, key: Option<Secret>) -> Self {
+        Self {
+            provider,
+            model,
+            key,
+        }
+    }
+}
+
 /// The services a session drives.
+#[derive(Clone)]
 pub struct SessionServices {
-    /// Settings and profiles.
-    pub config: Arc<dyn ConfigStore>,
+    /// Settings.
+    pub settings: Arc<dyn SettingsStore>,
+    /// Saved profiles.
+    pub profiles: Arc<dyn ProfileStore>,
+    /// Key files.
+    pub key_files: Arc<dyn KeyFiles>,
     /// Login and logout.
     pub auth: Arc<AuthService>,
     /// Sending messages.
@@ -47,16 +72,175 @@ pub struct SessionServices {
     pub env: BTreeMap<String, String>,
 }
 
-/// A failed command: the one line shown after `Error: `.
-struct Failure(String);
+/// Why a session operation failed. Its message is the one line shown after `Error: `, except
+/// for [`SendError::Exhausted`], whose report a front end renders bucket by bucket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Settings, a profile or a key file could not be read or written.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A setting's value was refused.
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// Signing in or out failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A message got no reply.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// The statistics could not be read.
+    #[error(transparent)]
+    Persistence(#[from] PersistenceError),
+    /// A loadbalancer policy llxprt does not know.
+    #[error(transparent)]
+    Policy(#[from] UnknownPolicy),
+    /// A profile name that breaks the naming rules.
+    #[error("invalid profile name '{given}': {reason}")]
+    InvalidProfileName {
+        /// What was typed, shortened.
+        given: String,
+        /// Which rule it breaks.
+        reason: InvalidProfileName,
+    },
+    /// `/auth P logout BUCKET` of a bucket that holds no token.
+    #[error("{}", no_such_bucket(*provider, name, existing))]
+    NoSuchBucket {
+        /// The provider.
+        provider: OAuthProvider,
+        /// The bucket asked for.
+        name: BucketName,
+        /// The buckets that do hold a token.
+        existing: Vec<BucketName>,
+    },
+    /// A model profile naming a bucket that holds no token.
+    #[error(
+        "bucket {bucket} does not exist for {provider}; run /auth {provider} login {bucket} first"
+    )]
+    MissingBucket {
+        /// The provider.
+        provider: OAuthProvider,
+        /// The bucket named.
+        bucket: BucketName,
+    },
+    /// A loadbalancer naming another loadbalancer.
+    #[error("{0} is a loadbalancer profile; a loadbalancer lists model profiles")]
+    NestedLoadBalancer(ProfileName),
+    /// `/set` of a setting read only at start.
+    #[error("{0} is read at start; pass --set {0}=VALUE or put it in settings.json")]
+    ReadAtStart(String),
+    /// `/set default_profile`.
+    #[error("the default profile is not a session setting; use /profile set-default {0}")]
+    DefaultProfileIsNotASessionSetting(String),
+}
 
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(error: E) -> Self {
-        Failure(error.to_string())
+impl SessionError {
+    /// The send failure inside, if this is one.
+    pub fn send_error(&self) -> Option<&SendError> {
+        match self {
+            Self::Message(MessageError::Send(error)) => Some(error),
+            _ => None,
+        }
     }
 }
 
-type Run = Result<(), Failure>;
+/// The one-line error for a bucket that has no tokens, naming those that do.
+fn no_such_bucket(provider: OAuthProvider, name: &BucketName, existing: &[BucketName]) -> String {
+    if existing.is_empty() {
+        return format!("{provider} has no bucket '{name}' (nothing is logged in); sign in with /auth {provider} login [BUCKET]");
+    }
+    let names: Vec<&str> = existing.iter().map(BucketName::as_str).collect();
+    format!(
+        "{provider} has no bucket '{name}'; its buckets are: {} (or use --all)",
+        names.join(", ")
+    )
+}
+
+/// A reply to a message.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Reply {
+    /// The reply's text.
+    pub text: String,
+    /// Whether the text was already shown piece by piece as it arrived.
+    pub streamed: bool,
+}
+
+/// The state of the token a provider would use, for `/auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSummary {
+    /// No OAuth token is involved (a key, or nothing).
+    NotUsed,
+    /// A usable token that expires in this many seconds.
+    ExpiresIn(i64),
+    /// Expired; a refresh will renew it.
+    ExpiredWillRefresh,
+    /// Every bucket is cooling down; the first one ends then.
+    CoolingUntil(UnixSeconds),
+    /// No usable bucket is signed in.
+    NotLoggedIn,
+}
+
+/// One provider's line of `/auth`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProviderAuth {
+    /// The provider.
+    pub provider: OAuthProvider,
+    /// The credential a request would use.
+    pub credential: Credential,
+    /// Whether lazy OAuth is enabled.
+    pub oauth_enabled: bool,
+    /// Whether a request would find a credential to use now.
+    pub usable: bool,
+    /// The token in use, when OAuth is.
+    pub token: TokenSummary,
+    /// Buckets signed in although OAuth is off (so nothing uses them).
+    pub unused_buckets: Vec<BucketName>,
+}
+
+/// One bucket of `/auth P status`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BucketLine {
+    /// The bucket.
+    pub name: BucketName,
+    /// Its status, or why its token could not be read.
+    pub status: Result<BucketStatus, String>,
+}
+
+/// A finished sign-in.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoggedIn {
+    /// The bucket signed in.
+    pub bucket: BucketId,
+    /// Seconds until its access token expires.
+    pub seconds_left: i64,
+}
+
+/// One saved profile of `/profile list`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProfileEntry {
+    /// Its name.
+    pub name: ProfileName,
+    /// Whether it loads at start.
+    pub is_default: bool,
+    /// The profile, or why it cannot be read.
+    pub profile: Result<Profile, ConfigError>,
+}
+
+/// What `/set NAME VALUE` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetOutcome {
+    /// The session key of this provider was set (or cleared by an empty value).
+    AuthKey(ChatProvider),
+    /// The setting holds for the rest of the session.
+    Setting(String),
+}
 
 #[derive(Default)]
 struct State {
@@ -67,13 +251,13 @@ struct State {
     session_key: Option<(ChatProvider, Secret)>,
     overrides: Vec<(String, String)>,
     profile: Option<(ProfileName, Profile)>,
-    balancers: HashMap<ProfileName, LoadBalancer>,
     conversation: Vec<ChatMessage>,
 }
 
 /// One user's session.
 pub struct Session {
-    services: SessionServices,
+    pub(crate) services: SessionServices,
+    messages: MessageService,
     state: Mutex<State>,
 }
 
@@ -89,8 +273,14 @@ impl Session {
                 .map(|key| (options.provider.unwrap_or(ChatProvider::Anthropic), key)),
             ..State::default()
         };
+        let messages = MessageService::new(
+            services.chat.clone(),
+            services.profiles.clone(),
+            CredentialService::new(services.env.clone()),
+        );
         Self {
             services,
+            messages,
             state: Mutex::new(state),
         }
     }
@@ -100,17 +290,13 @@ impl Session {
     /// active once the profile is loaded.
     ///
     /// # Errors
-    /// A one-line description when the settings or the profile cannot be loaded.
-    pub fn start(&self, profile: Option<ProfileName>) -> Result<(), String> {
-        let settings = self.settings().map_err(|f| f.0)?;
+    /// [`SessionError::Config`] when the settings or the profile cannot be loaded.
+    pub fn start(&self, profile: Option<ProfileName>) -> Result<(), SessionError> {
+        let settings = self.settings()?;
         let Some(name) = profile.or(settings.default_profile) else {
             return Ok(());
         };
-        let loaded = self
-            .services
-            .config
-            .load_profile(&name)
-            .map_err(|e| e.to_string())?;
+        let loaded = self.services.profiles.load_profile(&name)?;
         let mut state = self.state();
         let (provider, model) = (state.provider, state.model.clone());
         Self::apply_profile(&mut state, name, loaded);
@@ -127,19 +313,25 @@ impl Session {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn settings(&self) -> Result<Settings, Failure> {
-        let mut settings = self.services.config.load_settings()?;
+    /// The settings in effect: the store's, with the session's `/set` overrides.
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] or [`SessionError::Setting`].
+    pub fn settings(&self) -> Result<Settings, SessionError> {
+        let mut settings = self.services.settings.load_settings()?;
         for (name, value) in &self.state().overrides {
             settings.apply(name, value)?;
         }
         Ok(settings)
     }
 
-    fn active_provider(&self) -> ChatProvider {
+    /// The active provider.
+    pub fn provider(&self) -> ChatProvider {
         self.state().provider.unwrap_or(ChatProvider::Anthropic)
     }
 
-    fn active_model(&self) -> String {
+    /// The active model.
+    pub fn model(&self) -> String {
         let state = self.state();
         let provider = state.provider.unwrap_or(ChatProvider::Anthropic);
         state
@@ -148,149 +340,71 @@ impl Session {
             .unwrap_or_else(|| provider.default_model().to_owned())
     }
 
-    /// The credential a request to `provider` would use now. A session key belongs to the
-    /// provider that was active when it was given; the profile's key to the profile's provider;
-    /// the settings' `auth-key` to the active provider; environment variables and OAuth are per
-    /// provider.
-    fn credential(
-        &self,
-        settings: &Settings,
-        provider: ChatProvider,
-        profile: Option<&Profile>,
-    ) -> Credential {
-        let state = self.state();
-        let active = state.provider.unwrap_or(ChatProvider::Anthropic) == provider;
-        let (profile_key, profile_buckets) = match profile {
-            Some(Profile::Model {
-                provider: p,
-                key,
-                buckets,
-                ..
-            }) if *p == provider => (key.clone(), buckets.clone()),
-            _ => (None, Vec::new()),
-        };
-        let env = provider
-            .api_key_env_vars()
-            .iter()
-            .map(|var| (*var, self.services.env.get(*var).map(Secret::new)))
-            .collect();
-        resolve_credential(CredentialSources {
-            provider,
-            command_line: state
-                .session_key
-                .clone()
-                .filter(|(owner, _)| *owner == provider)
-                .map(|(_, key)| key),
-            profile_key,
-            settings_key: settings.auth_key.clone().filter(|_| active),
-            env,
-            oauth_enabled: settings.is_oauth_enabled(provider.oauth_provider()),
-            profile_buckets,
-        })
+    /// The time, as the session's clock tells it.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.services.clock
     }
 
-    async fn run(&self, command: Command, prompt: &dyn UserPrompt) -> Run {
-        match command {
-            Command::Nothing | Command::Quit => Ok(()),
-            Command::Help => {
-                help(prompt);
-                Ok(())
-            }
-            Command::Message(text) => self.message(text, prompt).await,
-            Command::AuthOverview => self.auth_overview(prompt).await,
-            Command::AuthStatus(p) => self.auth_status(p, prompt).await,
-            Command::AuthEnable(p) => {
-                self.services.config.set_oauth_enabled(p, true)?;
-                prompt.show(&format!(
-                    "OAuth enabled for {p}; sign-in starts on the first request (or now with /auth {p} login)"
-                ));
-                Ok(())
-            }
-            Command::AuthDisable(p) => {
-                self.services.config.set_oauth_enabled(p, false)?;
-                prompt.show(&format!("OAuth disabled for {p}"));
-                Ok(())
-            }
-            Command::AuthLogin(p, bucket) => self.login(BucketId::new(p, bucket), prompt).await,
-            Command::AuthLogout(p, target) => self.logout(p, target, prompt).await,
-            Command::Provider(None) => {
-                prompt.show(&format!("Provider: {}", self.active_provider()));
-                Ok(())
-            }
-            Command::Provider(Some(p)) => {
-                let mut state = self.state();
-                if state.provider != Some(p) {
-                    state.model = None;
-                    state.conversation.clear();
-                }
-                state.provider = Some(p);
-                prompt.show(&format!(
-                    "Provider set to {p} (model {})",
-                    p.default_model()
-                ));
-                Ok(())
-            }
-            Command::Model(None) => {
-                prompt.show(&format!("Model: {}", self.active_model()));
-                Ok(())
-            }
-            Command::Model(Some(m)) => {
-                prompt.show(&format!("Model set to {m}"));
-                self.state().model = Some(m);
-                Ok(())
-            }
-            Command::Key(key) => {
-                let provider = self.active_provider();
-                self.state().session_key = Some((provider, Secret::new(key)));
-                prompt.show(&format!("API key set for {provider} for this session"));
-                Ok(())
-            }
-            Command::KeyFile(path) => {
-                let key = self.services.config.read_key_file(&path)?;
-                let provider = self.active_provider();
-                self.state().session_key = Some((provider, key));
-                prompt.show(&format!(
-                    "API key for {provider} read from {path} for this session"
-                ));
-                Ok(())
-            }
-            Command::Set(name, value) => self.set(name, value, prompt),
-            Command::ProfileSaveModel(name, buckets) => {
-                self.save_model_profile(&name, buckets, prompt).await
-            }
-            Command::ProfileSaveLoadBalancer(name, policy, members) => {
-                self.save_balancer_profile(&name, &policy, &members, prompt)
-            }
-            Command::ProfileLoad(name) => {
-                let name = profile_name(&name)?;
-                let profile = self.services.config.load_profile(&name)?;
-                prompt.show(&format!("Profile {name} loaded ({})", describe(&profile)));
-                Self::apply_profile(&mut self.state(), name, profile);
-                Ok(())
-            }
-            Command::ProfileList => self.profile_list(prompt),
-            Command::ProfileDelete(name) => {
-                let name = profile_name(&name)?;
-                self.services.config.delete_profile(&name)?;
-                let mut state = self.state();
-                if state
-                    .profile
-                    .as_ref()
-                    .is_some_and(|(loaded, _)| *loaded == name)
-                {
-                    state.profile = None;
-                }
-                prompt.show(&format!("Profile {name} deleted"));
-                Ok(())
-            }
-            Command::ProfileSetDefault(name) => {
-                let name = profile_name(&name)?;
-                self.services.config.set_default_profile(Some(&name))?;
-                prompt.show(&format!("Profile {name} will load at start"));
-                Ok(())
-            }
-            Command::StatsBuckets => self.stats(prompt).await,
+    /// Makes `provider` active; a change of provider resets the model and the conversation.
+    /// Returns the provider's default model.
+    pub fn set_provider(&self, provider: ChatProvider) -> &'static str {
+        let mut state = self.state();
+        if state.provider != Some(provider) {
+            state.model = None;
+            state.conversation.clear();
         }
+        state.provider = Some(provider);
+        provider.default_model()
+    }
+
+    /// Sets the active model.
+    pub fn set_model(&self, model: String) {
+        self.state().model = Some(model);
+    }
+
+    /// Sets the session key for the active provider (`/key`), and returns that provider.
+    pub fn set_key(&self, key: Secret) -> ChatProvider {
+        let provider = self.provider();
+        self.state().session_key = Some((provider, key));
+        provider
+    }
+
+    /// Reads the session key for the active provider from a key file (`/keyfile`), and returns
+    /// that provider.
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] when the file cannot be read or holds no key.
+    pub fn set_key_file(&self, path: &str) -> Result<ChatProvider, SessionError> {
+        let key = self.services.key_files.read_key_file(path)?;
+        Ok(self.set_key(key))
+    }
+
+    /// Turns lazy OAuth on or off for `provider`, persistently.
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] when the settings cannot be written.
+    pub fn set_oauth_enabled(
+        &self,
+        provider: OAuthProvider,
+        enabled: bool,
+    ) -> Result<(), SessionError> {
+        Ok(self
+            .services
+            .settings
+            .set_oauth_enabled(provider, enabled)?)
+    }
+
+    /// The credential a request to `provider` would use now, with the loaded profile.
+    pub fn credential(&self, settings: &Settings, provider: ChatProvider) -> Credential {
+        let state = self.state();
+        let profile = state.profile.as_ref().map(|(_, p)| p);
+        self.messages.credentials().credential(CredentialContext {
+            provider,
+            active: state.provider.unwrap_or(ChatProvider::Anthropic),
+            session_key: state.session_key.as_ref(),
+            settings,
+            profile,
+        })
     }
 
     fn apply_profile(state: &mut State, name: ProfileName, profile: Profile) {
@@ -305,121 +419,70 @@ impl Session {
         state.profile = Some((name, profile));
     }
 
-    async fn message(&self, text: String, prompt: &dyn UserPrompt) -> Run {
+    /// Sends a message of the conversation with the active provider, model and profile, and
+    /// returns the reply (already shown piece by piece through `prompt` when it streamed).
+    ///
+    /// # Errors
+    /// [`SessionError::Message`] when no reply came ([`SessionError::send_error`] tells why),
+    /// or the settings cannot be read.
+    pub async fn send(&self, text: &str, prompt: &dyn UserPrompt) -> Result<Reply, SessionError> {
         let settings = self.settings()?;
-        let loaded = self.state().profile.clone();
-        let members = match &loaded {
-            Some((name, Profile::LoadBalancer { policy, members })) => {
-                let order = self
-                    .state()
-                    .balancers
-                    .entry(name.clone())
-                    .or_insert_with(|| LoadBalancer::new(*policy, members.len()))
-                    .next_order();
-                let mut targets = Vec::new();
-                for index in order {
-                    let Some(member) = members.get(index) else {
-                        continue;
-                    };
-                    targets.push((
-                        Some(member.clone()),
-                        self.services.config.load_profile(member)?,
-                    ));
-                }
-                targets
-                    .into_iter()
-                    .map(|(n, p)| (n, Some(p)))
-                    .collect::<Vec<_>>()
-            }
-            Some((_, profile @ Profile::Model { .. })) => vec![(None, Some(profile.clone()))],
-            None => vec![(None, None)],
+        let (provider, model, session_key, profile, mut messages) = {
+            let state = self.state();
+            (
+                state.provider.unwrap_or(ChatProvider::Anthropic),
+                state.model.clone(),
+                state.session_key.clone(),
+                state.profile.clone(),
+                state.conversation.clone(),
+            )
         };
-        let balanced = matches!(loaded, Some((_, Profile::LoadBalancer { .. })));
-        let policy = match &loaded {
-            Some((_, Profile::LoadBalancer { policy, .. })) => Some(*policy),
-            _ => None,
-        };
-        let mut messages = self.state().conversation.clone();
+        let model = model.unwrap_or_else(|| provider.default_model().to_owned());
         messages.push(ChatMessage {
             role: Role::User,
-            text: text.clone(),
+            text: text.to_owned(),
         });
-        let mut last_failure = None;
-        for (member, profile) in members {
-            let (provider, model) = match &profile {
-                Some(Profile::Model {
-                    provider, model, ..
-                }) if balanced => (
-                    *provider,
-                    model
-                        .clone()
-                        .unwrap_or_else(|| provider.default_model().to_owned()),
-                ),
-                _ => (self.active_provider(), self.active_model()),
-            };
-            let target = SendTarget {
-                provider,
-                credential: self.credential(&settings, provider, profile.as_ref()),
-            };
-            let request = ChatRequest {
-                model,
-                messages: messages.clone(),
-            };
-            let streaming = StreamTracking::new(prompt, &format!("Waiting for {provider}"));
-            let sent = self.services.chat.send(&target, &request, &streaming).await;
-            streaming.not_busy();
-            match sent {
-                Ok(reply) => {
-                    if streaming.streamed() {
-                        prompt.stream("\n");
-                    } else {
-                        prompt.show(&reply.text);
-                    }
-                    let mut state = self.state();
-                    state.conversation = messages;
-                    state.conversation.push(ChatMessage {
-                        role: Role::Assistant,
-                        text: reply.text,
-                    });
-                    return Ok(());
-                }
-                Err(error) => {
-                    let moves_on =
-                        policy.is_some_and(|p| llxprt_domain::moves_on(p, error.member_failure()));
-                    if let (true, Some(member)) = (moves_on, &member) {
-                        // The member's own error may run over several lines (the exhausted
-                        // report); its first line says enough while the request goes on.
-                        let error_text = error.to_string();
-                        let first = error_text.lines().next().unwrap_or_default();
-                        prompt.show_error(&format!(
-                            "Profile {member} failed ({first}); trying the next profile"
-                        ));
-                        last_failure = Some(Failure(error.to_string()));
-                        continue;
-                    }
-                    return Err(Failure(error.to_string()));
-                }
-            }
-        }
-        Err(last_failure.unwrap_or_else(|| Failure("no profile could answer".to_owned())))
+        let sent = self
+            .messages
+            .send(
+                MessageTarget {
+                    provider,
+                    model: &model,
+                    session_key: session_key.as_ref(),
+                    settings: &settings,
+                    profile: profile.as_ref().map(|(n, p)| (n, p)),
+                },
+                &messages,
+                prompt,
+            )
+            .await?;
+        let mut state = self.state();
+        state.conversation = messages;
+        state.conversation.push(ChatMessage {
+            role: Role::Assistant,
+            text: sent.reply.text.clone(),
+        });
+        Ok(Reply {
+            text: sent.reply.text,
+            streamed: sent.streamed,
+        })
     }
 
-    async fn auth_overview(&self, prompt: &dyn UserPrompt) -> Run {
+    /// Every provider's credential and token state (`/auth`).
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] when the settings cannot be read, [`SessionError::Auth`] when
+    /// the token store cannot be listed.
+    pub async fn auth_overview(&self) -> Result<Vec<ProviderAuth>, SessionError> {
         let settings = self.settings()?;
         self.services.chat.load_shared_health().await;
-        let profile = self.state().profile.clone().map(|(_, p)| p);
         let now = self.services.clock.now();
+        let mut lines = Vec::new();
         for oauth in OAuthProvider::ALL {
-            let provider = oauth.chat_provider();
-            let credential = self.credential(&settings, provider, profile.as_ref());
-            let enabled = if settings.is_oauth_enabled(oauth) {
-                "enabled"
-            } else {
-                "disabled"
-            };
-            let (ok, expiry) = match &credential {
-                Credential::ApiKey { .. } => (true, String::new()),
-                Credential::None => (false, String::new()),
+            let credential = self.credential(&settings, oauth.chat_provider());
+            let (usable, token) = match &credential {
+                Credential::ApiKey { .. } => (true, TokenSummary::NotUsed),
+                Credential::None => (false, TokenSummary::NotUsed),
                 Credential::OAuth(plan) => {
                     let mut best: Option<BucketStatus> = None;
                     for name in plan.buckets() {
@@ -427,8 +490,7 @@ impl Session {
                         let token = self
                             .services
                             .auth
-                            .store()
-                            .load(&bucket)
+                            .stored_token(&bucket)
                             .await
                             .ok()
                             .flatten();
@@ -442,130 +504,118 @@ impl Session {
                         }
                     }
                     match best {
-                        Some(BucketStatus::Ok { seconds_left }) => (
-                            true,
-                            format!(", token expires in {}", humanize_seconds(seconds_left)),
-                        ),
-                        Some(BucketStatus::Expired) => {
-                            (true, ", token expired (will refresh)".to_owned())
+                        Some(BucketStatus::Ok { seconds_left }) => {
+                            (true, TokenSummary::ExpiresIn(seconds_left))
                         }
-                        Some(BucketStatus::Cooldown { until }) => (
-                            false,
-                            format!(
-                                ", cooling down until {}",
-                                self.services.clock.time_of_day(until)
-                            ),
-                        ),
-                        _ => (false, ", not logged in".to_owned()),
+                        Some(BucketStatus::Expired) => (true, TokenSummary::ExpiredWillRefresh),
+                        Some(BucketStatus::Cooldown { until }) => {
+                            (false, TokenSummary::CoolingUntil(until))
+                        }
+                        _ => (false, TokenSummary::NotLoggedIn),
                     }
                 }
             };
-            let mark = if ok { '✓' } else { '✗' };
-            let signed_in = match credential {
-                Credential::None => self.services.auth.store().list(oauth).await?,
+            let unused_buckets = match credential {
+                Credential::None => self.services.auth.buckets(oauth).await?,
                 _ => Vec::new(),
             };
-            // Signing in does not turn OAuth on, which surprises: say what would use it.
-            let why = if signed_in.is_empty() {
-                credential.why()
-            } else {
-                let names: Vec<&str> = signed_in.iter().map(BucketName::as_str).collect();
-                format!(
-                    "signed in ({}) but OAuth is off: /auth {oauth} enable uses it",
-                    names.join(", ")
-                )
-            };
-            prompt.show(&format!(
-                "{mark} {oauth}: {} ({enabled}){expiry} — {why}",
-                credential.method(),
-            ));
+            lines.push(ProviderAuth {
+                provider: oauth,
+                credential,
+                oauth_enabled: settings.is_oauth_enabled(oauth),
+                usable,
+                token,
+                unused_buckets,
+            });
         }
-        Ok(())
+        Ok(lines)
     }
 
-    async fn auth_status(&self, provider: OAuthProvider, prompt: &dyn UserPrompt) -> Run {
-        let store = self.services.auth.store();
-        let names = store.list(provider).await?;
+    /// Every bucket of `provider` with its status (`/auth P status`).
+    ///
+    /// # Errors
+    /// [`SessionError::Auth`] when the token store cannot be listed.
+    pub async fn auth_status(
+        &self,
+        provider: OAuthProvider,
+    ) -> Result<Vec<BucketLine>, SessionError> {
+        let names = self.services.auth.buckets(provider).await?;
         self.services.chat.load_shared_health().await;
         let now = self.services.clock.now();
-        prompt.show(&format!("OAuth Buckets for {provider}:"));
-        if names.is_empty() {
-            prompt.show(&format!("  (none; run /auth {provider} login [BUCKET])"));
-        }
+        let mut lines = Vec::new();
         for name in names {
             let bucket = BucketId::new(provider, name.clone());
             let health = self.services.chat.health(&bucket);
-            let line = match store.load(&bucket).await {
-                Err(error) => format!("  [needs login] {name} ({error})"),
-                Ok(token) => match bucket_status(token.as_ref(), &health, now) {
-                    BucketStatus::Ok { seconds_left } => {
-                        format!(
-                            "  [ok] {name} (expires in {})",
-                            humanize_seconds(seconds_left)
-                        )
-                    }
-                    BucketStatus::Expired => format!("  [expired] {name}"),
-                    BucketStatus::Cooldown { until } => format!(
-                        "  [cooldown] {name} (until {})",
-                        self.services.clock.time_of_day(until)
-                    ),
-                    BucketStatus::NeedsLogin => format!("  [needs login] {name}"),
-                },
+            let status = match self.services.auth.stored_token(&bucket).await {
+                Err(error) => Err(error.to_string()),
+                Ok(token) => Ok(bucket_status(token.as_ref(), &health, now)),
             };
-            prompt.show(&line);
+            lines.push(BucketLine { name, status });
         }
-        Ok(())
+        Ok(lines)
     }
 
-    async fn login(&self, bucket: BucketId, prompt: &dyn UserPrompt) -> Run {
-        prompt.show(&format!("Signing in to {bucket}…"));
+    /// Runs `bucket`'s login flow now (`/auth P login`), through `prompt`.
+    ///
+    /// # Errors
+    /// [`SessionError::Auth`] when the flow fails or the token cannot be saved.
+    pub async fn login(
+        &self,
+        bucket: BucketId,
+        prompt: &dyn UserPrompt,
+    ) -> Result<LoggedIn, SessionError> {
         let token = self.services.auth.login(&bucket, prompt).await?;
         self.services.chat.mark_usable(&bucket).await;
-        let left = token.seconds_left(self.services.clock.now());
-        prompt.show(&format!(
-            "✓ Logged in to {bucket} (expires in {})",
-            humanize_seconds(left)
-        ));
-        Ok(())
+        Ok(LoggedIn {
+            seconds_left: token.seconds_left(self.services.clock.now()),
+            bucket,
+        })
     }
 
-    async fn logout(
+    /// Deletes a bucket's tokens, or all of a provider's (`/auth P logout`). Returns the
+    /// buckets removed.
+    ///
+    /// # Errors
+    /// [`SessionError::NoSuchBucket`] when the bucket holds no token, [`SessionError::Auth`]
+    /// when the store fails.
+    pub async fn logout(
         &self,
         provider: OAuthProvider,
         target: LogoutTarget,
-        prompt: &dyn UserPrompt,
-    ) -> Run {
-        match target {
-            LogoutTarget::All => {
-                let removed = self.services.auth.logout_all(provider).await?;
-                for bucket in &removed {
-                    self.services.chat.mark_usable(bucket).await;
-                }
-                prompt.show(&format!(
-                    "Logged out of {} bucket(s) of {provider}",
-                    removed.len()
-                ));
-            }
+    ) -> Result<Vec<BucketId>, SessionError> {
+        let removed = match target {
+            LogoutTarget::All => self.services.auth.logout_all(provider).await?,
             LogoutTarget::Bucket(name) => {
                 let bucket = BucketId::new(provider, name.clone());
                 if !self.services.auth.logout(&bucket).await? {
-                    let existing = self.services.auth.store().list(provider).await?;
-                    return Err(Failure(no_such_bucket(provider, &name, &existing)));
+                    let existing = self.services.auth.buckets(provider).await?;
+                    return Err(SessionError::NoSuchBucket {
+                        provider,
+                        name,
+                        existing,
+                    });
                 }
-                self.services.chat.mark_usable(&bucket).await;
-                prompt.show(&format!("Logged out of {bucket}"));
+                vec![bucket]
             }
+        };
+        for bucket in &removed {
+            self.services.chat.mark_usable(bucket).await;
         }
-        Ok(())
+        Ok(removed)
     }
 
-    fn set(&self, name: String, value: String, prompt: &dyn UserPrompt) -> Run {
+    /// Sets a setting for the rest of the session (`/set NAME VALUE`); `auth-key` sets the
+    /// session key of the active provider.
+    ///
+    /// # Errors
+    /// [`SessionError::Setting`] when the value does not fit the setting,
+    /// [`SessionError::ReadAtStart`] for settings read only at start.
+    pub fn set(&self, name: String, value: String) -> Result<SetOutcome, SessionError> {
         if name.replace('_', "-") == "auth-key" {
-            let provider = self.active_provider();
+            let provider = self.provider();
             let key = Some(Secret::new(value)).filter(|k| !k.is_empty());
             self.state().session_key = key.map(|key| (provider, key));
-            prompt.show(&format!("auth-key set for {provider} for this session"));
-            return Ok(());
+            return Ok(SetOutcome::AuthKey(provider));
         }
         // Check the setting against the current settings before keeping it.
         self.settings()?.apply(&name, &value)?;
@@ -573,34 +623,34 @@ impl Session {
         // Endpoints and OAuth clients are built once at start, so a session override of
         // them would be accepted and then silently ignored.
         if key.starts_with("providers.") {
-            return Err(Failure(format!(
-                "{name} is read at start; pass --set {name}=VALUE or put it in settings.json"
-            )));
+            return Err(SessionError::ReadAtStart(name));
         }
         if key == "default_profile" {
-            return Err(Failure(format!(
-                "the default profile is not a session setting; use /profile set-default {value}"
-            )));
+            return Err(SessionError::DefaultProfileIsNotASessionSetting(value));
         }
-        prompt.show(&format!("{name} set for this session"));
-        self.state().overrides.push((name, value));
-        Ok(())
+        self.state().overrides.push((name.clone(), value));
+        Ok(SetOutcome::Setting(name))
     }
 
-    async fn save_model_profile(
+    /// Saves the active provider, model and session key with an ordered bucket list as a model
+    /// profile (`/profile save model`), and returns it.
+    ///
+    /// # Errors
+    /// [`SessionError::MissingBucket`] for a bucket that holds no token; a bad name; the store.
+    pub async fn save_model_profile(
         &self,
         name: &str,
         buckets: Vec<BucketName>,
-        prompt: &dyn UserPrompt,
-    ) -> Run {
+    ) -> Result<(ProfileName, Profile), SessionError> {
         let name = profile_name(name)?;
-        let provider = self.active_provider();
+        let provider = self.provider();
         let oauth = provider.oauth_provider();
-        let existing = self.services.auth.store().list(oauth).await?;
+        let existing = self.services.auth.buckets(oauth).await?;
         if let Some(missing) = buckets.iter().find(|b| !existing.contains(b)) {
-            return Err(Failure(format!(
-                "bucket {missing} does not exist for {oauth}; run /auth {oauth} login {missing} first"
-            )));
+            return Err(SessionError::MissingBucket {
+                provider: oauth,
+                bucket: missing.clone(),
+            });
         }
         let key = self
             .state()
@@ -610,22 +660,24 @@ impl Session {
             .map(|(_, key)| key);
         let profile = Profile::Model {
             provider,
-            model: Some(self.active_model()),
+            model: Some(self.model()),
             key,
             buckets,
         };
-        self.services.config.save_profile(&name, &profile)?;
-        prompt.show(&format!("Profile {name} saved ({})", describe(&profile)));
-        Ok(())
+        self.services.profiles.save_profile(&name, &profile)?;
+        Ok((name, profile))
     }
 
-    fn save_balancer_profile(
+    /// Saves a loadbalancer profile over model profiles (`/profile save loadbalancer`).
+    ///
+    /// # Errors
+    /// An unknown policy, a bad or missing member, a member that is itself a loadbalancer.
+    pub fn save_balancer_profile(
         &self,
         name: &str,
         policy: &str,
         members: &[String],
-        prompt: &dyn UserPrompt,
-    ) -> Run {
+    ) -> Result<(ProfileName, Profile), SessionError> {
         let name = profile_name(name)?;
         let policy = policy.parse()?;
         let members = members
@@ -633,305 +685,99 @@ impl Session {
             .map(|m| profile_name(m))
             .collect::<Result<Vec<_>, _>>()?;
         for member in &members {
-            match self.services.config.load_profile(member)? {
-                Profile::Model { .. } => {}
-                Profile::LoadBalancer { .. } => {
-                    return Err(Failure(format!(
-                        "{member} is a loadbalancer profile; a loadbalancer lists model profiles"
-                    )))
-                }
+            if let Profile::LoadBalancer { .. } = self.services.profiles.load_profile(member)? {
+                return Err(SessionError::NestedLoadBalancer(member.clone()));
             }
         }
         let profile = Profile::LoadBalancer { policy, members };
-        self.services.config.save_profile(&name, &profile)?;
-        prompt.show(&format!("Profile {name} saved ({})", describe(&profile)));
-        Ok(())
+        self.services.profiles.save_profile(&name, &profile)?;
+        Ok((name, profile))
     }
 
-    fn profile_list(&self, prompt: &dyn UserPrompt) -> Run {
-        let names = self.services.config.list_profiles()?;
+    /// Loads a saved profile into the session (`/profile load`), and returns it.
+    ///
+    /// # Errors
+    /// A bad name, or the profile cannot be loaded.
+    pub fn load_profile(&self, name: &str) -> Result<(ProfileName, Profile), SessionError> {
+        let name = profile_name(name)?;
+        let profile = self.services.profiles.load_profile(&name)?;
+        Self::apply_profile(&mut self.state(), name.clone(), profile.clone());
+        Ok((name, profile))
+    }
+
+    /// Deletes a saved profile (`/profile delete`), unloading it if it was loaded.
+    ///
+    /// # Errors
+    /// A bad name, or the profile cannot be deleted.
+    pub fn delete_profile(&self, name: &str) -> Result<ProfileName, SessionError> {
+        let name = profile_name(name)?;
+        self.services.profiles.delete_profile(&name)?;
+        let mut state = self.state();
+        if state
+            .profile
+            .as_ref()
+            .is_some_and(|(loaded, _)| *loaded == name)
+        {
+            state.profile = None;
+        }
+        Ok(name)
+    }
+
+    /// Makes a saved profile load at start (`/profile set-default`).
+    ///
+    /// # Errors
+    /// A bad name, a missing profile, or the settings cannot be written.
+    pub fn set_default_profile(&self, name: &str) -> Result<ProfileName, SessionError> {
+        let name = profile_name(name)?;
+        self.services.settings.set_default_profile(Some(&name))?;
+        Ok(name)
+    }
+
+    /// Every saved profile (`/profile list`).
+    ///
+    /// # Errors
+    /// The profiles or the settings cannot be read.
+    pub fn profiles(&self) -> Result<Vec<ProfileEntry>, SessionError> {
+        let names = self.services.profiles.list_profiles()?;
         let default = self.settings()?.default_profile;
-        if names.is_empty() {
-            prompt.show("No saved profiles (save one with /profile save model NAME)");
-        }
-        for name in names {
-            let what = match self.services.config.load_profile(&name) {
-                Ok(profile) => describe(&profile),
-                Err(error) => format!("unreadable: {error}"),
-            };
-            let mark = if default.as_ref() == Some(&name) {
-                " [default]"
-            } else {
-                ""
-            };
-            prompt.show(&format!("  {name}{mark}: {what}"));
-        }
-        Ok(())
+        Ok(names
+            .into_iter()
+            .map(|name| ProfileEntry {
+                is_default: default.as_ref() == Some(&name),
+                profile: self.services.profiles.load_profile(&name),
+                name,
+            })
+            .collect())
     }
 
-    async fn stats(&self, prompt: &dyn UserPrompt) -> Run {
-        let totals = self.services.chat.statistics().await?;
-        let now = self.services.clock.now();
-        prompt.show("OAuth Bucket Statistics:");
-        if totals.is_empty() {
-            prompt.show("  (no requests yet)");
-        }
-        for (bucket, stats) in totals.iter() {
-            let last = stats
-                .last_used
-                .map_or_else(|| "never".to_owned(), |at| humanize_ago(now, at));
-            prompt.show(&format!(
-                "  {bucket}: {} requests (last used: {last})",
-                stats.requests
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The one-line error for a bucket that has no tokens, naming those that do.
-fn no_such_bucket(provider: OAuthProvider, name: &BucketName, existing: &[BucketName]) -> String {
-    if existing.is_empty() {
-        return format!("{provider} has no bucket '{name}' (nothing is logged in); sign in with /auth {provider} login [BUCKET]");
-    }
-    let names: Vec<&str> = existing.iter().map(BucketName::as_str).collect();
-    format!(
-        "{provider} has no bucket '{name}'; its buckets are: {} (or use --all)",
-        names.join(", ")
-    )
-}
-
-fn profile_name(text: &str) -> Result<ProfileName, Failure> {
-    ProfileName::parse(text).map_err(|e| {
-        Failure(format!(
-            "invalid profile name '{}': {e}",
-            commands::shown(text)
-        ))
-    })
-}
-
-fn describe(profile: &Profile) -> String {
-    match profile {
-        Profile::Model {
-            provider,
-            model,
-            buckets,
-            key,
-        } => {
-            let mut text = format!(
-                "{provider} {}",
-                model.as_deref().unwrap_or(provider.default_model())
-            );
-            if !buckets.is_empty() {
-                let names: Vec<_> = buckets.iter().map(BucketName::as_str).collect();
-                text.push_str(&format!(", buckets {}", names.join(" → ")));
-            }
-            if key.is_some() {
-                text.push_str(", with a key");
-            }
-            text
-        }
-        Profile::LoadBalancer { policy, members } => {
-            let names: Vec<_> = members.iter().map(ProfileName::as_str).collect();
-            format!("loadbalancer {policy} over {}", names.join(", "))
-        }
-    }
-}
-
-fn help(prompt: &dyn UserPrompt) {
-    for line in [
-        "Commands:",
-        "  /auth                                   status of every provider",
-        "  /auth P [status]                        buckets of P (anthropic, gemini, qwen, codex)",
-        "  /auth P enable|disable                  lazy OAuth on or off for P",
-        "  /auth P login [BUCKET]                  sign in now",
-        "  /auth P logout [BUCKET|--all]           delete tokens",
-        "  /provider [P], /model [M]               show or set (anthropic, gemini, qwen, openai)",
-        "  /key KEY, /keyfile PATH, /set NAME VALUE  session credentials and settings",
-        "  /profile save model NAME [BUCKET...]    save provider, model and buckets",
-        "  /profile save loadbalancer NAME failover|roundrobin PROFILE...",
-        "  /profile load|delete|set-default NAME, /profile list",
-        "  /stats buckets                          requests per bucket",
-        "  /help, /quit",
-        "Anything else is a message to the active provider.",
-    ] {
-        prompt.show(line);
-    }
-    debug_assert!(COMMANDS.contains(&"/help"));
-}
-
-/// Passes everything to the real prompt, shows that a reply is awaited until anything else is
-/// shown (a sign-in's question, the first streamed words), and remembers whether any reply text
-/// streamed.
-struct StreamTracking<'a> {
-    inner: &'a dyn UserPrompt,
-    streamed: AtomicBool,
-    busy: AtomicBool,
-}
-
-impl<'a> StreamTracking<'a> {
-    fn new(inner: &'a dyn UserPrompt, what: &str) -> Self {
-        inner.busy(what, false);
-        Self {
-            inner,
-            streamed: AtomicBool::new(false),
-            busy: AtomicBool::new(true),
-        }
+    /// The request statistics of every bucket (`/stats buckets`).
+    ///
+    /// # Errors
+    /// [`SessionError::Persistence`] when they cannot be read.
+    pub async fn statistics(&self) -> Result<StatsTotals, SessionError> {
+        Ok(self.services.chat.statistics().await?)
     }
 
-    fn streamed(&self) -> bool {
-        self.streamed.load(Ordering::SeqCst)
-    }
-
-    fn not_busy(&self) {
-        if self.busy.swap(false, Ordering::SeqCst) {
-            self.inner.busy("", true);
-        }
-    }
-}
-
-/// A cancelled request (Ctrl-C drops it) leaves no indicator behind.
-impl Drop for StreamTracking<'_> {
-    fn drop(&mut self) {
-        self.not_busy();
-    }
-}
-
-#[async_trait]
-impl UserPrompt for StreamTracking<'_> {
-    fn show(&self, line: &str) {
-        self.not_busy();
-        self.inner.show(line);
-    }
-    fn show_error(&self, line: &str) {
-        self.not_busy();
-        self.inner.show_error(line);
-    }
-    fn stream(&self, text: &str) {
-        self.not_busy();
-        self.streamed.store(true, Ordering::SeqCst);
-        self.inner.stream(text);
-    }
-    fn waiting(&self, what: &str, done: bool) {
-        self.not_busy();
-        self.inner.waiting(what, done);
-    }
-    async fn ask(&self, question: &str) -> Result<String, crate::ports::PromptError> {
-        self.not_busy();
-        self.inner.ask(question).await
-    }
-}
-
-#[async_trait]
-impl Shell for Session {
-    async fn run_line(&self, line: &str, prompt: &dyn UserPrompt) -> LineOutcome {
-        let command = match commands::parse(line) {
-            Ok(command) => command,
-            Err(error) => {
-                prompt.show_error(&format!("Error: {error}"));
-                return LineOutcome::Failed;
-            }
-        };
-        let quit = command == Command::Quit;
-        match self.run(command, prompt).await {
-            Ok(()) if quit => LineOutcome::Quit,
-            Ok(()) => LineOutcome::Succeeded,
-            Err(Failure(message)) => {
-                prompt.show_error(&format!("Error: {message}"));
-                LineOutcome::Failed
-            }
-        }
-    }
-
-    async fn completion_data(&self) -> CompletionData {
+    /// The bucket names of every provider and the saved profile names, for completion.
+    pub async fn names(&self) -> (Vec<(OAuthProvider, Vec<BucketName>)>, Vec<ProfileName>) {
         let mut buckets = Vec::new();
         for provider in OAuthProvider::ALL {
             let names = self
                 .services
                 .auth
-                .store()
-                .list(provider)
+                .buckets(provider)
                 .await
                 .unwrap_or_default();
-            buckets.push((
-                provider.as_str().to_owned(),
-                names.iter().map(|n| n.as_str().to_owned()).collect(),
-            ));
+            buckets.push((provider, names));
         }
-        let profiles = self
-            .services
-            .config
-            .list_profiles()
-            .unwrap_or_default()
-            .iter()
-            .map(|n| n.as_str().to_owned())
-            .collect();
-        CompletionData { buckets, profiles }
+        let profiles = self.services.profiles.list_profiles().unwrap_or_default();
+        (buckets, profiles)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ports::PromptError;
-
-    /// Records every call, in order.
-    #[derive(Default)]
-    struct Calls(Mutex<Vec<String>>);
-
-    #[async_trait]
-    impl UserPrompt for Calls {
-        fn show(&self, line: &str) {
-            self.0.lock().unwrap().push(format!("show {line}"));
-        }
-        fn stream(&self, text: &str) {
-            self.0.lock().unwrap().push(format!("stream {text}"));
-        }
-        fn waiting(&self, what: &str, done: bool) {
-            self.0
-                .lock()
-                .unwrap()
-                .push(format!("waiting {what} {done}"));
-        }
-        fn busy(&self, what: &str, done: bool) {
-            self.0.lock().unwrap().push(format!("busy {what} {done}"));
-        }
-        async fn ask(&self, question: &str) -> Result<String, PromptError> {
-            self.0.lock().unwrap().push(format!("ask {question}"));
-            Ok("answer".to_owned())
-        }
-    }
-
-    #[tokio::test]
-    async fn the_reply_indicator_stops_before_anything_else_is_shown_and_when_dropped() {
-        let calls = Calls::default();
-        {
-            let tracking = StreamTracking::new(&calls, "Waiting for anthropic");
-            tracking.ask("Paste the authorization code:").await.unwrap();
-            tracking.show("a line");
-        }
-        {
-            let tracking = StreamTracking::new(&calls, "Waiting for openai");
-            tracking.stream("Hel");
-            tracking.stream("lo");
-            assert!(tracking.streamed());
-        }
-        // Cancelled while waiting: dropping clears the indicator.
-        drop(StreamTracking::new(&calls, "Waiting for qwen"));
-        assert_eq!(
-            *calls.0.lock().unwrap(),
-            [
-                "busy Waiting for anthropic false",
-                "busy  true",
-                "ask Paste the authorization code:",
-                "show a line",
-                "busy Waiting for openai false",
-                "busy  true",
-                "stream Hel",
-                "stream lo",
-                "busy Waiting for qwen false",
-                "busy  true",
-            ]
-        );
-    }
+fn profile_name(text: &str) -> Result<ProfileName, SessionError> {
+    ProfileName::parse(text).map_err(|reason| SessionError::InvalidProfileName {
+        given: commands::shown(text).to_string(),
+        reason,
+    })
 }

@@ -2,7 +2,7 @@
 //! `NAME=VALUE` overrides of `--set` and `/set`.
 //!
 //! Where the values come from (`settings.json`, `LLXPRT_…` environment variables) is the
-//! [`ConfigStore`](crate::ports::ConfigStore)'s business; this module only knows their meaning.
+//! [`SettingsStore`](crate::ports::SettingsStore)'s business; this module only knows their meaning.
 
 use std::collections::BTreeMap;
 

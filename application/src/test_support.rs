@@ -143,13 +143,15 @@ pub struct MemoryStats(pub Mutex<llxprt_domain::stats::StatsTotals>);
 
 #[async_trait]
 impl crate::ports::StatsStore for MemoryStats {
-    async fn load(&self) -> Result<llxprt_domain::stats::StatsTotals, crate::ports::StatsError> {
+    async fn load(
+        &self,
+    ) -> Result<llxprt_domain::stats::StatsTotals, crate::ports::PersistenceError> {
         Ok(self.0.lock().unwrap().clone())
     }
     async fn add(
         &self,
         delta: &llxprt_domain::stats::StatsDelta,
-    ) -> Result<llxprt_domain::stats::StatsTotals, crate::ports::StatsError> {
+    ) -> Result<llxprt_domain::stats::StatsTotals, crate::ports::PersistenceError> {
         let mut totals = self.0.lock().unwrap();
         totals.apply(delta);
         Ok(totals.clone())
@@ -164,14 +166,16 @@ pub struct MemoryHealth(pub Mutex<HashMap<BucketId, llxprt_domain::failover::Buc
 impl crate::ports::HealthStore for MemoryHealth {
     async fn load(
         &self,
-    ) -> Result<HashMap<BucketId, llxprt_domain::failover::BucketHealth>, crate::ports::HealthError>
-    {
+    ) -> Result<
+        HashMap<BucketId, llxprt_domain::failover::BucketHealth>,
+        crate::ports::PersistenceError,
+    > {
         Ok(self.0.lock().unwrap().clone())
     }
     async fn record(
         &self,
         changes: &[(BucketId, llxprt_domain::failover::BucketHealth)],
-    ) -> Result<(), crate::ports::HealthError> {
+    ) -> Result<(), crate::ports::PersistenceError> {
         let mut stored = self.0.lock().unwrap();
         for (bucket, health) in changes {
             if *health == llxprt_domain::failover::BucketHealth::Usable {

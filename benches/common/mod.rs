@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use criterion::Criterion;
 use llxprt::compose::{compose, BrowserChoice, Composition, Services};
 use llxprt_application::ports::{
-    Browser, BrowserError, ChatMessage, ChatRequest, Clock, ConfigStore, PromptError, Role,
-    TokenStore, UserPrompt,
+    Browser, BrowserError, ChatMessage, ChatRequest, Clock, PromptError, Role, TokenStore,
+    UserPrompt,
 };
 use llxprt_application::services::{AuthService, ChatService, SendTarget, TokenService};
 use llxprt_application::settings::Settings;
@@ -49,7 +49,8 @@ pub(crate) struct Rig {
     pub(crate) tokens: Arc<TokenService>,
     pub(crate) auth: Arc<AuthService>,
     pub(crate) chat: Arc<ChatService>,
-    pub(crate) config: Arc<dyn ConfigStore>,
+    /// Everything the factory wired, for what needs more than the fields above.
+    pub(crate) services: Services,
     pub(crate) clock: Arc<dyn Clock>,
     /// Plays the user at a login: the browser that consents and the hand that pastes the code.
     pub(crate) user: Arc<ConsentingUser>,
@@ -75,22 +76,22 @@ impl Rig {
             sim: sim.clone(),
             opened: Mutex::new(None),
         });
-        let Services {
-            settings,
-            config,
-            store,
-            tokens,
-            auth,
-            chat,
-            clock,
-            ..
-        } = compose(Composition {
+        let services = compose(Composition {
             overrides: settings_overrides(&sim),
             browser: BrowserChoice::Given(user.clone()),
             loopback: true,
             ..Composition::new(home.path())
         })
         .expect("the services compose");
+        let Services {
+            settings,
+            store,
+            tokens,
+            auth,
+            chat,
+            clock,
+            ..
+        } = services.clone();
         Self {
             rt,
             sim,
@@ -100,7 +101,7 @@ impl Rig {
             tokens,
             auth,
             chat,
-            config,
+            services,
             clock,
             user,
             bare: http_client(),

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
-use llxprt_application::ports::{ConfigError, ConfigStore};
+use llxprt_application::ports::{ConfigError, KeyFiles, ProfileStore, SettingsStore};
 use llxprt_application::settings::Settings;
 use llxprt_domain::{OAuthProvider, Profile, ProfileName, Secret};
 use serde_json::{Map, Value};
@@ -166,7 +166,7 @@ fn check_provider_name(
     })
 }
 
-impl ConfigStore for FileConfigStore {
+impl SettingsStore for FileConfigStore {
     fn load_settings(&self) -> Result<Settings, ConfigError> {
         let path = self.settings_path();
         let file = self.read_settings_file()?;
@@ -245,7 +245,9 @@ impl ConfigStore for FileConfigStore {
             Ok(())
         })
     }
+}
 
+impl ProfileStore for FileConfigStore {
     fn save_profile(&self, name: &ProfileName, profile: &Profile) -> Result<(), ConfigError> {
         profile.check(name)?;
         let path = self.profile_path(name);
@@ -311,7 +313,9 @@ impl ConfigStore for FileConfigStore {
             Err(e) => Err(io_error(&path, &e)),
         }
     }
+}
 
+impl KeyFiles for FileConfigStore {
     fn read_key_file(&self, path: &str) -> Result<Secret, ConfigError> {
         const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
         let path = Path::new(path);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use llxprt_application::ports::{ConfigError, ConfigStore};
+use llxprt_application::ports::{ConfigError, ProfileStore, SettingsStore};
 use llxprt_application::settings::SettingError;
 use llxprt_domain::{
     BucketName, ChatProvider, InvalidProfile, LoadBalancePolicy, OAuthProvider, Profile,

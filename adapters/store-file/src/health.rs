@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use llxprt_application::ports::{HealthError, HealthStore};
+use llxprt_application::ports::{HealthStore, PersistenceError};
 use llxprt_domain::failover::{BucketHealth, CooldownCause, LoginCause};
 use llxprt_domain::{BucketId, UnixSeconds};
 use serde::{Deserialize, Serialize};
@@ -111,21 +111,21 @@ impl FileHealthStore {
         }
     }
 
-    fn io(&self, path: &Path, error: impl std::fmt::Display) -> HealthError {
-        HealthError::Io {
-            path: path.display().to_string(),
+    fn io(&self, path: &Path, error: impl std::fmt::Display) -> PersistenceError {
+        PersistenceError::Refused {
+            place: path.display().to_string(),
             message: error.to_string(),
         }
     }
 
-    fn corrupt(&self, reason: &str) -> HealthError {
-        HealthError::Corrupt {
-            path: self.path.display().to_string(),
+    fn corrupt(&self, reason: &str) -> PersistenceError {
+        PersistenceError::Corrupt {
+            place: format!("the bucket health file {}", self.path.display()),
             reason: reason.to_owned(),
         }
     }
 
-    fn read(&self) -> Result<HealthFile, HealthError> {
+    fn read(&self) -> Result<HealthFile, PersistenceError> {
         let bytes = match std::fs::metadata(&self.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HealthFile::default()),
             Err(e) => return Err(self.io(&self.path, e)),
@@ -137,7 +137,10 @@ impl FileHealthStore {
         serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&e.to_string()))
     }
 
-    fn record_blocking(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), HealthError> {
+    fn record_blocking(
+        &self,
+        changes: &[(BucketId, BucketHealth)],
+    ) -> Result<(), PersistenceError> {
         update_json_locked(
             &self.path,
             ".health-",
@@ -161,7 +164,7 @@ impl FileHealthStore {
 
 #[async_trait]
 impl HealthStore for FileHealthStore {
-    async fn load(&self) -> Result<HashMap<BucketId, BucketHealth>, HealthError> {
+    async fn load(&self) -> Result<HashMap<BucketId, BucketHealth>, PersistenceError> {
         let store = self.clone();
         let file = tokio::task::spawn_blocking(move || store.read())
             .await
@@ -173,7 +176,7 @@ impl HealthStore for FileHealthStore {
             .collect())
     }
 
-    async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), HealthError> {
+    async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), PersistenceError> {
         let store = self.clone();
         let changes = changes.to_vec();
         tokio::task::spawn_blocking(move || store.record_blocking(&changes))

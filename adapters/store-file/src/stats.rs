@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use llxprt_application::ports::{StatsError, StatsStore};
+use llxprt_application::ports::{PersistenceError, StatsStore};
 use llxprt_domain::stats::{BucketStats, StatsDelta, StatsTotals};
 use llxprt_domain::{BucketId, BucketName, OAuthProvider, UnixSeconds};
 use serde::{Deserialize, Serialize};
@@ -55,14 +55,14 @@ impl FileStatsStore {
         }
     }
 
-    fn io(&self, path: &Path, error: impl std::fmt::Display) -> StatsError {
-        StatsError::Io {
-            path: path.display().to_string(),
+    fn io(&self, path: &Path, error: impl std::fmt::Display) -> PersistenceError {
+        PersistenceError::Refused {
+            place: path.display().to_string(),
             message: error.to_string(),
         }
     }
 
-    fn read(&self) -> Result<StatsTotals, StatsError> {
+    fn read(&self) -> Result<StatsTotals, PersistenceError> {
         let bytes = match std::fs::metadata(&self.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StatsTotals::new()),
             Err(e) => return Err(self.io(&self.path, e)),
@@ -94,14 +94,14 @@ impl FileStatsStore {
         Ok(totals)
     }
 
-    fn corrupt(&self, reason: &str) -> StatsError {
-        StatsError::Corrupt {
-            path: self.path.display().to_string(),
+    fn corrupt(&self, reason: &str) -> PersistenceError {
+        PersistenceError::Corrupt {
+            place: format!("the statistics file {}", self.path.display()),
             reason: reason.to_owned(),
         }
     }
 
-    fn add_blocking(&self, delta: &StatsDelta) -> Result<StatsTotals, StatsError> {
+    fn add_blocking(&self, delta: &StatsDelta) -> Result<StatsTotals, PersistenceError> {
         let mut totals = StatsTotals::new();
         update_json_locked(
             &self.path,
@@ -139,14 +139,14 @@ pub(crate) fn parse_bucket_key(key: &str) -> Option<BucketId> {
 
 #[async_trait]
 impl StatsStore for FileStatsStore {
-    async fn load(&self) -> Result<StatsTotals, StatsError> {
+    async fn load(&self) -> Result<StatsTotals, PersistenceError> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read())
             .await
             .map_err(|e| self.io(&self.path, e))?
     }
 
-    async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, StatsError> {
+    async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, PersistenceError> {
         let store = self.clone();
         let delta = delta.clone();
         tokio::task::spawn_blocking(move || store.add_blocking(&delta))

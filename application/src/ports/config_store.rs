@@ -1,4 +1,5 @@
-//! The settings and profiles port.
+//! The configuration ports, one per role: settings ([`SettingsStore`]), saved profiles
+//! ([`ProfileStore`]) and key files ([`KeyFiles`]). They share one error type.
 
 use llxprt_domain::{InvalidProfile, OAuthProvider, Profile, ProfileName, Secret};
 
@@ -56,14 +57,14 @@ pub enum ConfigError {
     },
 }
 
-/// Where settings and profiles live.
+/// Where the settings live (`settings.json`, the environment, `--set`).
 ///
-/// Settings and profiles are small local files read at start and on the user's commands, so the
-/// port is synchronous; an adapter may block briefly on the file system.
-pub trait ConfigStore: Send + Sync {
+/// Settings are small local files read at start and on the user's commands, so the port is
+/// synchronous; an adapter may block briefly on the file system.
+pub trait SettingsStore: Send + Sync {
     /// The settings in effect: defaults, overridden by the settings file, then the environment,
     /// then the command line. Read afresh on each call, so a change written by
-    /// [`set_oauth_enabled`](ConfigStore::set_oauth_enabled) is seen by the next call (unless a
+    /// [`set_oauth_enabled`](SettingsStore::set_oauth_enabled) is seen by the next call (unless a
     /// higher source overrides it).
     ///
     /// # Errors
@@ -88,7 +89,10 @@ pub trait ConfigStore: Send + Sync {
     /// when the existing settings file cannot be read (it is then left untouched), or
     /// [`ConfigError::Io`].
     fn set_default_profile(&self, name: Option<&ProfileName>) -> Result<(), ConfigError>;
+}
 
+/// Where saved profiles live (`profiles/{name}.json`). Synchronous, like [`SettingsStore`].
+pub trait ProfileStore: Send + Sync {
     /// Saves a profile under a name, replacing any profile of that name atomically.
     ///
     /// # Errors
@@ -114,7 +118,10 @@ pub trait ConfigStore: Send + Sync {
     /// # Errors
     /// [`ConfigError::NotFound`] when there is no such profile, or [`ConfigError::Io`].
     fn delete_profile(&self, name: &ProfileName) -> Result<(), ConfigError>;
+}
 
+/// Reads API keys from files the user names (`--keyfile`, `/keyfile`).
+pub trait KeyFiles: Send + Sync {
     /// The API key in a key file (`--keyfile`, `/keyfile`), without its surrounding white space.
     ///
     /// # Errors

@@ -4,29 +4,10 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+
+use super::PersistenceError;
 use llxprt_domain::failover::BucketHealth;
 use llxprt_domain::BucketId;
-
-/// Why the buckets' health could not be read or saved.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HealthError {
-    /// The health file is not valid.
-    #[error("the bucket health file {path} is corrupt ({reason})")]
-    Corrupt {
-        /// Where it is.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Reading or writing failed.
-    #[error("could not access {path}: {message}")]
-    Io {
-        /// The file involved.
-        path: String,
-        /// What the operating system said.
-        message: String,
-    },
-}
 
 /// Where bucket health persists between processes.
 #[async_trait]
@@ -36,13 +17,13 @@ pub trait HealthStore: Send + Sync {
     /// counts (`BucketHealth::is_usable_at`).
     ///
     /// # Errors
-    /// [`HealthError`] when the health cannot be read.
-    async fn load(&self) -> Result<HashMap<BucketId, BucketHealth>, HealthError>;
+    /// [`PersistenceError`] when the health cannot be read.
+    async fn load(&self) -> Result<HashMap<BucketId, BucketHealth>, PersistenceError>;
 
     /// Records the new health of these buckets and leaves every other bucket as stored, safely
     /// when several processes record at once. [`BucketHealth::Usable`] removes a bucket.
     ///
     /// # Errors
-    /// [`HealthError`] when the health cannot be written; what was stored is then unchanged.
-    async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), HealthError>;
+    /// [`PersistenceError`] when the health cannot be written; what was stored is then unchanged.
+    async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), PersistenceError>;
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use llxprt_domain::{BucketId, OAuthProvider, Token};
+use llxprt_domain::{BucketId, BucketName, OAuthProvider, Token};
 
 use crate::ports::{FlowError, StoreError, TokenStore, UserPrompt};
 use crate::services::token_service::{FlowRegistry, DEFAULT_LOCK_TIMEOUT};
@@ -65,9 +65,20 @@ impl AuthService {
         Ok(token)
     }
 
-    /// The store the tokens are kept in.
-    pub fn store(&self) -> &Arc<dyn TokenStore> {
-        &self.store
+    /// The buckets of `provider` that hold a token, sorted.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when the store cannot be listed.
+    pub async fn buckets(&self, provider: OAuthProvider) -> Result<Vec<BucketName>, AuthError> {
+        Ok(self.store.list(provider).await?)
+    }
+
+    /// The token stored for `bucket`, as it is (fresh or not), or `None`.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when it cannot be read (a corrupt file, a store refusing).
+    pub async fn stored_token(&self, bucket: &BucketId) -> Result<Option<Token>, AuthError> {
+        Ok(self.store.load(bucket).await?)
     }
 
     /// Deletes one bucket's token. Returns whether it had one.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use llxprt_domain::failover::{BucketHealth, Decision, ExhaustedReport, Outcome, SkipReason};
+use llxprt_domain::failover::{BucketHealth, Decision, ExhaustedReport, Outcome};
 use llxprt_domain::loadbalance::MemberFailure;
 use llxprt_domain::precedence::{Credential, OAuthPlan};
 use llxprt_domain::stats::{StatsDelta, StatsTotals};
@@ -13,7 +13,7 @@ use llxprt_domain::{
 };
 
 use crate::ports::{
-    ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Clock, HealthStore, StatsError,
+    ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Clock, HealthStore, PersistenceError,
     StatsStore, UserPrompt,
 };
 use crate::services::auth_service::{AuthError, AuthService};
@@ -28,9 +28,16 @@ pub enum SendError {
     /// No client is configured for the provider.
     #[error("no client is configured for {0}")]
     NoClient(ChatProvider),
-    /// Every bucket is cooling down or needs a login. The text lists each bucket.
-    #[error("{0}")]
-    Exhausted(String),
+    /// Every bucket is cooling down or needs a login: the domain's report of each bucket and
+    /// the earliest time one is usable again. The message is the report's headline; a front
+    /// end renders the buckets from the report.
+    #[error("{}", ExhaustedReport::HEADLINE)]
+    Exhausted {
+        /// The provider whose buckets are exhausted.
+        provider: OAuthProvider,
+        /// Every bucket with its reason.
+        report: ExhaustedReport,
+    },
     /// The provider refused or failed, with an API key or after failover gave up.
     #[error(transparent)]
     Chat(#[from] ChatError),
@@ -46,7 +53,7 @@ impl SendError {
     /// How a load balancer sees this failure of one of its members.
     pub fn member_failure(&self) -> MemberFailure {
         match self {
-            Self::Exhausted(_) => MemberFailure::BucketsExhausted,
+            Self::Exhausted { .. } => MemberFailure::BucketsExhausted,
             Self::NoCredential(_) | Self::Login(_) | Self::Token(_) | Self::NoClient(_) => {
                 MemberFailure::NeedsLogin
             }
@@ -183,8 +190,8 @@ impl ChatService {
     /// plus any counts the store refused.
     ///
     /// # Errors
-    /// [`StatsError`] when the stored totals cannot be read.
-    pub async fn statistics(&self) -> Result<StatsTotals, StatsError> {
+    /// [`PersistenceError`] when the stored totals cannot be read.
+    pub async fn statistics(&self) -> Result<StatsTotals, PersistenceError> {
         self.flush_statistics().await;
         let mut totals = self.stats.store.load().await?;
         totals.apply(&lock(&self.stats.unsaved).delta);
@@ -285,9 +292,7 @@ impl ChatService {
         self.save_shared_health(&changes).await;
         match (reply, decision) {
             (Some(reply), _) => Ok(reply),
-            (None, Decision::Exhausted(report)) => {
-                Err(SendError::Exhausted(self.exhausted_text(provider, &report)))
-            }
+            (None, Decision::Exhausted(report)) => Err(SendError::Exhausted { provider, report }),
             (None, _) => Err(last_error.unwrap_or_else(|| {
                 SendError::Chat(ChatError::Network("the request failed".to_owned()))
             })),
@@ -402,12 +407,11 @@ impl ChatService {
         prompt: &dyn UserPrompt,
     ) -> Result<bool, SendError> {
         let provider = plan.provider();
-        let store = self.tokens.store();
         for name in plan.buckets() {
             let bucket = BucketId::new(provider, name.clone());
             // A corrupt file or an unreadable one counts as "something is there": the user
             // must act on it, a silent login must not overwrite it.
-            if !matches!(store.load(&bucket).await, Ok(None)) {
+            if !matches!(self.auth.stored_token(&bucket).await, Ok(None)) {
                 return Ok(false);
             }
         }
@@ -445,40 +449,6 @@ impl ChatService {
                 (outcome, None)
             }
         }
-    }
-
-    fn exhausted_text(
-        &self,
-        provider: llxprt_domain::OAuthProvider,
-        report: &ExhaustedReport,
-    ) -> String {
-        let mut text = ExhaustedReport::HEADLINE.to_owned();
-        for entry in &report.buckets {
-            let reason = match entry.reason {
-                SkipReason::Cooling { until, cause } => {
-                    format!("{cause} until {}", self.clock.time_of_day(until))
-                }
-                SkipReason::NeedsLogin { cause } => format!(
-                    "needs login ({cause}); run `/auth {provider} login{}`",
-                    if entry.bucket.is_default() {
-                        String::new()
-                    } else {
-                        format!(" {}", entry.bucket)
-                    }
-                ),
-                other => other.to_string(),
-            };
-            text.push_str(&format!("\n  {provider}/{}: {reason}", entry.bucket));
-        }
-        if let Some(at) = report.earliest_usable {
-            let wait = at.seconds_since(self.clock.now());
-            text.push_str(&format!(
-                "\n  earliest usable again: {} (in {})",
-                self.clock.time_of_day(at),
-                llxprt_domain::time::humanize_seconds(wait)
-            ));
-        }
-        text
     }
 
     fn health_map(&self) -> std::sync::MutexGuard<'_, HashMap<BucketId, BucketHealth>> {
@@ -732,10 +702,10 @@ mod tests {
 
     #[async_trait::async_trait]
     impl StatsStore for GatedStats {
-        async fn load(&self) -> Result<StatsTotals, StatsError> {
+        async fn load(&self) -> Result<StatsTotals, PersistenceError> {
             self.memory.load().await
         }
-        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, StatsError> {
+        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, PersistenceError> {
             let _permit = self.gate.acquire().await.unwrap();
             self.memory.add(delta).await
         }
@@ -950,15 +920,15 @@ mod tests {
 
     #[async_trait::async_trait]
     impl StatsStore for FailingStats {
-        async fn load(&self) -> Result<StatsTotals, StatsError> {
+        async fn load(&self) -> Result<StatsTotals, PersistenceError> {
             self.memory.load().await
         }
-        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, StatsError> {
+        async fn add(&self, delta: &StatsDelta) -> Result<StatsTotals, PersistenceError> {
             use std::sync::atomic::Ordering::SeqCst;
             self.attempts.fetch_add(1, SeqCst);
             if !self.works.load(SeqCst) {
-                return Err(StatsError::Io {
-                    path: "stats.json".into(),
+                return Err(PersistenceError::Refused {
+                    place: "stats.json".into(),
                     message: "disk full".into(),
                 });
             }
@@ -1030,7 +1000,11 @@ mod tests {
             )
             .await
             .unwrap_err();
-        let text = err.to_string();
+        let SendError::Exhausted { provider, report } = err else {
+            panic!("{err:?}");
+        };
+        // As the user reads it: the presenter renders the domain's report.
+        let text = crate::presenter::render_exhausted(provider, &report, f.clock.as_ref());
         assert!(
             text.starts_with("All OAuth buckets exhausted. Please wait for rate limits to reset."),
             "{text}"
@@ -1181,15 +1155,18 @@ mod tests {
             .service
             .send(&target, &hello(), &RecordingPrompt::default())
             .await;
-        assert!(matches!(first, Err(SendError::Exhausted(_))), "{first:?}");
+        assert!(
+            matches!(first, Err(SendError::Exhausted { .. })),
+            "{first:?}"
+        );
         // Now w1 has no token and w2 is cooling: the failover finds no token, yet w2 holds one.
         let prompt = RecordingPrompt::default();
         let second = f.service.send(&target, &hello(), &prompt).await;
-        let Err(SendError::Exhausted(report)) = second else {
+        let Err(SendError::Exhausted { report, .. }) = second else {
             panic!("{second:?}");
         };
-        assert!(report.contains("anthropic/w1"), "{report}");
-        assert!(report.contains("anthropic/w2"), "{report}");
+        let names: Vec<&str> = report.buckets.iter().map(|b| b.bucket.as_str()).collect();
+        assert_eq!(names, ["w1", "w2"], "{report:?}");
         let shown = prompt.0.lock().unwrap().join("\n");
         assert!(!shown.contains("not logged in yet"), "{shown}");
     }

@@ -175,11 +175,6 @@ impl TokenService {
         self
     }
 
-    /// The store the service reads and writes.
-    pub fn store(&self) -> &Arc<dyn TokenStore> {
-        &self.store
-    }
-
     /// A token for `bucket` that is fresh now: the stored one, or a refreshed one when it expires
     /// within the refresh window or has expired.
     ///
