@@ -67,6 +67,37 @@ mod file_store_contract {
     });
 }
 
+mod persistence_contracts {
+    use llxprt_application::testkit::{MemoryHealthStore, MemoryStatsStore};
+    use llxprt_store_file::{FileHealthStore, FileStatsStore};
+
+    mod file_stats {
+        use super::*;
+        llxprt_application::stats_store_contract_tests!({
+            let dir = tempfile::tempdir().unwrap();
+            move || FileStatsStore::new(&dir.path().join("home"))
+        });
+    }
+
+    mod file_health {
+        use super::*;
+        llxprt_application::health_store_contract_tests!({
+            let dir = tempfile::tempdir().unwrap();
+            move || FileHealthStore::new(&dir.path().join("home"))
+        });
+    }
+
+    mod memory_stats {
+        use super::*;
+        llxprt_application::stats_store_contract_tests!(MemoryStatsStore::new);
+    }
+
+    mod memory_health {
+        use super::*;
+        llxprt_application::health_store_contract_tests!(MemoryHealthStore::new);
+    }
+}
+
 mod memory_store_contract {
     use super::*;
 
