@@ -622,13 +622,16 @@ mod tests {
         let (mut request, _) = FailoverRequest::start(usable(&["a", "b"]), NOW);
         let next = request.record(Outcome::PaymentRequired { reset_at: None }, NOW);
         assert_eq!(next, use_("b"));
-        assert_eq!(
-            health_of(&request, "a"),
-            BucketHealth::CoolingUntil {
-                until: NOW + DEFAULT_COOLDOWN_SECONDS,
-                cause: CooldownCause::PaymentRequired
-            }
-        );
+        // Without a reset time the bucket sits out a while (not the next request), and is
+        // back within the hour.
+        let BucketHealth::CoolingUntil { until, cause } = health_of(&request, "a") else {
+            panic!("a does not cool down");
+        };
+        assert_eq!(cause, CooldownCause::PaymentRequired);
+        assert!(until > NOW, "a 402 without a reset is retried at once");
+        let health = request.into_health();
+        assert_eq!(FailoverRequest::start(health.clone(), NOW).1, use_("b"));
+        assert_eq!(FailoverRequest::start(health, NOW + 3600).1, use_("a"));
     }
 
     #[test]
