@@ -26,6 +26,9 @@ pub enum CooldownCause {
     RateLimited,
     /// `402`: payment or quota.
     PaymentRequired,
+    /// The provider's own figures put one of the account's windows at or above
+    /// `failover.switch_at_percent`: requests move on before the provider refuses.
+    NearLimit,
 }
 
 impl fmt::Display for CooldownCause {
@@ -33,6 +36,7 @@ impl fmt::Display for CooldownCause {
         f.write_str(match self {
             Self::RateLimited => "rate limited",
             Self::PaymentRequired => "payment or quota required",
+            Self::NearLimit => "near its usage limit",
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod loadbalance;
 pub mod precedence;
 pub mod profile;
 pub mod provider;
+pub mod quota;
 pub mod secret;
 pub mod stats;
 #[cfg(any(test, feature = "proptest"))]
@@ -27,6 +28,7 @@ pub use loadbalance::{moves_on, LoadBalancePolicy, LoadBalancer, MemberFailure, 
 pub use precedence::{resolve_credential, Credential, CredentialSources, KeySource, OAuthPlan};
 pub use profile::{InvalidProfile, InvalidProfileName, Profile, ProfileName};
 pub use provider::{ChatProvider, OAuthProvider, UnknownProvider};
+pub use quota::{health_with_limits, QuotaWindow, ReportedLimits, WindowName};
 pub use secret::Secret;
 pub use stats::{BucketStats, StatsDelta, StatsTotals};
 pub use time::UnixSeconds;

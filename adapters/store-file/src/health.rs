@@ -46,6 +46,7 @@ enum Entry {
 enum Cooldown {
     RateLimited,
     PaymentRequired,
+    NearLimit,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -65,6 +66,7 @@ impl Entry {
                 cause: match cause {
                     CooldownCause::RateLimited => Cooldown::RateLimited,
                     CooldownCause::PaymentRequired => Cooldown::PaymentRequired,
+                    CooldownCause::NearLimit => Cooldown::NearLimit,
                 },
             }),
             BucketHealth::NeedsLogin { cause } => Some(Self::NeedsLogin {
@@ -84,6 +86,7 @@ impl Entry {
                 cause: match cause {
                     Cooldown::RateLimited => CooldownCause::RateLimited,
                     Cooldown::PaymentRequired => CooldownCause::PaymentRequired,
+                    Cooldown::NearLimit => CooldownCause::NearLimit,
                 },
             },
             Self::NeedsLogin { cause } => BucketHealth::NeedsLogin {
