@@ -3,13 +3,14 @@
 //!
 //! The doubles keep state as the real adapters do and can be told to fail:
 //! [`MemoryTokenStore`], [`MemoryStatsStore`], [`MemoryHealthStore`], [`MemoryConfigStore`],
-//! [`FakeOAuthFlow`], [`FakeChatClient`], [`ScriptedPrompt`], [`ManualClock`].
+//! [`FakeOAuthFlow`], [`RecordingBrowser`], [`FakeChatClient`], [`ScriptedPrompt`], [`ManualClock`].
 //!
 //! The suites panic on the first broken promise, like any test: [`token_store`] (one case per
 //! promise) and [`token_store_model`] (random sequences checked against a model) for token
 //! stores, [`persistence_stores`] for statistics and health stores, [`config_store`] for
 //! settings, profiles and key files. Enable the feature in dev-dependencies only.
 
+mod browser;
 mod chat_client;
 mod clock;
 pub mod config_store;
@@ -23,6 +24,7 @@ mod prompt;
 pub mod token_store;
 pub mod token_store_model;
 
+pub use browser::RecordingBrowser;
 pub use chat_client::{FakeChatClient, Sender};
 pub use clock::ManualClock;
 pub use memory_config_store::{ConfigOperation, MemoryConfigStore};

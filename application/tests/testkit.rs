@@ -158,6 +158,19 @@ async fn the_fake_chat_client_refuses_a_sender_as_often_as_told() {
     assert_eq!(client.senders(), ["key", "key"]);
 }
 
+#[tokio::test]
+async fn the_recording_browser_keeps_every_url_and_fails_when_told() {
+    use llxprt_application::ports::{Browser, BrowserError};
+    let browser = llxprt_application::testkit::RecordingBrowser::new();
+    browser.fail_next(BrowserError::Unavailable("no display".into()));
+    assert!(browser.open("http://127.0.0.1:1/a").await.is_err());
+    assert!(browser.open("http://127.0.0.1:1/b").await.is_ok());
+    assert_eq!(
+        browser.opened(),
+        ["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"]
+    );
+}
+
 #[test]
 fn the_manual_clock_moves_only_when_told() {
     let clock = ManualClock::at(NOW);

@@ -28,6 +28,7 @@ use crate::failover::{BucketHealth, CooldownCause, LoginCause, Outcome};
 use crate::loadbalance::LoadBalancePolicy;
 use crate::profile::{Profile, ProfileName};
 use crate::provider::{ChatProvider, OAuthProvider};
+use crate::quota::{QuotaWindow, ReportedLimits, WindowName};
 use crate::secret::Secret;
 use crate::stats::StatsDelta;
 use crate::time::UnixSeconds;
@@ -260,4 +261,26 @@ pub fn any_stats_delta() -> impl Strategy<Value = StatsDelta> {
         }
         delta
     })
+}
+
+/// The limits a provider reports for a bucket around `now`: up to three windows, each used
+/// 0–100 %, most resetting within a day (some already reset, some without a reset time).
+pub fn limits_around(now: UnixSeconds) -> impl Strategy<Value = ReportedLimits> {
+    let name = proptest::sample::select(vec![
+        WindowName::FiveHour,
+        WindowName::SevenDay,
+        WindowName::Weekly,
+    ]);
+    let resets = proptest::option::of((-600i64..86_400).prop_map(move |offset| now + offset));
+    let window = (name, 0u8..=100, resets)
+        .prop_map(|(name, used, resets_at)| QuotaWindow::new(name, f64::from(used), resets_at));
+    (vec(window, 0..3), -300i64..=0).prop_map(move |(windows, ago)| ReportedLimits {
+        windows,
+        seen_at: now + ago,
+    })
+}
+
+/// Reported limits around [`AROUND`].
+pub fn any_limits() -> impl Strategy<Value = ReportedLimits> {
+    limits_around(AROUND)
 }
