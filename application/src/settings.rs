@@ -10,6 +10,7 @@ use llxprt_domain::{OAuthProvider, ProfileName, Secret};
 
 /// Everything llxprt can be told through `settings.json`, the environment or `--set`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Settings {
     /// Lazy OAuth per provider (`/auth P enable`); a provider missing here is disabled.
     pub oauth_enabled: BTreeMap<OAuthProvider, bool>,
@@ -232,6 +233,7 @@ fn words(text: &str) -> Vec<String> {
 /// A `--set` or `/set` override was refused. The messages never repeat the value, which may be
 /// a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SettingError {
     /// `--set` text without `=`.
     #[error("expected NAME=VALUE, e.g. auth-key=KEY or providers.anthropic.base_url=URL")]

@@ -174,6 +174,7 @@ pub struct BucketReport {
 
 /// Every bucket of a request that found none left, and when one becomes usable again.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExhaustedReport {
     /// Every bucket, in priority order, with its reason.
     pub buckets: Vec<BucketReport>,

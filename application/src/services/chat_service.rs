@@ -21,6 +21,7 @@ use crate::services::token_service::{TokenError, TokenService};
 
 /// Why a message got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// No key and no OAuth for the provider.
     #[error("no credentials for {0}: give a key (/key, --key or its environment variable) or run `/auth {oauth} enable`", oauth = .0.oauth_provider())]

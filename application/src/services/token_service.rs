@@ -14,6 +14,7 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why no valid token could be had for a bucket.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// The bucket has never been logged in (or was logged out).
     #[error("{0} is not logged in; run `/auth {provider} login{bucket}`", provider = .0.provider, bucket = login_suffix(.0))]
