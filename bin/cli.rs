@@ -14,7 +14,10 @@ use llxprt_domain::{ChatProvider, Secret};
     about,
     after_help = "With a terminal, llxprt is an interactive REPL (type /help). With stdin not a \
                   terminal, every line of stdin runs as if typed. With WORDS, it runs the slash \
-                  command /WORDS once: llxprt auth anthropic status"
+                  command /WORDS once: llxprt auth anthropic status\n\nA key given with --key or \
+                  --set auth-key=KEY is visible to other users in the process list (ps); use \
+                  --keyfile PATH, the provider's API key variable, or /key in the REPL, which \
+                  asks for the key without showing it."
 )]
 pub(crate) struct Cli {
     /// Send one message with the active provider, model and profile, print the reply and exit
@@ -38,7 +41,9 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "NAME")]
     pub(crate) profile: Option<String>,
 
-    /// API key for the active provider (takes precedence over every other credential)
+    /// API key for the active provider (takes precedence over every other credential). Other
+    /// users of this machine can read it in the process list: prefer --keyfile, the provider's
+    /// environment variable, or /key typed in the REPL
     #[arg(long, value_name = "KEY", value_parser = secret)]
     pub(crate) key: Option<Secret>,
 
@@ -46,7 +51,8 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "PATH")]
     pub(crate) keyfile: Option<PathBuf>,
 
-    /// Set a setting for this run, e.g. --set auth-key=KEY (repeatable)
+    /// Set a setting for this run, e.g. --set providers.openai.base_url=URL (repeatable; an
+    /// auth-key given here is visible in the process list like --key)
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = SettingParser)]
     pub(crate) settings: Vec<Setting>,
 

@@ -97,6 +97,9 @@ pub struct Services {
     pub env: BTreeMap<String, String>,
     /// `$LLXPRT_HOME`.
     pub home: PathBuf,
+    /// Security warnings for the user (a token file others could read, made private again),
+    /// found when the home was checked before anything was read from it.
+    pub warnings: Vec<String>,
 }
 
 impl Services {
@@ -139,6 +142,10 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
         loopback,
         callback_timeout,
     } = composition;
+    // Like OpenSSH's StrictModes: a home, token, profile or settings file that another user
+    // owns or can change is refused before anything is read from it.
+    let audit = llxprt_fs::audit_home(&home)
+        .map_err(|(path, e)| ComposeError(format!("refusing to use {}: {e}", path.display())))?;
     let files = Arc::new(FileConfigStore::new(home.clone(), env.clone(), overrides));
     let (config, profiles, key_files): (
         Arc<dyn SettingsStore>,
@@ -146,6 +153,7 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
         Arc<dyn KeyFiles>,
     ) = (files.clone(), files.clone(), files);
     let settings = config.load_settings().map_err(ComposeError::new)?;
+    check_transport(&settings)?;
     let clock: Arc<dyn Clock> = Arc::new(LocalClock::system());
     let browser: Arc<dyn Browser> = match browser {
         BrowserChoice::Given(browser) => browser,
@@ -189,7 +197,64 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
         clock,
         env,
         home,
+        warnings: audit.warnings,
     })
+}
+
+/// Refuses a provider URL that would carry codes, tokens or keys in clear text over the
+/// network: every one must be `https`, or `http` to this machine (the simulator, a local
+/// proxy). A URL that does not parse is left to the flow or client that reads it to report.
+fn check_transport(settings: &Settings) -> Result<(), ComposeError> {
+    let p = &settings.providers;
+    let urls = [
+        ("providers.anthropic.base_url", &p.anthropic.base_url),
+        (
+            "providers.anthropic.oauth.authorize_url",
+            &p.anthropic.oauth.authorize_url,
+        ),
+        (
+            "providers.anthropic.oauth.token_url",
+            &p.anthropic.oauth.token_url,
+        ),
+        (
+            "providers.anthropic.oauth.redirect_uri",
+            &p.anthropic.oauth.redirect_uri,
+        ),
+        ("providers.gemini.base_url", &p.gemini.base_url),
+        (
+            "providers.gemini.code_assist_base_url",
+            &p.gemini.code_assist_base_url,
+        ),
+        (
+            "providers.gemini.oauth.authorize_url",
+            &p.gemini.oauth.authorize_url,
+        ),
+        (
+            "providers.gemini.oauth.token_url",
+            &p.gemini.oauth.token_url,
+        ),
+        ("providers.qwen.base_url", &p.qwen.base_url),
+        (
+            "providers.qwen.oauth.device_authorization_url",
+            &p.qwen.oauth.device_authorization_url,
+        ),
+        ("providers.qwen.oauth.token_url", &p.qwen.oauth.token_url),
+        ("providers.codex.base_url", &p.codex.base_url),
+        ("providers.codex.oauth.issuer", &p.codex.oauth.issuer),
+        ("providers.openai.base_url", &p.openai.base_url),
+    ];
+    for (name, text) in urls {
+        let Ok(url) = url::Url::parse(text) else {
+            continue;
+        };
+        if !llxprt_providers::is_safe_transport(&url) {
+            return Err(ComposeError(format!(
+                "setting {name} is {text}, which would send tokens and keys in clear text; \
+                 use an https:// address (http:// is accepted only for this machine)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn flows(
@@ -299,5 +364,9 @@ fn chat_clients(settings: &Settings, loopback: bool) -> Result<ChatClients, Comp
         system_proxy: !loopback,
     })
     .map_err(ComposeError::new)?;
-    Ok(chat::chat_clients(endpoints, &http))
+    Ok(if loopback {
+        chat::sandbox_chat_clients(endpoints, &http)
+    } else {
+        chat::chat_clients(endpoints, &http)
+    })
 }

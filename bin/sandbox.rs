@@ -31,8 +31,12 @@ mod enabled {
     }
 
     impl Sandbox {
-        /// Starts the simulated providers, and a throwaway home unless `LLXPRT_HOME` is set.
+        /// Starts the simulated providers, and a throwaway home unless `LLXPRT_HOME` is set, in
+        /// which case that home must be a sandbox's own (see [`claim_home`]).
         pub(crate) async fn start(env: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+            if let Some(home) = env.get("LLXPRT_HOME") {
+                claim_home(Path::new(home))?;
+            }
             let sim = Simulator::start()
                 .await
                 .context("could not start the simulated providers")?;
@@ -85,6 +89,59 @@ mod enabled {
             )
         }
     }
+}
+
+/// The file that marks a home as a sandbox's: only such a home, or an empty one, is used by
+/// `--sandbox`.
+#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
+const SANDBOX_MARK: &str = ".llxprt-sandbox";
+
+/// Makes sure `home` (`LLXPRT_HOME` under `--sandbox`) holds no real sign-ins: no token file,
+/// settings or profile, unless an earlier sandbox run marked it as a sandbox's; it is then
+/// marked. A real home is refused, because sandbox sign-ins would overwrite its tokens and
+/// settings, and a real token in it could be sent to the endpoint it names.
+#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
+fn claim_home(home: &Path) -> anyhow::Result<()> {
+    if home.join(SANDBOX_MARK).exists() {
+        return Ok(());
+    }
+    let holds_json = |dir: &str| {
+        std::fs::read_dir(home.join(dir)).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        })
+    };
+    let mut real = Vec::new();
+    if holds_json("oauth") {
+        real.push("tokens in oauth/");
+    }
+    if home.join("settings.json").exists() {
+        real.push("settings.json");
+    }
+    if holds_json("profiles") {
+        real.push("profiles");
+    }
+    if !real.is_empty() {
+        anyhow::bail!(
+            "--sandbox will not use LLXPRT_HOME={}: it holds {} of a real home, which sandbox sign-ins would overwrite; leave LLXPRT_HOME unset for a throwaway home, or point it at an empty directory",
+            home.display(),
+            real.join(", ")
+        );
+    }
+    llxprt_fs::create_private_dir(home)
+        .map_err(|(p, e)| anyhow::anyhow!("cannot use {}: {e}", p.display()))?;
+    mark(home)
+}
+
+#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
+fn mark(home: &Path) -> anyhow::Result<()> {
+    llxprt_fs::write_atomically(
+        &home.join(SANDBOX_MARK),
+        ".llxprt-sandbox-",
+        b"This home belongs to llxprt --sandbox: every token in it was issued by simulated providers.\n",
+    )
+    .map_err(|(p, e)| anyhow::anyhow!("cannot mark {} as a sandbox home: {e}", p.display()))
 }
 
 #[cfg(not(feature = "sandbox"))]

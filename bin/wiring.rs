@@ -74,6 +74,9 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         loopback: cli.sandbox,
         callback_timeout: None,
     })?;
+    for warning in &services.warnings {
+        TerminalPrompt::output_only().show_error(&format!("Warning: {warning}"));
+    }
     let key = match (&cli.key, &cli.keyfile) {
         (Some(key), _) => Some(key.clone()),
         (None, Some(path)) => Some(

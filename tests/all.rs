@@ -14,6 +14,7 @@ mod no_leaks;
 mod pty;
 mod readme;
 mod refresh;
+mod security;
 mod statistics;
 mod stats;
 mod support;

@@ -134,6 +134,8 @@ fn history_is_kept_without_the_lines_holding_keys() {
     repl.exp_string("/quit").unwrap();
     type_in(&mut repl, "/key sk-test-secret-1\r");
     type_in(&mut repl, "/set auth-key sk-test-secret-2\r");
+    type_in(&mut repl, "/set auth_key sk-test-secret-3\r");
+    type_in(&mut repl, "/set AUTH-KEY=sk-test-secret-4\r");
     type_in(&mut repl, "/auth\r");
     // Lines run one after another: once /auth answered, the key lines were handled.
     expect_status_of_every_provider(&mut repl);
@@ -388,4 +390,22 @@ fn ctrl_c_cancels_a_codex_stream_that_stalls_mid_reply() {
     );
     type_in(&mut repl, "/quit\r");
     assert_eq!(exit_code(&mut repl), 0);
+}
+
+#[test]
+fn key_alone_asks_for_the_key_without_showing_it_and_keeps_it_out_of_the_history() {
+    let home = tempfile::tempdir().unwrap();
+    let mut repl = start(home.path());
+    type_in(&mut repl, "/key\r");
+    repl.exp_string("(not shown):").unwrap();
+    type_in(&mut repl, "sk-typed-in-the-dark\r");
+    let shown = decoded(&repl.exp_string("API key set").unwrap());
+    assert!(!shown.contains("sk-typed"), "the key was echoed: {shown:?}");
+    type_in(&mut repl, "/auth\r");
+    let printed = expect_status_of_every_provider(&mut repl);
+    assert!(!printed.contains("sk-typed"), "{printed}");
+    type_in(&mut repl, "/quit\r");
+    assert_eq!(exit_code(&mut repl), 0);
+    let history = std::fs::read_to_string(home.path().join("history")).unwrap_or_default();
+    assert!(!history.contains("sk-typed"), "{history}");
 }

@@ -22,12 +22,16 @@ pub enum Command {
     AuthLogin(OAuthProvider, BucketName),
     /// `/auth P logout [BUCKET | --all]`.
     AuthLogout(OAuthProvider, LogoutTarget),
+    /// `/auth P clear BUCKET`: lift the bucket's cooldown or `[refused]` mark by hand.
+    AuthClear(OAuthProvider, BucketName),
     /// `/provider [P]`.
     Provider(Option<ChatProvider>),
     /// `/model [M]`.
     Model(Option<String>),
     /// `/key KEY`: the session's key (the value is a secret; never echo it).
     Key(String),
+    /// `/key` alone: ask for the key without echoing it.
+    AskKey,
     /// `/keyfile PATH`.
     KeyFile(String),
     /// `/set NAME VALUE`.
@@ -84,7 +88,7 @@ pub const COMMANDS: [&str; 11] = [
 ];
 
 /// The subcommands of `/auth P`.
-pub const AUTH_SUBCOMMANDS: [&str; 5] = ["status", "enable", "disable", "login", "logout"];
+pub const AUTH_SUBCOMMANDS: [&str; 6] = ["status", "enable", "disable", "login", "logout", "clear"];
 
 /// The subcommands of `/profile`.
 pub const PROFILE_SUBCOMMANDS: [&str; 5] = ["save", "load", "list", "delete", "set-default"];
@@ -165,8 +169,11 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             ))),
         },
         "key" => match args {
+            [] => Ok(Command::AskKey),
             [k] => Ok(Command::Key((*k).to_owned())),
-            _ => Err(err("usage: /key KEY")),
+            _ => Err(err(
+                "usage: /key [KEY] (alone, it asks for the key without showing it)",
+            )),
         },
         "keyfile" => match args {
             [p] => Ok(Command::KeyFile((*p).to_owned())),
@@ -200,7 +207,7 @@ fn parse_auth(args: &[&str]) -> Result<Command, CommandError> {
         return Ok(Command::AuthOverview);
     };
     let provider: OAuthProvider = p.parse().map_err(unknown_provider)?;
-    let usage = "/auth P [status|enable|disable|login [BUCKET]|logout [BUCKET|--all]]";
+    let usage = "/auth P [status|enable|disable|login [BUCKET]|logout [BUCKET|--all]|clear BUCKET]";
     match rest {
         [] | ["status"] => Ok(Command::AuthStatus(provider)),
         ["enable"] => Ok(Command::AuthEnable(provider)),
@@ -216,6 +223,7 @@ fn parse_auth(args: &[&str]) -> Result<Command, CommandError> {
             provider,
             LogoutTarget::Bucket(bucket(b)?),
         )),
+        ["clear", b] => Ok(Command::AuthClear(provider, bucket(b)?)),
         [sub, ..] if !AUTH_SUBCOMMANDS.contains(sub) => Err(err(format!(
             "unknown /auth subcommand '{}'; usage: {usage}",
             shown(sub)

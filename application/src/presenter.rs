@@ -133,6 +133,9 @@ async fn run(
         Command::AuthLogin(p, bucket) => {
             let bucket = llxprt_domain::BucketId::new(p, bucket);
             prompt.show(&format!("Signing in to {bucket}…"));
+            if let Some(notice) = bucket.provider.terms_notice() {
+                prompt.show(notice);
+            }
             let done = session.login(bucket, prompt).await?;
             prompt.show(&format!(
                 "✓ Logged in to {} (expires in {})",
@@ -148,6 +151,12 @@ async fn run(
                 _ => prompt.show(&format!("Logged out of {} bucket(s) of {p}", removed.len())),
             }
         }
+        Command::AuthClear(p, name) => {
+            let bucket = session.clear(p, name).await?;
+            prompt.show(&format!(
+                "Cleared {bucket}: the next request tries it again"
+            ));
+        }
         Command::Provider(None) => prompt.show(&format!("Provider: {}", session.provider())),
         Command::Provider(Some(p)) => {
             let model = session.set_provider(p);
@@ -160,6 +169,18 @@ async fn run(
         }
         Command::Key(key) => {
             let provider = session.set_key(Secret::new(key));
+            prompt.show(&format!("API key set for {provider} for this session"));
+        }
+        Command::AskKey => {
+            let provider = session.provider();
+            let key = prompt
+                .ask_secret(&format!("API key for {provider} (not shown):"))
+                .await
+                .map_err(|e| SessionError::NoKeyGiven(e.to_string()))?;
+            if key.is_empty() {
+                return Err(SessionError::NoKeyGiven("the key was empty".to_owned()));
+            }
+            session.set_key(Secret::new(key));
             prompt.show(&format!("API key set for {provider} for this session"));
         }
         Command::KeyFile(path) => {
@@ -247,6 +268,7 @@ async fn auth_overview(session: &Session, prompt: &dyn UserPrompt) -> Result<(),
                 ", cooling down until {}",
                 session.clock().time_of_day(until)
             ),
+            TokenSummary::Refused(cause) => format!(", refused by the provider ({cause})"),
             TokenSummary::NotLoggedIn => ", not logged in".to_owned(),
         };
         let mark = if line.usable { '✓' } else { '✗' };
@@ -295,6 +317,7 @@ async fn auth_status(
                 session.clock().time_of_day(until)
             ),
             Ok(BucketStatus::NeedsLogin) => format!("  [needs login] {name}"),
+            Ok(BucketStatus::Refused { cause }) => format!("  [refused] {name} ({cause})"),
         });
     }
     Ok(())
@@ -337,6 +360,7 @@ fn help(prompt: &dyn UserPrompt) {
         "  /auth P enable|disable                  lazy OAuth on or off for P",
         "  /auth P login [BUCKET]                  sign in now",
         "  /auth P logout [BUCKET|--all]           delete tokens",
+        "  /auth P clear BUCKET                    lift a cooldown or [refused] mark",
         "  /provider [P], /model [M]               show or set (anthropic, gemini, qwen, openai)",
         "  /key KEY, /keyfile PATH, /set NAME VALUE  session credentials and settings",
         "  /profile save model NAME [BUCKET...]    save provider, model and buckets",

@@ -129,6 +129,9 @@ pub enum SessionError {
     /// `/set` of a setting read only at start.
     #[error("{0} is read at start; pass --set {0}=VALUE or put it in settings.json")]
     ReadAtStart(String),
+    /// `/key` alone, and no key came (the question was cancelled, or the answer was empty).
+    #[error("no key set: {0}")]
+    NoKeyGiven(String),
     /// `/set default_profile`.
     #[error("the default profile is not a session setting; use /profile set-default {0}")]
     DefaultProfileIsNotASessionSetting(String),
@@ -178,6 +181,8 @@ pub enum TokenSummary {
     ExpiredWillRefresh,
     /// Every bucket is cooling down; the first one ends then.
     CoolingUntil(UnixSeconds),
+    /// The provider refuses the account to llxprt.
+    Refused(llxprt_domain::failover::RefusalCause),
     /// No usable bucket is signed in.
     NotLoggedIn,
 }
@@ -437,7 +442,6 @@ impl Session {
                 state.conversation.clone(),
             )
         };
-        let model = model.unwrap_or_else(|| provider.default_model().to_owned());
         messages.push(ChatMessage {
             role: Role::User,
             text: text.to_owned(),
@@ -447,7 +451,7 @@ impl Session {
             .send(
                 MessageTarget {
                     provider,
-                    model: &model,
+                    model: model.as_deref(),
                     session_key: session_key.as_ref(),
                     settings: &settings,
                     profile: profile.as_ref().map(|(n, p)| (n, p)),
@@ -510,6 +514,9 @@ impl Session {
                         Some(BucketStatus::Expired) => (true, TokenSummary::ExpiredWillRefresh),
                         Some(BucketStatus::Cooldown { until }) => {
                             (false, TokenSummary::CoolingUntil(until))
+                        }
+                        Some(BucketStatus::Refused { cause }) => {
+                            (false, TokenSummary::Refused(cause))
                         }
                         _ => (false, TokenSummary::NotLoggedIn),
                     }
@@ -602,6 +609,29 @@ impl Session {
             self.services.chat.mark_usable(bucket).await;
         }
         Ok(removed)
+    }
+
+    /// Lifts a bucket's cooldown or `[refused]` mark by hand (`/auth P clear BUCKET`): the
+    /// next request tries it again.
+    ///
+    /// # Errors
+    /// [`SessionError::NoSuchBucket`] when the bucket holds no token.
+    pub async fn clear(
+        &self,
+        provider: OAuthProvider,
+        name: BucketName,
+    ) -> Result<BucketId, SessionError> {
+        let existing = self.services.auth.buckets(provider).await?;
+        if !existing.contains(&name) {
+            return Err(SessionError::NoSuchBucket {
+                provider,
+                name,
+                existing,
+            });
+        }
+        let bucket = BucketId::new(provider, name);
+        self.services.chat.mark_usable(&bucket).await;
+        Ok(bucket)
     }
 
     /// Sets a setting for the rest of the session (`/set NAME VALUE`); `auth-key` sets the

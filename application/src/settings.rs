@@ -77,9 +77,9 @@ impl Default for AnthropicSettings {
             base_url: "https://api.anthropic.com".into(),
             oauth: AnthropicOAuthSettings {
                 authorize_url: "https://claude.ai/oauth/authorize".into(),
-                token_url: "https://console.anthropic.com/v1/oauth/token".into(),
+                token_url: "https://platform.claude.com/v1/oauth/token".into(),
                 client_id: "9d1c250a-e61b-44d9-88ed-5944d1962f5e".into(),
-                redirect_uri: "https://console.anthropic.com/oauth/code/callback".into(),
+                redirect_uri: "https://platform.claude.com/oauth/code/callback".into(),
                 scopes: words("org:create_api_key user:profile user:inference"),
             },
         }

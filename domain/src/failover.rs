@@ -62,10 +62,45 @@ impl fmt::Display for LoginCause {
     }
 }
 
+/// Why a provider refuses an account to llxprt as a matter of policy (providers.md, "How the real
+/// services answer today"): no retry, refresh or wait changes it, only another login (another
+/// account, or the same one after the provider changed its mind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalCause {
+    /// Anthropic: the credential `is only authorized for use with Claude Code`.
+    ClaudeCodeOnly,
+    /// Gemini: `UNSUPPORTED_CLIENT`, Code Assist no longer serves personal accounts to this
+    /// client.
+    UnsupportedClient,
+    /// Qwen: the free OAuth tier ended; its tokens are refused even after a refresh.
+    TierEnded,
+}
+
+impl RefusalCause {
+    /// What still works instead, for the line that tells the user about the refusal.
+    pub fn what_works(self) -> &'static str {
+        match self {
+            Self::ClaudeCodeOnly => "use an Anthropic API key (ANTHROPIC_API_KEY or /key), or another provider",
+            Self::UnsupportedClient => "use a Gemini API key (GEMINI_API_KEY or /key), or a Google Workspace or Code Assist Standard/Enterprise account with providers.gemini.project set",
+            Self::TierEnded => "use a DashScope API key (DASHSCOPE_API_KEY or /key)",
+        }
+    }
+}
+
+impl fmt::Display for RefusalCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ClaudeCodeOnly => "credential only authorized for Claude Code",
+            Self::UnsupportedClient => "client no longer supported for this account",
+            Self::TierEnded => "Qwen's free OAuth tier has ended",
+        })
+    }
+}
+
 /// What the service knows about a bucket between requests.
 ///
-/// `NeedsLogin` stays until a login gives the bucket a new token; the service then sets the
-/// bucket back to `Usable`.
+/// `NeedsLogin` and `Refused` stay until a login gives the bucket a new token (or the user clears
+/// the mark); the service then sets the bucket back to `Usable`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BucketHealth {
     /// Nothing known against it.
@@ -82,6 +117,11 @@ pub enum BucketHealth {
         /// What showed that the bucket needs a login.
         cause: LoginCause,
     },
+    /// The provider refuses this account to llxprt: skipped until it logs in again.
+    Refused {
+        /// The provider's reason.
+        cause: RefusalCause,
+    },
 }
 
 impl BucketHealth {
@@ -91,7 +131,7 @@ impl BucketHealth {
         match self {
             Self::Usable => true,
             Self::CoolingUntil { until, .. } => *until <= now,
-            Self::NeedsLogin { .. } => false,
+            Self::NeedsLogin { .. } | Self::Refused { .. } => false,
         }
     }
 }
@@ -115,6 +155,11 @@ pub enum Outcome {
     Unauthorized,
     /// `403`: revoked or forbidden.
     Forbidden,
+    /// A policy refusal of the account (see [`RefusalCause`]).
+    Refused {
+        /// The provider's reason.
+        cause: RefusalCause,
+    },
     /// Refreshing the bucket's token failed, either before sending (it had expired) or after
     /// [`Decision::RefreshThenRetry`].
     RefreshFailed {
@@ -148,6 +193,11 @@ pub enum SkipReason {
     RefreshFailed,
     /// Still `401` after a successful refresh; skipped for this request only.
     StillUnauthorized,
+    /// The provider refuses the account to llxprt.
+    Refused {
+        /// The provider's reason.
+        cause: RefusalCause,
+    },
 }
 
 /// Shown after the bucket's name; a cooldown's end is left to the caller, which knows the
@@ -159,6 +209,7 @@ impl fmt::Display for SkipReason {
             Self::NeedsLogin { cause } => write!(f, "needs login ({cause})"),
             Self::RefreshFailed => f.write_str("token refresh failed"),
             Self::StillUnauthorized => f.write_str("unauthorized even after a refresh"),
+            Self::Refused { cause } => write!(f, "refused by the provider ({cause})"),
         }
     }
 }
@@ -268,6 +319,8 @@ enum Phase {
 #[derive(Debug, Clone)]
 pub struct FailoverRequest {
     health: Vec<(BucketName, BucketHealth)>,
+    /// What a `401` that a refresh did not cure means for this provider, if it is a refusal.
+    repeated_unauthorized: Option<RefusalCause>,
     progress: Vec<Progress>,
     phase: Phase,
     attempts: Vec<Attempt>,
@@ -298,6 +351,7 @@ impl FailoverRequest {
         let mut request = Self {
             progress: vec![Progress::default(); health.len()],
             health,
+            repeated_unauthorized: None,
             // Replaced at once: `move_on` always sets the phase.
             phase: Phase::Finished(Decision::Done),
             attempts: Vec::new(),
@@ -305,6 +359,13 @@ impl FailoverRequest {
         };
         let decision = request.move_on(None, now);
         (request, decision)
+    }
+
+    /// Says that a `401` that persists after the bucket's refresh is the provider refusing the
+    /// account (Qwen's ended free tier) rather than a passing fault: the bucket is then marked
+    /// refused instead of being skipped for this request only.
+    pub fn treat_repeated_unauthorized_as(&mut self, cause: Option<RefusalCause>) {
+        self.repeated_unauthorized = cause;
     }
 
     /// Records what happened with the bucket of the last [`Decision::Use`] or
@@ -330,7 +391,11 @@ impl FailoverRequest {
                 self.phase = Phase::Retrying(index);
                 return Decision::RefreshThenRetry(name);
             }
-            Outcome::Unauthorized => SkipReason::StillUnauthorized,
+            Outcome::Unauthorized => match self.repeated_unauthorized {
+                Some(cause) => self.refuse(index, cause),
+                None => SkipReason::StillUnauthorized,
+            },
+            Outcome::Refused { cause } => self.refuse(index, cause),
             Outcome::RateLimited { reset_at } => {
                 self.cool(index, reset_at, CooldownCause::RateLimited, now)
             }
@@ -392,6 +457,7 @@ impl FailoverRequest {
                 Some(SkipReason::Cooling { until, cause })
             }
             BucketHealth::NeedsLogin { cause } => Some(SkipReason::NeedsLogin { cause }),
+            BucketHealth::Refused { cause } => Some(SkipReason::Refused { cause }),
         }
     }
 
@@ -449,6 +515,11 @@ impl FailoverRequest {
         SkipReason::Cooling { until, cause }
     }
 
+    fn refuse(&mut self, index: usize, cause: RefusalCause) -> SkipReason {
+        self.health[index].1 = BucketHealth::Refused { cause };
+        SkipReason::Refused { cause }
+    }
+
     fn needs_login(&mut self, index: usize, cause: LoginCause) -> SkipReason {
         self.health[index].1 = BucketHealth::NeedsLogin { cause };
         SkipReason::NeedsLogin { cause }
@@ -478,11 +549,16 @@ pub enum BucketStatus {
     /// `[needs login] NAME`: no token, no way to refresh it, or marked by a `403` or a rejected
     /// refresh.
     NeedsLogin,
+    /// `[refused] NAME (REASON)`: the provider refuses this account to llxprt.
+    Refused {
+        /// The provider's reason.
+        cause: RefusalCause,
+    },
 }
 
 /// The status of one bucket at `now`, from its stored token (if any) and its health.
 ///
-/// A login problem outranks a cooldown, which outranks expiry: each says what the user must do
+/// A missing token outranks a refusal, which outranks a login problem, a cooldown and expiry: each says what the user must do
 /// or wait for first.
 pub fn bucket_status(
     token: Option<&Token>,
@@ -493,6 +569,7 @@ pub fn bucket_status(
         return BucketStatus::NeedsLogin;
     };
     match *health {
+        BucketHealth::Refused { cause } => BucketStatus::Refused { cause },
         BucketHealth::NeedsLogin { .. } => BucketStatus::NeedsLogin,
         BucketHealth::CoolingUntil { until, .. } if until > now => BucketStatus::Cooldown { until },
         _ if token.freshness(now) == Freshness::Expired => {
@@ -596,6 +673,47 @@ mod tests {
                 }
             }]
         );
+    }
+
+    #[test]
+    fn a_refusal_switches_marks_the_bucket_and_reports_the_reason() {
+        let (mut request, _) = FailoverRequest::start(usable(&["a", "b"]), NOW);
+        let cause = RefusalCause::ClaudeCodeOnly;
+        assert_eq!(request.record(Outcome::Refused { cause }, NOW), use_("b"));
+        assert_eq!(health_of(&request, "a"), BucketHealth::Refused { cause });
+        let (mut again, first) = FailoverRequest::start(request.into_health(), NOW + 100_000);
+        assert_eq!(first, use_("b"), "a refusal does not pass with time");
+        let Decision::Exhausted(report) = again.record(Outcome::Forbidden, NOW) else {
+            panic!("expected exhaustion");
+        };
+        assert_eq!(report.buckets[0].reason, SkipReason::Refused { cause });
+        assert_eq!(report.earliest_usable, None);
+        assert_eq!(
+            report.buckets[0].reason.to_string(),
+            "refused by the provider (credential only authorized for Claude Code)"
+        );
+    }
+
+    #[test]
+    fn a_401_that_a_refresh_does_not_cure_is_a_refusal_where_the_provider_says_so() {
+        for (treat, expected) in [
+            (None, BucketHealth::Usable),
+            (
+                Some(RefusalCause::TierEnded),
+                BucketHealth::Refused {
+                    cause: RefusalCause::TierEnded,
+                },
+            ),
+        ] {
+            let (mut request, _) = FailoverRequest::start(usable(&["a", "b"]), NOW);
+            request.treat_repeated_unauthorized_as(treat);
+            assert_eq!(
+                request.record(Outcome::Unauthorized, NOW),
+                Decision::RefreshThenRetry(name("a"))
+            );
+            assert_eq!(request.record(Outcome::Unauthorized, NOW), use_("b"));
+            assert_eq!(health_of(&request, "a"), expected);
+        }
     }
 
     #[test]
@@ -887,6 +1005,21 @@ mod tests {
     }
 
     #[test]
+    fn status_of_a_refused_bucket_with_a_token_is_refused() {
+        let fresh = token(NOW + 600, Some("r"));
+        let refused = BucketHealth::Refused {
+            cause: RefusalCause::TierEnded,
+        };
+        assert_eq!(
+            bucket_status(Some(&fresh), &refused, NOW),
+            BucketStatus::Refused {
+                cause: RefusalCause::TierEnded
+            }
+        );
+        assert_eq!(bucket_status(None, &refused, NOW), BucketStatus::NeedsLogin);
+    }
+
+    #[test]
     fn status_shows_a_cooldown_until_it_ends() {
         let fresh = token(NOW + 3600, Some("rt"));
         let cooling = BucketHealth::CoolingUntil {
@@ -1011,6 +1144,40 @@ mod tests {
                 if let Decision::Use(bucket) = &step.decision {
                     let marked = matches!(input_health(&buckets, bucket), BucketHealth::NeedsLogin { .. });
                     prop_assert!(!marked, "used {} which needs login", bucket);
+                }
+            }
+        }
+
+        #[test]
+        fn never_selects_a_refused_bucket((buckets, script) in any_scenario()) {
+            let (request, steps) = simulate(&buckets, &script);
+            for step in &steps {
+                if let Decision::Use(bucket) = &step.decision {
+                    let refused = matches!(input_health(&buckets, bucket), BucketHealth::Refused { .. });
+                    prop_assert!(!refused, "used {} which the provider refuses", bucket);
+                }
+            }
+            // And the next request does not either: a refusal is kept until a login.
+            let (_, next) = simulate(request.health(), &[]);
+            for step in &next {
+                if let Decision::Use(bucket) = &step.decision {
+                    let refused = matches!(input_health(request.health(), bucket), BucketHealth::Refused { .. });
+                    prop_assert!(!refused, "the next request used {} which the provider refuses", bucket);
+                }
+            }
+        }
+
+        #[test]
+        fn a_refusal_marks_the_bucket_and_moves_on((buckets, script) in any_scenario()) {
+            let (request, steps) = simulate(&buckets, &script);
+            for (i, step) in steps.iter().enumerate() {
+                let (Decision::Use(bucket) | Decision::RefreshThenRetry(bucket)) = &step.decision else { continue };
+                if let Some(Outcome::Refused { cause }) = step.answered {
+                    let kept = request.health().iter().find(|(n, _)| n == bucket).map(|(_, h)| *h);
+                    prop_assert_eq!(kept, Some(BucketHealth::Refused { cause }));
+                    let next = &steps[i + 1].decision;
+                    let moved = !matches!(next, Decision::Use(b) | Decision::RefreshThenRetry(b) if b == bucket);
+                    prop_assert!(moved, "stayed on refused {}: {:?}", bucket, next);
                 }
             }
         }

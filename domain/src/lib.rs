@@ -24,7 +24,7 @@ pub mod token;
 pub use bucket::{BucketId, BucketName, InvalidBucketName};
 pub use failover::{
     bucket_status, BucketHealth, BucketStatus, CooldownCause, Decision, ExhaustedReport,
-    FailoverRequest, LoginCause, Outcome, SkipReason,
+    FailoverRequest, LoginCause, Outcome, RefusalCause, SkipReason,
 };
 pub use loadbalance::{moves_on, LoadBalancePolicy, LoadBalancer, MemberFailure, UnknownPolicy};
 pub use precedence::{resolve_credential, Credential, CredentialSources, KeySource, OAuthPlan};

@@ -1,6 +1,8 @@
 //! The providers llxprt signs in to and talks to.
 
 use std::fmt;
+
+use crate::failover::RefusalCause;
 use std::str::FromStr;
 
 /// The text a user typed did not name a known provider.
@@ -47,6 +49,33 @@ impl OAuthProvider {
             Self::Gemini => ChatProvider::Gemini,
             Self::Qwen => ChatProvider::Qwen,
             Self::Codex => ChatProvider::OpenAi,
+        }
+    }
+
+    /// What a `401` that persists after a refresh means for this provider when it is a policy
+    /// refusal: Qwen's free OAuth tier ended on 2026-04-15, and its tokens are refused whatever
+    /// the refresh.
+    pub fn refusal_on_repeated_unauthorized(self) -> Option<RefusalCause> {
+        match self {
+            Self::Qwen => Some(RefusalCause::TierEnded),
+            Self::Anthropic | Self::Gemini | Self::Codex => None,
+        }
+    }
+
+    /// The one line `/auth P login` shows before the sign-in URL about the provider's terms for
+    /// third-party use of a subscription (providers.md), if it has such terms.
+    pub fn terms_notice(self) -> Option<&'static str> {
+        match self {
+            Self::Anthropic => Some(
+                "Note: Anthropic reserves Claude subscriptions for Claude Code and claude.ai; llxprt's requests draw on the account's extra usage (claude.ai/settings/usage), and an API key (ANTHROPIC_API_KEY) works as intended.",
+            ),
+            Self::Gemini => Some(
+                "Note: Google no longer serves personal Google accounts to this client; a Google Workspace or Code Assist Standard/Enterprise account with a project (providers.gemini.project) works, and so does a Gemini API key (GEMINI_API_KEY).",
+            ),
+            Self::Qwen => Some(
+                "Note: Qwen's free OAuth tier ended on 2026-04-15 and its tokens are refused; a DashScope API key (DASHSCOPE_API_KEY) works.",
+            ),
+            Self::Codex => None,
         }
     }
 }
@@ -115,6 +144,16 @@ impl ChatProvider {
             Self::Gemini => "gemini-2.5-pro",
             Self::Qwen => "qwen3-coder-plus",
             Self::OpenAi => "gpt-5",
+        }
+    }
+
+    /// The model a session starts with when none is chosen and the request goes out with an
+    /// OAuth token: the subscription's API may offer other models than the key API (a ChatGPT
+    /// account takes only the models Codex offers; `gpt-5.5` is offered to every plan).
+    pub fn default_oauth_model(self) -> &'static str {
+        match self {
+            Self::OpenAi => "gpt-5.5",
+            other => other.default_model(),
         }
     }
 

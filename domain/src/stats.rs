@@ -128,6 +128,7 @@ impl StatsDelta {
                 Outcome::Success
                 | Outcome::Unauthorized
                 | Outcome::Forbidden
+                | Outcome::Refused { .. }
                 | Outcome::Transient => self.record_request(&bucket, now),
             }
         }

@@ -24,7 +24,7 @@ use proptest::prelude::*;
 use proptest::sample::subsequence;
 
 use crate::bucket::{BucketId, BucketName};
-use crate::failover::{BucketHealth, CooldownCause, LoginCause, Outcome};
+use crate::failover::{BucketHealth, CooldownCause, LoginCause, Outcome, RefusalCause};
 use crate::loadbalance::LoadBalancePolicy;
 use crate::profile::{Profile, ProfileName};
 use crate::provider::{ChatProvider, OAuthProvider};
@@ -144,6 +144,16 @@ pub fn health_around(now: UnixSeconds) -> impl Strategy<Value = BucketHealth> {
             cause,
         }),
         1 => login.prop_map(|cause| BucketHealth::NeedsLogin { cause }),
+        1 => any_refusal().prop_map(|cause| BucketHealth::Refused { cause }),
+    ]
+}
+
+/// Why a provider refuses an account to llxprt.
+pub fn any_refusal() -> impl Strategy<Value = RefusalCause> {
+    prop_oneof![
+        Just(RefusalCause::ClaudeCodeOnly),
+        Just(RefusalCause::UnsupportedClient),
+        Just(RefusalCause::TierEnded),
     ]
 }
 
@@ -164,6 +174,7 @@ pub fn outcome_around(now: UnixSeconds) -> impl Strategy<Value = Outcome> {
         2 => any::<bool>().prop_map(|needs_login| Outcome::RefreshFailed { needs_login }),
         1 => Just(Outcome::NoToken),
         1 => Just(Outcome::Transient),
+        1 => any_refusal().prop_map(|cause| Outcome::Refused { cause }),
     ]
 }
 

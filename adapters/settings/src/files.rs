@@ -2,8 +2,6 @@
 //! private writes, the settings lock, and error messages safe to show.
 
 use std::fmt::Display;
-use std::fs;
-use std::io::ErrorKind;
 use std::path::Path;
 
 use llxprt_application::ports::ConfigError;
@@ -15,23 +13,31 @@ pub(super) fn io_error(path: &Path, error: &impl Display) -> ConfigError {
     }
 }
 
-/// The file's text, or `None` when there is no such file.
+/// The most a settings or profile file may hold: real ones are a few kilobytes, and a bigger
+/// one is refused before it is parsed.
+pub(super) const MAX_SETTINGS_BYTES: u64 = 1 << 20;
+
+/// The file's text, or `None` when there is no such file. A FIFO or device gives an error at
+/// once instead of a hang, and a file another user owns or can change is refused
+/// (`llxprt_fs::check_owner_and_mode`): its endpoints and keys would be theirs.
 pub(super) fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error(path, &e)),
-    }
+    let bytes = llxprt_fs::read_regular(path, llxprt_fs::Links::Follow, MAX_SETTINGS_BYTES)
+        .map_err(|(p, e)| io_error(&p, &e))?;
+    bytes
+        .map(|bytes| {
+            String::from_utf8(bytes).map_err(|_| ConfigError::InvalidFile {
+                path: path.display().to_string(),
+                reason: "it is not UTF-8 text".to_owned(),
+            })
+        })
+        .transpose()
 }
 
 /// Creates a directory (and its parents) readable by its owner only, since what it holds may
-/// include keys. An existing directory keeps the permissions the user gave it.
+/// include keys. An existing directory keeps the permissions the user gave it, unless others
+/// own it or can change it, which is refused.
 pub(super) fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| io_error(dir, &e))
+    llxprt_fs::create_private_dir(dir).map_err(|(p, e)| io_error(&p, &e))
 }
 
 /// Replaces `path` with `contents` so that a reader, or the next run after a crash, sees the old

@@ -319,25 +319,18 @@ impl KeyFiles for FileConfigStore {
     fn read_key_file(&self, path: &str) -> Result<Secret, ConfigError> {
         const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
         let path = Path::new(path);
-        let file = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut std::io::Read::take(file, MAX_KEY_FILE_BYTES + 1),
-            &mut text,
-        )
-        .map_err(|_| ConfigError::InvalidFile {
+        let invalid = |reason: &str| ConfigError::InvalidFile {
             path: path.display().to_string(),
-            reason: "not a text file".to_owned(),
-        })?;
+            reason: reason.to_owned(),
+        };
+        // A FIFO is an error, not a hang; a key file others can change is not your key.
+        let bytes = llxprt_fs::read_regular(path, llxprt_fs::Links::Follow, MAX_KEY_FILE_BYTES)
+            .map_err(|(p, e)| io_error(&p, &e))?
+            .ok_or_else(|| io_error(path, &std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid("not a text file"))?;
         let key = text.trim();
-        if text.len() as u64 > MAX_KEY_FILE_BYTES
-            || key.is_empty()
-            || key.contains(char::is_whitespace)
-        {
-            return Err(ConfigError::InvalidFile {
-                path: path.display().to_string(),
-                reason: "expected one API key and nothing else".to_owned(),
-            });
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(invalid("expected one API key and nothing else"));
         }
         Ok(Secret::new(key))
     }

@@ -67,7 +67,7 @@ fn with_no_file_every_value_is_the_real_providers() {
     );
     assert_eq!(
         p.anthropic.oauth.token_url,
-        "https://console.anthropic.com/v1/oauth/token"
+        "https://platform.claude.com/v1/oauth/token"
     );
     assert_eq!(
         p.anthropic.oauth.client_id,
@@ -75,7 +75,7 @@ fn with_no_file_every_value_is_the_real_providers() {
     );
     assert_eq!(
         p.anthropic.oauth.redirect_uri,
-        "https://console.anthropic.com/oauth/code/callback"
+        "https://platform.claude.com/oauth/code/callback"
     );
     assert_eq!(
         p.anthropic.oauth.scopes.join(" "),
@@ -181,7 +181,7 @@ fn the_file_overrides_what_it_names_and_nothing_else() {
     assert_eq!(p.anthropic.oauth.scopes, ["a", "b"]);
     assert_eq!(
         p.anthropic.oauth.token_url,
-        "https://console.anthropic.com/v1/oauth/token"
+        "https://platform.claude.com/v1/oauth/token"
     );
     assert_eq!(p.codex.oauth.callback_port, 1457);
     assert_eq!(p.codex.oauth.issuer, "https://auth.openai.com");

@@ -2,9 +2,9 @@
 //! atomically, locked with operating-system advisory locks.
 
 use std::collections::HashMap;
-use std::fs::{self, DirBuilder, File, Metadata, OpenOptions, Permissions};
+use std::fs::{self, DirBuilder, File, Metadata, Permissions};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -183,7 +183,7 @@ impl TokenStore for FileTokenStore {
             // cancel it.
             match file.try_lock() {
                 Ok(()) => {
-                    record_holder(&file, &path);
+                    llxprt_fs::record_holder(&file);
                     return Ok(Box::new(FileBucketLock { file }));
                 }
                 Err(fs::TryLockError::WouldBlock) => {}
@@ -194,7 +194,7 @@ impl TokenStore for FileTokenStore {
                 return Err(StoreError::LockTimeout {
                     bucket: bucket.clone(),
                     waited,
-                    holder: describe_holder(&path),
+                    holder: llxprt_fs::describe_holder(&path),
                 });
             }
             if !announced {
@@ -203,7 +203,7 @@ impl TokenStore for FileTokenStore {
                     bucket = %bucket,
                     lock = %path.display(),
                     "waiting up to {timeout:?} for the lock on {bucket}, {}",
-                    describe_holder(&path)
+                    llxprt_fs::describe_holder(&path)
                 );
             }
             tokio::time::sleep(LOCK_POLL.min(timeout - waited)).await;
@@ -345,6 +345,7 @@ fn prepare_dir(dir: &Path, create: bool) -> Result<bool, StoreError> {
             message: "it is not a directory".to_owned(),
         }),
         Ok(meta) => {
+            llxprt_fs::check_owner_and_mode(dir, &meta).map_err(|(p, e)| io_error(&p, e))?;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 tracing::warn!(
@@ -410,6 +411,8 @@ fn read_token(
     if !meta.is_file() {
         return Err(corrupt("it is not a regular file".into()));
     }
+    // A token another user planted (with their own token_url's tokens) is never used.
+    llxprt_fs::check_owner_and_mode(path, &meta).map_err(|(p, e)| io_error(&p, e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         tracing::warn!(
@@ -507,36 +510,9 @@ fn open_lock_file(dir: &Path, path: &Path) -> Result<File, StoreError> {
     if let Some(locks) = path.parent() {
         prepare_dir(locks, true)?;
     }
-    // Not truncated: the pid in it belongs to whoever holds the lock now.
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(|e| io_error(path, e))
-}
-
-/// Writes this process's pid into the lock file for waiters to name. Best effort: the lock is
-/// held either way.
-fn record_holder(file: &File, path: &Path) {
-    let pid = format!("{}\n", std::process::id());
-    if let Err(e) = file
-        .set_len(0)
-        .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
-    {
-        tracing::debug!(lock = %path.display(), "could not record the lock holder: {e}");
-    }
-}
-
-fn describe_holder(path: &Path) -> String {
-    let mut text = String::new();
-    let read = File::open(path).and_then(|f| f.take(32).read_to_string(&mut text));
-    match read.ok().and_then(|_| text.trim().parse::<u32>().ok()) {
-        Some(pid) => format!("held by process {pid}"),
-        None => "held by another process".to_owned(),
-    }
+    // Not truncated: the pid in it belongs to whoever holds the lock now. Never a link or a
+    // FIFO, which would make the lock open another file or hang.
+    llxprt_fs::open_lock_file(path).map_err(|(p, e)| io_error(&p, e))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use llxprt_application::ports::{HealthStore, PersistenceError};
-use llxprt_domain::failover::{BucketHealth, CooldownCause, LoginCause};
+use llxprt_domain::failover::{BucketHealth, CooldownCause, LoginCause, RefusalCause};
 use llxprt_domain::{BucketId, UnixSeconds};
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +37,25 @@ struct HealthFile {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 enum Entry {
-    Cooling { until: i64, cause: Cooldown },
-    NeedsLogin { cause: Login },
+    Cooling {
+        until: i64,
+        cause: Cooldown,
+    },
+    NeedsLogin {
+        cause: Login,
+    },
+    /// The provider refuses the account to llxprt (kept until a login or `/auth P clear`).
+    Refused {
+        cause: Refusal,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Refusal {
+    ClaudeCodeOnly,
+    UnsupportedClient,
+    TierEnded,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -76,6 +93,13 @@ impl Entry {
                     LoginCause::NoToken => Login::NoToken,
                 },
             }),
+            BucketHealth::Refused { cause } => Some(Self::Refused {
+                cause: match cause {
+                    RefusalCause::ClaudeCodeOnly => Refusal::ClaudeCodeOnly,
+                    RefusalCause::UnsupportedClient => Refusal::UnsupportedClient,
+                    RefusalCause::TierEnded => Refusal::TierEnded,
+                },
+            }),
         }
     }
 
@@ -94,6 +118,13 @@ impl Entry {
                     Login::Forbidden => LoginCause::Forbidden,
                     Login::RefreshRejected => LoginCause::RefreshRejected,
                     Login::NoToken => LoginCause::NoToken,
+                },
+            },
+            Self::Refused { cause } => BucketHealth::Refused {
+                cause: match cause {
+                    Refusal::ClaudeCodeOnly => RefusalCause::ClaudeCodeOnly,
+                    Refusal::UnsupportedClient => RefusalCause::UnsupportedClient,
+                    Refusal::TierEnded => RefusalCause::TierEnded,
                 },
             },
         }
@@ -129,13 +160,12 @@ impl FileHealthStore {
     }
 
     fn read(&self) -> Result<HealthFile, PersistenceError> {
-        let bytes = match std::fs::metadata(&self.path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HealthFile::default()),
-            Err(e) => return Err(self.io(&self.path, e)),
-            Ok(meta) if meta.len() > MAX_HEALTH_FILE_BYTES => {
-                return Err(self.corrupt("the file is too large"))
-            }
-            Ok(_) => std::fs::read(&self.path).map_err(|e| self.io(&self.path, e))?,
+        // Never through a planted link, never a FIFO, never a file others own or can change.
+        let read =
+            llxprt_fs::read_regular(&self.path, llxprt_fs::Links::Refuse, MAX_HEALTH_FILE_BYTES);
+        let bytes = match read.map_err(|(p, e)| self.io(&p, e))? {
+            Some(bytes) => bytes,
+            None => return Ok(HealthFile::default()),
         };
         serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&e.to_string()))
     }
@@ -204,6 +234,22 @@ mod tests {
     const REVOKED: BucketHealth = BucketHealth::NeedsLogin {
         cause: LoginCause::Forbidden,
     };
+
+    #[tokio::test]
+    async fn a_refusal_is_kept_with_its_reason_for_the_next_process() {
+        let home = tempfile::tempdir().unwrap();
+        let refused = BucketHealth::Refused {
+            cause: RefusalCause::UnsupportedClient,
+        };
+        FileHealthStore::new(home.path())
+            .record(&[(bucket("w1"), refused)])
+            .await
+            .unwrap();
+        let seen = FileHealthStore::new(home.path()).load().await.unwrap();
+        assert_eq!(seen.get(&bucket("w1")), Some(&refused));
+        let text = std::fs::read_to_string(home.path().join("health.json")).unwrap();
+        assert!(text.contains("unsupported_client"), "{text}");
+    }
 
     #[tokio::test]
     async fn recorded_health_is_seen_by_another_store_and_usable_removes_it() {

@@ -9,8 +9,8 @@ mod health;
 pub mod json;
 mod stats;
 
+use std::io;
 use std::path::Path;
-use std::{fs, io};
 
 pub use file::{FileTokenStore, DEFAULT_SETTLE_TIME, MAX_TOKEN_FILE_BYTES};
 pub use health::FileHealthStore;
@@ -28,7 +28,7 @@ pub(crate) fn update_json_locked<T: serde::Serialize, E>(
     io: impl Fn(PathError) -> E,
 ) -> Result<(), E> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| io((dir.to_owned(), e)))?;
+        llxprt_fs::create_private_dir(dir).map_err(&io)?;
     }
     let _lock = FileLock::acquire(&path.with_extension("json.lock")).map_err(&io)?;
     let document = change()?;

@@ -63,13 +63,12 @@ impl FileStatsStore {
     }
 
     fn read(&self) -> Result<StatsTotals, PersistenceError> {
-        let bytes = match std::fs::metadata(&self.path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StatsTotals::new()),
-            Err(e) => return Err(self.io(&self.path, e)),
-            Ok(meta) if meta.len() > MAX_STATS_FILE_BYTES => {
-                return Err(self.corrupt("the file is too large"))
-            }
-            Ok(_) => std::fs::read(&self.path).map_err(|e| self.io(&self.path, e))?,
+        // Never through a planted link, never a FIFO, never a file others own or can change.
+        let read =
+            llxprt_fs::read_regular(&self.path, llxprt_fs::Links::Refuse, MAX_STATS_FILE_BYTES);
+        let bytes = match read.map_err(|(p, e)| self.io(&p, e))? {
+            Some(bytes) => bytes,
+            None => return Ok(StatsTotals::new()),
         };
         let file: StatsFile =
             serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&e.to_string()))?;

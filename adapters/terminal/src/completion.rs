@@ -3,13 +3,14 @@
 //! [`complete`] is a pure function of the line, the cursor and the names the shell knows, so
 //! every rule is unit-tested without a terminal; [`ReplHelper`] only hands it to rustyline.
 
+use std::borrow::Cow;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use llxprt_application::commands::{AUTH_SUBCOMMANDS, COMMANDS, PROFILE_SUBCOMMANDS};
 use llxprt_application::shell::CompletionData;
 use llxprt_domain::{ChatProvider, OAuthProvider};
 use rustyline::completion::{Completer, Pair};
-use rustyline::highlight::Highlighter;
+use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
@@ -56,7 +57,7 @@ fn options_after(previous: &[&str], data: &CompletionData) -> Vec<String> {
         ["/auth", provider] if provider.parse::<OAuthProvider>().is_ok() => {
             owned(&AUTH_SUBCOMMANDS)
         }
-        ["/auth", provider, "login"] => buckets_of(provider, data),
+        ["/auth", provider, "login" | "clear"] => buckets_of(provider, data),
         ["/auth", provider, "logout"] => {
             let mut options = buckets_of(provider, data);
             options.push("--all".to_owned());
@@ -93,11 +94,16 @@ fn buckets_of(provider: &str, data: &CompletionData) -> Vec<String> {
 /// REPL refreshes after every line.
 pub(crate) struct ReplHelper {
     data: Arc<RwLock<CompletionData>>,
+    /// A secret is being typed: the line is drawn as blanks and nothing is completed.
+    pub(crate) masking: bool,
 }
 
 impl ReplHelper {
     pub(crate) fn new(data: Arc<RwLock<CompletionData>>) -> Self {
-        Self { data }
+        Self {
+            data,
+            masking: false,
+        }
     }
 }
 
@@ -110,6 +116,9 @@ impl Completer for ReplHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        if self.masking {
+            return Ok((pos, Vec::new()));
+        }
         // A writer that panicked left complete data behind (it replaces the whole value), so a
         // poisoned lock is still safe to read.
         let data = self.data.read().unwrap_or_else(PoisonError::into_inner);
@@ -135,7 +144,21 @@ impl Hinter for ReplHelper {
     type Hint = String;
 }
 
-impl Highlighter for ReplHelper {}
+/// While a secret is typed the line is drawn as blanks, so the key never shows on the screen
+/// (rustyline draws the line itself; the terminal does not echo).
+impl Highlighter for ReplHelper {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if self.masking {
+            Cow::Owned(" ".repeat(line.chars().count()))
+        } else {
+            Cow::Borrowed(line)
+        }
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, kind: CmdKind) -> bool {
+        self.masking && kind != CmdKind::MoveCursor
+    }
+}
 
 impl Validator for ReplHelper {}
 

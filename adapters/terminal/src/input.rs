@@ -7,10 +7,10 @@ use std::io::{self, BufRead};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use rustyline::config::Config;
+use rustyline::config::{Config, Configurer};
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
-use rustyline::{CompletionType, Editor};
+use rustyline::{ColorMode, CompletionType, Editor};
 
 use super::completion::ReplHelper;
 
@@ -42,6 +42,25 @@ impl SharedEditor {
             .unwrap_or_else(|join| Err(ReadlineError::Io(io::Error::other(join))))
     }
 
+    /// Shows `prompt` and reads one line drawn as blanks: a secret, which never shows on the
+    /// screen and, like every line, is kept in the history only by [`SharedEditor::record`].
+    pub(crate) async fn read_secret(&self, prompt: String) -> Result<String, ReadlineError> {
+        let editor = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let mut editor = lock(&editor);
+            let colours = editor.config_mut().color_mode();
+            // The blanks are drawn as "highlighting", which needs colours on.
+            editor.set_color_mode(ColorMode::Forced);
+            set_masking(&mut editor, true);
+            let line = editor.readline(&prompt);
+            set_masking(&mut editor, false);
+            editor.set_color_mode(colours);
+            line
+        })
+        .await
+        .unwrap_or_else(|join| Err(ReadlineError::Io(io::Error::other(join))))
+    }
+
     /// Loads the history file, if there is one yet.
     pub(crate) fn load_history(&self, path: &Path) -> Result<(), ReadlineError> {
         if !path.exists() {
@@ -56,6 +75,12 @@ impl SharedEditor {
         let mut editor = lock(&self.0);
         editor.add_history_entry(line)?;
         editor.append_history(path)
+    }
+}
+
+fn set_masking(editor: &mut Editor<ReplHelper, FileHistory>, masking: bool) {
+    if let Some(helper) = editor.helper_mut() {
+        helper.masking = masking;
     }
 }
 

@@ -7,6 +7,7 @@ mod completion;
 mod history;
 mod input;
 mod prompt;
+mod sanitize;
 
 use std::io::{self, BufRead, IsTerminal};
 use std::path::Path;

@@ -11,6 +11,7 @@ use llxprt_application::ports::{PromptError, UserPrompt};
 use rustyline::error::ReadlineError;
 
 use super::input::{LineSource, SharedEditor};
+use super::sanitize::for_terminal;
 
 /// Where answers to questions come from.
 pub(crate) enum Input {
@@ -25,6 +26,9 @@ type SharedWriter = Arc<Mutex<Box<dyn Write + Send>>>;
 
 /// Talks to the person at the keyboard: output on stdout, errors and the waiting spinner on
 /// stderr, questions answered from the REPL's editor or the next input line.
+///
+/// Everything shown has its control characters made visible first: what it prints comes from
+/// providers and models as often as from llxprt, and no such text may drive the terminal.
 ///
 /// Write errors (a closed pipe) are ignored: there is nobody left to tell.
 pub struct TerminalPrompt {
@@ -112,7 +116,7 @@ impl UserPrompt for TerminalPrompt {
         self.clear_spinner();
         self.end_stream();
         let mut out = lock(&self.out);
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", for_terminal(line));
         let _ = out.flush();
     }
 
@@ -120,7 +124,7 @@ impl UserPrompt for TerminalPrompt {
         self.clear_spinner();
         self.end_stream();
         let mut err = lock(&self.err);
-        let _ = writeln!(err, "{line}");
+        let _ = writeln!(err, "{}", for_terminal(line));
         let _ = err.flush();
     }
 
@@ -130,12 +134,13 @@ impl UserPrompt for TerminalPrompt {
         }
         self.clear_spinner();
         let mut out = lock(&self.out);
-        let _ = write!(out, "{text}");
+        let _ = write!(out, "{}", for_terminal(text));
         let _ = out.flush();
         self.mid_line.store(!text.ends_with('\n'), Ordering::SeqCst);
     }
 
     fn waiting(&self, what: &str, done: bool) {
+        let what = &for_terminal(what);
         let mut waiting = lock(&self.waiting);
         if done {
             if let Waiting::Spinning(spinner) = std::mem::replace(&mut *waiting, Waiting::Idle) {
@@ -168,8 +173,9 @@ impl UserPrompt for TerminalPrompt {
         self.finish_line();
         let answer = match &self.input {
             Input::Editor(editor) => {
+                let question = for_terminal(question);
                 let prompt = if question.ends_with(char::is_whitespace) {
-                    question.to_owned()
+                    question.into_owned()
                 } else {
                     format!("{question} ")
                 };
@@ -191,6 +197,23 @@ impl UserPrompt for TerminalPrompt {
             }
         };
         Ok(answer.trim().to_owned())
+    }
+
+    async fn ask_secret(&self, question: &str) -> Result<String, PromptError> {
+        match &self.input {
+            Input::Editor(editor) => {
+                self.finish_line();
+                let prompt = format!("{} ", for_terminal(question).trim_end());
+                let answer = editor.read_secret(prompt).await.map_err(|e| match e {
+                    ReadlineError::Interrupted => PromptError::Cancelled,
+                    ReadlineError::Eof => PromptError::NoInput("end of input".to_owned()),
+                    other => PromptError::NoInput(other.to_string()),
+                })?;
+                Ok(answer.trim().to_owned())
+            }
+            // Piped input is not echoed anyway: the next line is the answer.
+            Input::Lines(_) => self.ask(question).await,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The chat port: sending a message to a provider's API.
 
 use async_trait::async_trait;
-use llxprt_domain::{BucketId, ChatProvider, Secret, Token};
+use llxprt_domain::{BucketId, ChatProvider, RefusalCause, Secret, Token};
 
 /// Who wrote a message of the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,30 @@ pub enum ChatError {
         status: u16,
         /// What the provider said.
         message: String,
+    },
+    /// A policy refusal of the account: the provider does not serve it to llxprt (providers.md,
+    /// "How the real services answer today"). Another bucket may still work; this one is
+    /// skipped until it logs in again.
+    #[error("the provider refuses this account to llxprt ({cause}): {message}; instead, {works}", works = .cause.what_works())]
+    Refused {
+        /// The provider's reason.
+        cause: RefusalCause,
+        /// What the provider said.
+        message: String,
+    },
+    /// The provider does not offer the requested model to this account: the user's to fix, not
+    /// a bucket problem.
+    #[error("the provider does not offer this model to this account: {message}; choose another with /model")]
+    ModelRefused {
+        /// What the provider said.
+        message: String,
+    },
+    /// A `403` HTML page from a proxy or CDN in front of the provider (a challenge): a refusal
+    /// of this request, not of the credentials.
+    #[error("the request was stopped before it reached the provider (HTTP {status} page from a proxy or CDN, not a sign-in problem); try again later")]
+    Blocked {
+        /// The HTTP status.
+        status: u16,
     },
     /// A `5xx`.
     #[error("the provider failed ({status}): {message}")]

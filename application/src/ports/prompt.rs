@@ -47,4 +47,13 @@ pub trait UserPrompt: Send + Sync {
     /// # Errors
     /// [`PromptError::Cancelled`] or [`PromptError::NoInput`].
     async fn ask(&self, question: &str) -> Result<String, PromptError>;
+
+    /// Asks for a secret (an API key): as [`UserPrompt::ask`], but a terminal does not echo
+    /// the answer, and no front end keeps it in its history.
+    ///
+    /// # Errors
+    /// [`PromptError::Cancelled`] or [`PromptError::NoInput`].
+    async fn ask_secret(&self, question: &str) -> Result<String, PromptError> {
+        self.ask(question).await
+    }
 }

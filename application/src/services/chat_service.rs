@@ -64,6 +64,9 @@ impl SendError {
                 ChatError::Unauthorized(_) => MemberFailure::Unauthorized,
                 ChatError::Forbidden(_) => MemberFailure::Forbidden,
                 ChatError::BadRequest { status, .. } => MemberFailure::ClientError(*status),
+                ChatError::ModelRefused { .. } => MemberFailure::ClientError(400),
+                ChatError::Refused { .. } => MemberFailure::Forbidden,
+                ChatError::Blocked { status } => MemberFailure::ServerError(*status),
                 ChatError::Server { status, .. } => MemberFailure::ServerError(*status),
                 ChatError::Network(_) => MemberFailure::Network,
             },
@@ -379,7 +382,8 @@ impl ChatService {
             .iter()
             .map(|name| (name.clone(), self.health(&id(name))))
             .collect();
-        let (machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
+        let (mut machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
+        machine.treat_repeated_unauthorized_as(provider.refusal_on_repeated_unauthorized());
         let mut tally = Tally {
             unsaved: &self.stats.unsaved,
             clock: self.clock.as_ref(),
@@ -443,7 +447,18 @@ impl ChatService {
                 }
                 Decision::Done | Decision::Exhausted(_) | Decision::GiveUp(_) => break None,
             };
+            let tried = match &decision {
+                Decision::Use(name) | Decision::RefreshThenRetry(name) => Some(name.clone()),
+                _ => None,
+            };
             decision = tally.machine.record(outcome, self.clock.now());
+            // A refused bucket is skipped from now on, so this is the one time the user hears
+            // of it (until `/auth P status` or an exhausted report).
+            if let Some(notice) =
+                tried.and_then(|name| refusal_notice(provider, &tally.machine, &name))
+            {
+                prompt.show_error(&notice);
+            }
             if reply.is_some() {
                 break reply;
             }
@@ -532,6 +547,31 @@ impl FailoverRun<'_> {
     fn found_only_missing_tokens(&self) -> bool {
         self.reply.is_none() && self.deferred_skips.is_some()
     }
+}
+
+/// The line telling the user that the provider has just refused `name` to llxprt, if the last
+/// outcome did that.
+fn refusal_notice(
+    provider: OAuthProvider,
+    machine: &FailoverRequest,
+    name: &BucketName,
+) -> Option<String> {
+    let cause = machine
+        .health()
+        .iter()
+        .find_map(|(n, health)| match health {
+            BucketHealth::Refused { cause } if n == name => Some(*cause),
+            _ => None,
+        })?;
+    let login = if name.is_default() {
+        format!("/auth {provider} login")
+    } else {
+        format!("/auth {provider} login {name}")
+    };
+    Some(format!(
+        "{provider}/{name} is refused by the provider ({cause}); it is skipped until `{login}` signs in again. Instead, {}.",
+        cause.what_works()
+    ))
 }
 
 fn show_all(prompt: &dyn UserPrompt, lines: Option<Vec<String>>) {
@@ -691,9 +731,13 @@ fn classify(error: &ChatError, now: UnixSeconds) -> Outcome {
         },
         ChatError::Unauthorized(_) => Outcome::Unauthorized,
         ChatError::Forbidden(_) => Outcome::Forbidden,
-        ChatError::BadRequest { .. } | ChatError::Server { .. } | ChatError::Network(_) => {
-            Outcome::Transient
-        }
+        ChatError::Refused { cause, .. } => Outcome::Refused { cause: *cause },
+        // Not the bucket's fault: the error is shown, no bucket is marked.
+        ChatError::BadRequest { .. }
+        | ChatError::ModelRefused { .. }
+        | ChatError::Blocked { .. }
+        | ChatError::Server { .. }
+        | ChatError::Network(_) => Outcome::Transient,
     }
 }
 

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use llxprt_domain::{moves_on, ChatProvider, LoadBalancer, Profile, ProfileName, Secret};
+use llxprt_domain::{
+    moves_on, ChatProvider, Credential, LoadBalancer, Profile, ProfileName, Secret,
+};
 
 use crate::ports::{
     ChatMessage, ChatReply, ChatRequest, ConfigError, ProfileStore, PromptError, UserPrompt,
@@ -36,8 +38,8 @@ pub enum MessageError {
 pub struct MessageTarget<'a> {
     /// The session's active provider (used unless a loadbalancer's member names its own).
     pub provider: ChatProvider,
-    /// The session's model for it.
-    pub model: &'a str,
+    /// The session's model for it; `None` takes the default for the credential used.
+    pub model: Option<&'a str>,
     /// The key given on the command line or in the session, with the provider it belongs to.
     pub session_key: Option<&'a (ChatProvider, Secret)>,
     /// The settings in effect.
@@ -158,19 +160,14 @@ impl MessageService {
         messages: &[ChatMessage],
         prompt: &dyn UserPrompt,
     ) -> Result<Sent, SendError> {
-        let (provider, model) = match profile {
+        let (provider, chosen_model) = match profile {
             Some((
                 Profile::Model {
                     provider, model, ..
                 },
                 true,
-            )) => (
-                *provider,
-                model
-                    .clone()
-                    .unwrap_or_else(|| provider.default_model().to_owned()),
-            ),
-            _ => (target.provider, target.model.to_owned()),
+            )) => (*provider, model.clone()),
+            _ => (target.provider, target.model.map(str::to_owned)),
         };
         let credential = self.credentials.credential(CredentialContext {
             provider,
@@ -178,6 +175,12 @@ impl MessageService {
             session_key: target.session_key,
             settings: target.settings,
             profile: profile.map(|(p, _)| p),
+        });
+        // A subscription may take other models than the key API: the default follows the
+        // credential the request goes out with.
+        let model = chosen_model.unwrap_or_else(|| match credential {
+            Credential::OAuth(_) => provider.default_oauth_model().to_owned(),
+            _ => provider.default_model().to_owned(),
         });
         let request = ChatRequest {
             model,

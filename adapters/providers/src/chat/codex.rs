@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::http;
-use super::sse::{SseEvent, SseParser};
+use super::sse::{SseEvent, SseParser, StreamBounds};
 
 /// Who the request says it comes from; the backend expects Codex's own client.
 const ORIGINATOR: &str = "codex_cli_rs";
@@ -37,6 +37,15 @@ pub(crate) async fn send(
             .json(&body(request)),
     )
     .await?;
+    read_stream(response, on_text, StreamBounds::default()).await
+}
+
+/// Reads the events of an answer within `bounds`, passing each text delta to `on_text`.
+pub(crate) async fn read_stream(
+    response: reqwest::Response,
+    on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+    mut bounds: StreamBounds,
+) -> Result<ChatReply, ChatError> {
     let status = response.status().as_u16();
     let mut stream = response.bytes_stream();
     let mut parser = SseParser::default();
@@ -46,6 +55,7 @@ pub(crate) async fn send(
         let events = parser
             .feed(&chunk)
             .map_err(|e| http::unreadable(&e.to_string()))?;
+        bounds.check(chunk.len(), &events)?;
         for event in events {
             match interpret(&event, status) {
                 StreamStep::Delta(delta) => {

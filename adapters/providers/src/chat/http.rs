@@ -5,7 +5,7 @@
 //! property-tested: whatever a provider (or a proxy in front of it) answers, they never panic.
 
 use llxprt_application::ports::ChatError;
-use llxprt_domain::Secret;
+use llxprt_domain::{RefusalCause, Secret};
 use reqwest::{RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -13,6 +13,14 @@ use url::Url;
 /// The longest provider error text carried in a [`ChatError`]; HTML error pages of proxies
 /// would otherwise flood the terminal.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
+
+/// The most a successful JSON answer may hold: far above any real reply (a model's longest
+/// answer is well under a megabyte), low enough that a hostile server cannot fill the memory.
+pub(crate) const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// The most of an error body that is read: only its first [`MAX_MESSAGE_CHARS`] are shown, and
+/// real error bodies are a few kilobytes.
+pub(crate) const MAX_ERROR_BODY_BYTES: usize = 1 << 20;
 
 /// A wait longer than this is clamped: no provider means it, and the failover arithmetic on
 /// Unix seconds must not overflow.
@@ -31,12 +39,18 @@ pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ChatError> 
 
 /// Sends a request; a successful answer is returned for the caller to read, anything else is
 /// classified.
+///
+/// Redirects are not followed (the client is built without them): a redirect would carry the
+/// key or token, and the whole conversation, to wherever it points. One is reported instead.
 pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ChatError> {
     let response = request.send().await.map_err(|e| network(&e))?;
     if response.status().is_success() {
         return Ok(response);
     }
     let status = response.status().as_u16();
+    if response.status().is_redirection() {
+        return Err(redirected(status, &response));
+    }
     let header = |name: &str| {
         response
             .headers()
@@ -46,8 +60,11 @@ pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ChatError>
     };
     let retry_after = header("retry-after");
     let unified_reset = header("anthropic-ratelimit-unified-reset");
-    // A body that cannot be read still leaves the status to classify by.
-    let body = response.text().await.unwrap_or_default();
+    // A body that cannot be read, or is too large, still leaves the status to classify by.
+    let body = read_capped(response, MAX_ERROR_BODY_BYTES)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
     Err(classify(
         status,
         retry_after.as_deref(),
@@ -58,8 +75,49 @@ pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ChatError>
 
 /// Reads a successful answer's JSON body.
 pub(crate) async fn read_json<T: DeserializeOwned>(response: Response) -> Result<T, ChatError> {
-    let body = response.bytes().await.map_err(|e| network(&e))?;
+    let body = read_capped(response, MAX_ANSWER_BYTES).await?;
     serde_json::from_slice(&body).map_err(|e| unreadable(&e.to_string()))
+}
+
+/// The answer's body, refused as soon as it is known to exceed `limit` bytes.
+pub(crate) async fn read_capped(
+    mut response: Response,
+    limit: usize,
+) -> Result<Vec<u8>, ChatError> {
+    let too_large = || {
+        ChatError::Network(format!(
+            "the provider's answer is too large (over {} KiB); nothing of it was used",
+            limit / 1024
+        ))
+    };
+    if response.content_length().unwrap_or(0) > limit as u64 {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| network(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The error for a redirect, naming where it pointed (its host only: the rest of a URL may
+/// carry anything).
+fn redirected(status: u16, response: &Response) -> ChatError {
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|location| response.url().join(location).ok())
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .map_or_else(|| "elsewhere".to_owned(), |host| truncate(&host));
+    ChatError::Network(format!(
+        "the provider answered with a redirect (HTTP {status}) to {target}, which llxprt does not \
+         follow so that no key, token or message leaves for another host; check the provider's \
+         base_url setting"
+    ))
 }
 
 /// The error for an answer that is not what the protocol promises.
@@ -83,23 +141,70 @@ pub(crate) fn network(error: &reqwest::Error) -> ChatError {
     ChatError::Network(truncate(&message))
 }
 
+/// What Anthropic answers (as a `400`) when a subscription's token is used by a third-party
+/// app and the account has no extra usage left.
+const EXTRA_USAGE: &str = "Third-party apps now draw from your extra usage";
+
+/// What Anthropic answers for a credential reserved to its own client.
+const CLAUDE_CODE_ONLY: &str = "only authorized for use with Claude Code";
+
+/// Google's `reasonCode` for personal accounts that Code Assist no longer serves to this client.
+const UNSUPPORTED_CLIENT: &str = "UNSUPPORTED_CLIENT";
+
 /// Classifies a failed answer by its status, its `retry-after` and
-/// `anthropic-ratelimit-unified-reset` headers and its body.
+/// `anthropic-ratelimit-unified-reset` headers and its body, as providers.md's "How the real
+/// services answer today" and cli.md's Failover table say.
 ///
-/// Codex's `usage_limit_reached` means rate limited whatever status carries it.
+/// Codex's `usage_limit_reached` means rate limited whatever status carries it; so does
+/// Anthropic's exhausted extra usage (a `400`) mean out of quota. A policy refusal of the account
+/// is [`ChatError::Refused`]; a `403` HTML page is a CDN's, not the provider's.
 pub(crate) fn classify(
     status: u16,
     retry_after: Option<&str>,
     unified_reset: Option<&str>,
     body: &str,
 ) -> ChatError {
-    let retry_after_secs = retry_after.and_then(parse_retry_after);
-    let reset_at = unified_reset.and_then(parse_unix_seconds);
+    let retry_after_secs = retry_after
+        .and_then(parse_retry_after)
+        .or_else(|| retry_info_delay(body));
+    let reset_at = unified_reset
+        .and_then(parse_unix_seconds)
+        .or_else(|| retry_after.and_then(parse_http_date));
     if let Some(resets_in) = usage_limit_reached(body) {
         return ChatError::RateLimited {
             retry_after_secs: retry_after_secs.or(resets_in),
             reset_at,
         };
+    }
+    if status == 403 && is_html(body) {
+        return ChatError::Blocked { status };
+    }
+    if (400..500).contains(&status) {
+        let text = provider_message(body);
+        if text.contains(EXTRA_USAGE) {
+            return ChatError::PaymentRequired {
+                message: format!(
+                    "{text} (Anthropic bills third-party use of a subscription as extra usage, and this account has none left: enable extra usage at claude.ai/settings/usage, or use an API key)"
+                ),
+                retry_after_secs,
+            };
+        }
+        let refusal = if text.contains(CLAUDE_CODE_ONLY) {
+            Some(RefusalCause::ClaudeCodeOnly)
+        } else if body.contains(UNSUPPORTED_CLIENT) {
+            Some(RefusalCause::UnsupportedClient)
+        } else {
+            None
+        };
+        if let Some(cause) = refusal {
+            return ChatError::Refused {
+                cause,
+                message: text,
+            };
+        }
+        if status == 400 && is_model_refusal(&text) {
+            return ChatError::ModelRefused { message: text };
+        }
     }
     let message = || {
         let text = provider_message(body);
@@ -136,8 +241,47 @@ pub(crate) fn classify(
     }
 }
 
-/// `retry-after` in seconds; a fraction rounds up. The HTTP-date form gives `None`: it would
-/// need a clock, and the providers send seconds.
+/// Whether a body is an HTML page (a proxy's or CDN's) rather than a provider's error.
+fn is_html(body: &str) -> bool {
+    let start: String = body.trim_start().chars().take(15).collect();
+    let start = start.to_ascii_lowercase();
+    start.starts_with("<!doctype html") || start.starts_with("<html")
+}
+
+/// Whether a `400`'s text says that the model is not offered (Codex with a ChatGPT account:
+/// "The 'gpt-5' model is not supported when using Codex with a ChatGPT account.").
+fn is_model_refusal(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("model") && text.contains("not supported")
+}
+
+/// Google's `RetryInfo` in an error body: `error.details[]` holding
+/// `{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "30s"}`.
+pub(crate) fn retry_info_delay(body: &str) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let value = value.as_array().and_then(|a| a.first()).unwrap_or(&value);
+    let details = value.get("error")?.get("details")?.as_array()?;
+    details.iter().find_map(|detail| {
+        let kind = detail.get("@type")?.as_str()?;
+        if !kind.ends_with("google.rpc.RetryInfo") {
+            return None;
+        }
+        let delay = detail.get("retryDelay")?.as_str()?;
+        parse_retry_after(delay.trim().strip_suffix('s')?)
+    })
+}
+
+/// `retry-after` as an HTTP date (RFC 9110), as the Unix second it names.
+pub(crate) fn parse_http_date(value: &str) -> Option<i64> {
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value.trim())
+        .ok()?
+        .as_second();
+    (at >= 0).then_some(at)
+}
+
+/// `retry-after` in seconds; a fraction rounds up. The HTTP-date form gives `None` here:
+/// [`parse_http_date`] reads it as a reset time instead.
 pub(crate) fn parse_retry_after(value: &str) -> Option<u64> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
@@ -266,8 +410,15 @@ pub(crate) fn redact(error: ChatError, secret: &Secret) -> ChatError {
             status,
             message: clean(message),
         },
+        ChatError::Refused { cause, message } => ChatError::Refused {
+            cause,
+            message: clean(message),
+        },
+        ChatError::ModelRefused { message } => ChatError::ModelRefused {
+            message: clean(message),
+        },
         ChatError::Network(message) => ChatError::Network(clean(message)),
-        limited @ ChatError::RateLimited { .. } => limited,
+        other @ (ChatError::RateLimited { .. } | ChatError::Blocked { .. }) => other,
         // A kind of error added after this was written: kept as it is unless its text holds
         // the credential, which is never shown.
         other if secret.is_empty() || !other.to_string().contains(secret.expose()) => other,
@@ -287,6 +438,8 @@ mod tests {
             | ChatError::Forbidden(message)
             | ChatError::BadRequest { message, .. }
             | ChatError::Server { message, .. }
+            | ChatError::Refused { message, .. }
+            | ChatError::ModelRefused { message }
             | ChatError::Network(message) => Some(message),
             _ => None,
         }
@@ -414,6 +567,11 @@ mod tests {
         assert_eq!(parse_retry_after("0"), Some(0));
         assert_eq!(parse_retry_after("-3"), None);
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(1_445_412_480)
+        );
+        assert_eq!(parse_http_date("30"), None);
         assert_eq!(parse_retry_after("NaN"), None);
         assert_eq!(
             parse_retry_after("99999999999999999999"),
@@ -424,6 +582,60 @@ mod tests {
         assert_eq!(parse_unix_seconds("1767225600.9"), Some(1_767_225_600));
         assert_eq!(parse_unix_seconds("-1"), None);
         assert_eq!(parse_unix_seconds("soon"), None);
+    }
+
+    #[test]
+    fn the_refusals_of_today_are_classified_as_providers_md_says() {
+        let extra = r#"{"type":"error","error":{"type":"invalid_request_error","message":"Third-party apps now draw from your extra usage, not your plan limits. Add more at claude.ai/settings/usage and keep going."}}"#;
+        assert!(matches!(
+            classify(400, None, None, extra),
+            ChatError::PaymentRequired { message, .. } if message.contains("claude.ai/settings/usage")
+        ));
+        let claude_code = r#"{"type":"error","error":{"type":"invalid_request_error","message":"This credential is only authorized for use with Claude Code and cannot be used for other API requests."}}"#;
+        assert!(matches!(
+            classify(400, None, None, claude_code),
+            ChatError::Refused {
+                cause: RefusalCause::ClaudeCodeOnly,
+                ..
+            }
+        ));
+        let unsupported = r#"{"error":{"code":403,"message":"This client is no longer supported for Gemini Code Assist for individuals.","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"UNSUPPORTED_CLIENT"}]}}"#;
+        assert!(matches!(
+            classify(403, None, None, unsupported),
+            ChatError::Refused {
+                cause: RefusalCause::UnsupportedClient,
+                ..
+            }
+        ));
+        for model in [
+            r#"{"detail":"The 'gpt-5' model is not supported when using Codex with a ChatGPT account."}"#,
+            r#"{"error":{"type":"invalid_request_error","message":"The 'gpt-5' model is not supported when using Codex with a ChatGPT account."}}"#,
+        ] {
+            assert!(matches!(
+                classify(400, None, None, model),
+                ChatError::ModelRefused { .. }
+            ));
+        }
+        let page = "<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>";
+        assert_eq!(
+            classify(403, None, None, page),
+            ChatError::Blocked { status: 403 }
+        );
+        let retry = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"42s"}]}}"#;
+        assert_eq!(
+            classify(429, None, None, retry),
+            ChatError::RateLimited {
+                retry_after_secs: Some(42),
+                reset_at: None
+            }
+        );
+        assert_eq!(
+            classify(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"), None, ""),
+            ChatError::RateLimited {
+                retry_after_secs: None,
+                reset_at: Some(1_445_412_480)
+            }
+        );
     }
 
     #[test]

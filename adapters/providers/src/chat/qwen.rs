@@ -21,12 +21,26 @@ pub struct QwenConfig {
 pub struct QwenChat {
     config: QwenConfig,
     http: reqwest::Client,
+    /// Every request stays on this machine (the sandbox), whatever a token's `resource_url`
+    /// says.
+    loopback_only: bool,
 }
 
 impl QwenChat {
     /// A client for `config`'s endpoint over a shared HTTP client.
     pub fn new(config: QwenConfig, http: reqwest::Client) -> Self {
-        Self { config, http }
+        Self {
+            config,
+            http,
+            loopback_only: false,
+        }
+    }
+
+    /// This client, refusing to send anything off this machine: for the sandbox, where a
+    /// token's `resource_url` naming a real host would carry a token and the conversation out.
+    pub fn confined_to_loopback(mut self) -> Self {
+        self.loopback_only = true;
+        self
     }
 
     async fn post(
@@ -38,12 +52,26 @@ impl QwenChat {
             ChatAuth::OAuth { token, .. } => match token.resource_url.as_deref() {
                 Some(resource_url) => {
                     let base = oauth_base(resource_url);
-                    Url::parse(&base).map_err(|e| {
+                    let url = Url::parse(&base).map_err(|e| {
                         ChatError::Network(format!(
                             "the token's resource_url gives no usable API base ({}): {e}",
                             http::truncate(&base)
                         ))
-                    })?
+                    })?;
+                    if self.loopback_only && !is_loopback(&url) {
+                        return Err(ChatError::Forbidden(format!(
+                            "the sandbox sends nothing off this machine, and this token's resource_url points at {}; sign in again inside the sandbox",
+                            http::truncate(url.host_str().unwrap_or("another host"))
+                        )));
+                    }
+                    // The token would travel in clear text over the network.
+                    if !crate::is_safe_transport(&url) {
+                        return Err(ChatError::Forbidden(format!(
+                            "the token's resource_url {} is not https (nor http to this machine), so the token is not sent; sign in again with /auth qwen login",
+                            http::truncate(&base)
+                        )));
+                    }
+                    url
                 }
                 None => self.config.base_url.clone(),
             },
@@ -68,6 +96,15 @@ impl ChatClient for QwenChat {
         self.post(request, auth)
             .await
             .map_err(|e| http::redact(e, super::credential(auth)))
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

@@ -5,8 +5,69 @@
 //! end before they are decoded. Lines end with `\n` or `\r\n` (a lone `\r` is not a line end
 //! here: no provider sends it, and supporting it would need a look-ahead across chunks).
 
+use std::time::Duration;
+
+use llxprt_application::ports::ChatError;
+use tokio::time::Instant;
+
 /// The longest line or event accepted: a bound on what a misbehaving server can make us buffer.
 const MAX_BUFFERED_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most one streamed answer may bring in all. A real reply, even at a model's longest
+/// output with every event's JSON around each piece, stays far below it.
+pub(crate) const MAX_STREAM_BYTES: usize = 64 << 20;
+
+/// How long a stream may go on without one event carrying data. Keep-alive comments reset the
+/// read timeout but are no progress: a server sending only those would hold the request open
+/// forever.
+pub(crate) const MAX_STREAM_SILENCE: Duration = Duration::from_secs(180);
+
+/// What bounds one streamed answer: its size, and the time it may go without progress.
+#[derive(Debug)]
+pub(crate) struct StreamBounds {
+    max_bytes: usize,
+    max_silence: Duration,
+    received: usize,
+    last_progress: Instant,
+}
+
+impl Default for StreamBounds {
+    fn default() -> Self {
+        Self::new(MAX_STREAM_BYTES, MAX_STREAM_SILENCE)
+    }
+}
+
+impl StreamBounds {
+    pub(crate) fn new(max_bytes: usize, max_silence: Duration) -> Self {
+        Self {
+            max_bytes,
+            max_silence,
+            received: 0,
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// Counts a chunk of `len` bytes that completed `events`; an error once the stream is over
+    /// its size or has gone too long with no event carrying data.
+    pub(crate) fn check(&mut self, len: usize, events: &[SseEvent]) -> Result<(), ChatError> {
+        self.received = self.received.saturating_add(len);
+        if self.received > self.max_bytes {
+            return Err(ChatError::Network(format!(
+                "the reply was cut short: the stream went over {} MiB, more than any real reply",
+                self.max_bytes >> 20
+            )));
+        }
+        if events.iter().any(|e| !e.data.is_empty()) {
+            self.last_progress = Instant::now();
+        } else if self.last_progress.elapsed() > self.max_silence {
+            return Err(ChatError::Network(format!(
+                "the reply was cut short: the stream sent nothing but keep-alives for over {} s",
+                self.max_silence.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use oauth2::{
 use url::Url;
 
 use super::http::{
-    exchange_error, new_client, parse_url, refresh_error, token_from, OAuthClient,
-    OAuthConfigError, OAuthHttp,
+    exchange_error, new_client, parse_url, redact_flow_error, redact_refresh_error, refresh_error,
+    token_from, OAuthClient, OAuthConfigError, OAuthHttp,
 };
 use super::loopback::{parse_pasted, BareCode};
 
@@ -108,8 +108,11 @@ impl OAuthFlow for AnthropicFlow {
             .http
             .post_json_for_token(&self.token_url, &body)
             .await
-            .map_err(exchange_error)?;
-        Ok(token_from(&response, self.clock.now()))
+            .map_err(|e| {
+                let sent = [code.expose(), verifier.secret(), state.secret()];
+                redact_flow_error(exchange_error(e), &sent)
+            })?;
+        Ok(token_from(&response, self.clock.now())?)
     }
 
     async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError> {
@@ -123,7 +126,7 @@ impl OAuthFlow for AnthropicFlow {
             .http
             .post_json_for_token(&self.token_url, &body)
             .await
-            .map_err(refresh_error)?;
-        Ok(token_from(&response, self.clock.now()))
+            .map_err(|e| redact_refresh_error(refresh_error(e), &[refresh_token.expose()]))?;
+        Ok(token_from(&response, self.clock.now())?)
     }
 }

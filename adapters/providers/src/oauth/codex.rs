@@ -19,8 +19,8 @@ use oauth2::{
 use tokio::net::TcpListener;
 
 use super::http::{
-    exchange_error, new_client, parse_url, refresh_error, token_from, OAuthClient,
-    OAuthConfigError, OAuthHttp, ProviderTokenResponse,
+    exchange_error, new_client, parse_url, redact_flow_error, redact_refresh_error, refresh_error,
+    token_from, OAuthClient, OAuthConfigError, OAuthHttp, ProviderTokenResponse, UnusableToken,
 };
 use super::loopback::{BareCode, BrowserSignIn, CallbackServer, DEFAULT_CALLBACK_TIMEOUT};
 
@@ -113,8 +113,8 @@ impl CodexFlow {
         }
     }
 
-    fn token(&self, response: &ProviderTokenResponse) -> Token {
-        let mut token = token_from(response, self.clock.now());
+    fn token(&self, response: &ProviderTokenResponse) -> Result<Token, UnusableToken> {
+        let mut token = token_from(response, self.clock.now())?;
         if let Some(id_token) = &response.extra_fields().id_token {
             token.account_id = chatgpt_account_id(id_token);
             if token.account_id.is_none() {
@@ -122,7 +122,7 @@ impl CodexFlow {
             }
             token.id_token = Some(Secret::new(id_token.clone()));
         }
-        token
+        Ok(token)
     }
 }
 
@@ -160,13 +160,17 @@ impl OAuthFlow for CodexFlow {
         }
         .obtain_code(server, self.browser.as_ref(), prompt)
         .await?;
+        let verifier_text = Secret::new(verifier.secret().clone());
         let response = client
             .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
             .set_pkce_verifier(verifier)
             .request_async(self.http.transport())
             .await
-            .map_err(exchange_error)?;
-        Ok(self.token(&response))
+            .map_err(|e| {
+                let sent = [code.expose(), verifier_text.expose(), state.secret()];
+                redact_flow_error(exchange_error(e), &sent)
+            })?;
+        Ok(self.token(&response)?)
     }
 
     async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError> {
@@ -176,8 +180,8 @@ impl OAuthFlow for CodexFlow {
             .exchange_refresh_token(&refresh_token)
             .request_async(self.http.transport())
             .await
-            .map_err(refresh_error)?;
-        Ok(self.token(&response))
+            .map_err(|e| redact_refresh_error(refresh_error(e), &[refresh_token.secret()]))?;
+        Ok(self.token(&response)?)
     }
 }
 

@@ -19,8 +19,8 @@ use oauth2::{
 use tokio::net::TcpListener;
 
 use super::http::{
-    exchange_error, new_client, parse_url, refresh_error, token_from, OAuthClient,
-    OAuthConfigError, OAuthHttp,
+    exchange_error, new_client, parse_url, redact_flow_error, redact_refresh_error, refresh_error,
+    token_from, OAuthClient, OAuthConfigError, OAuthHttp,
 };
 use super::loopback::{BareCode, BrowserSignIn, CallbackServer, DEFAULT_CALLBACK_TIMEOUT};
 
@@ -123,13 +123,17 @@ impl OAuthFlow for GeminiFlow {
         }
         .obtain_code(server, self.browser.as_ref(), prompt)
         .await?;
+        let verifier_text = Secret::new(verifier.secret().clone());
         let response = client
             .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
             .set_pkce_verifier(verifier)
             .request_async(self.http.transport())
             .await
-            .map_err(exchange_error)?;
-        Ok(token_from(&response, self.clock.now()))
+            .map_err(|e| {
+                let sent = [code.expose(), verifier_text.expose(), state.secret()];
+                redact_flow_error(exchange_error(e), &sent)
+            })?;
+        Ok(token_from(&response, self.clock.now())?)
     }
 
     async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError> {
@@ -139,7 +143,7 @@ impl OAuthFlow for GeminiFlow {
             .exchange_refresh_token(&refresh_token)
             .request_async(self.http.transport())
             .await
-            .map_err(refresh_error)?;
-        Ok(token_from(&response, self.clock.now()))
+            .map_err(|e| redact_refresh_error(refresh_error(e), &[refresh_token.secret()]))?;
+        Ok(token_from(&response, self.clock.now())?)
     }
 }

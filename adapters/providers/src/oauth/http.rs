@@ -24,8 +24,9 @@ use url::Url;
 /// How long to wait for a provider to accept a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long one request to a provider may take in all.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one request to a provider may take in all: token calls take 40–60 s at busy
+/// times (providers.md).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A flow's settings cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +46,7 @@ pub enum OAuthConfigError {
     HttpClient(String),
 }
 
-/// The HTTP client of every flow: no redirects followed (a token endpoint that redirects is
+/// The HTTP client of every flow: an honest `User-Agent` ([`crate::user_agent`]), no redirects followed (a token endpoint that redirects is
 /// misconfigured, and following it could carry a code elsewhere), bounded connect and request
 /// times. Cheap to clone; clones share one connection pool.
 #[derive(Debug, Clone)]
@@ -100,6 +101,7 @@ impl OAuthHttp {
         request: Duration,
     ) -> Result<Self, OAuthConfigError> {
         let client = builder
+            .user_agent(crate::user_agent())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect)
             .timeout(request)
@@ -141,8 +143,10 @@ impl OAuthHttp {
                 },
             );
         }
-        serde_json::from_slice(response.body())
-            .map_err(|_| RequestTokenError::Other(UNREADABLE.to_owned()))
+        let mut json = serde_json::Deserializer::from_slice(response.body());
+        // The path names the field at fault; the body (which may hold tokens) is not kept.
+        serde_path_to_error::deserialize(&mut json)
+            .map_err(|e| RequestTokenError::Parse(e, Vec::new()))
     }
 }
 
@@ -291,21 +295,83 @@ pub(crate) fn new_client(
     Client::new(ClientId::new(client_id.to_owned()))
 }
 
+/// The longest lifetime a token may claim: ten years. Beyond it `expires_in` is not a lifetime
+/// but a broken or hostile answer, and a token that never expires would never be refreshed.
+pub(crate) const MAX_LIFETIME_SECONDS: u64 = 10 * 366 * 24 * 3600;
+
+/// The range a device endpoint's polling `interval` is held to: a hostile or broken endpoint
+/// could otherwise make us poll in a tight loop (0) or wait for ever (a day).
+const POLL_INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// The interval actually waited between two polls of a device flow (Qwen's, Codex's).
+pub(crate) fn poll_interval(asked: Duration) -> Duration {
+    asked.clamp(POLL_INTERVAL.0, POLL_INTERVAL.1)
+}
+
+/// A token endpoint answered 200 with a token llxprt must not keep.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the provider sent an unusable token: {0}; nothing was saved")]
+pub(crate) struct UnusableToken(pub(crate) String);
+
+impl From<UnusableToken> for FlowError {
+    fn from(error: UnusableToken) -> Self {
+        FlowError::Rejected(error.to_string())
+    }
+}
+
+impl From<UnusableToken> for RefreshError {
+    fn from(error: UnusableToken) -> Self {
+        // The stored token is left as it was; the next request may try again.
+        RefreshError::Transient(error.to_string())
+    }
+}
+
 /// The standard fields of a token response as a [`Token`], its expiry counted from `now`.
 /// Provider-specific fields are the caller's to add.
-pub(crate) fn token_from(response: &ProviderTokenResponse, now: UnixSeconds) -> Token {
-    let lifetime = response.expires_in().map_or(DEFAULT_LIFETIME_SECONDS, |d| {
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-    });
+///
+/// # Errors
+/// An empty access token, one holding control characters or white space (it would break the
+/// `Authorization` header, or smuggle another header into it), or a lifetime over ten years.
+pub(crate) fn token_from(
+    response: &ProviderTokenResponse,
+    now: UnixSeconds,
+) -> Result<Token, UnusableToken> {
+    let access_token = response.access_token().secret();
+    if access_token.trim().is_empty() {
+        return Err(UnusableToken("its access_token is empty".to_owned()));
+    }
+    if access_token
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(UnusableToken(
+            "its access_token holds control characters or spaces".to_owned(),
+        ));
+    }
+    if let Some(refresh) = response.refresh_token() {
+        if refresh.secret().chars().any(char::is_control) {
+            return Err(UnusableToken(
+                "its refresh_token holds control characters".to_owned(),
+            ));
+        }
+    }
+    let lifetime = match response.expires_in() {
+        None => DEFAULT_LIFETIME_SECONDS,
+        Some(d) if d.as_secs() > MAX_LIFETIME_SECONDS => {
+            return Err(UnusableToken(format!(
+                "its expires_in of {} seconds is over ten years",
+                d.as_secs()
+            )))
+        }
+        // The bound above keeps this exact.
+        Some(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+    };
     tracing::debug!(
         lifetime,
         refresh_token = response.refresh_token().is_some(),
         "the token endpoint issued a token"
     );
-    let mut token = Token::new(
-        Secret::new(response.access_token().secret().clone()),
-        now + lifetime,
-    );
+    let mut token = Token::new(Secret::new(access_token.clone()), now + lifetime);
     token.refresh_token = response
         .refresh_token()
         .map(|t| Secret::new(t.secret().clone()));
@@ -320,7 +386,60 @@ pub(crate) fn token_from(response: &ProviderTokenResponse, now: UnixSeconds) -> 
             .collect::<Vec<_>>()
             .join(" ")
     });
-    token
+    Ok(token)
+}
+
+/// `text` with every secret of `sent` replaced by `[redacted]`, also where a cut at the end of
+/// `text` left only the start of one: a provider that echoes what it was sent (a refresh token,
+/// a code, a verifier) in its error must not have it shown.
+pub(crate) fn redact_sent(text: &str, sent: &[&str]) -> String {
+    /// A shorter tail is too common to be a secret's start, and shows too little of one.
+    const MIN_PARTIAL: usize = 6;
+    let mut clean = text.to_owned();
+    for secret in sent.iter().filter(|s| !s.is_empty()) {
+        clean = clean.replace(secret, "[redacted]");
+    }
+    for secret in sent.iter().filter(|s| s.len() > MIN_PARTIAL) {
+        let partial = (MIN_PARTIAL..secret.len())
+            .rev()
+            .filter(|&n| secret.is_char_boundary(n))
+            .find(|&n| clean.trim_end_matches('…').ends_with(&secret[..n]));
+        if let Some(n) = partial {
+            let end = clean.trim_end_matches('…').len();
+            clean.replace_range(end - n..end, "[redacted]");
+        }
+    }
+    clean
+}
+
+/// A flow's error with the secrets of `sent` redacted from the provider's words.
+pub(crate) fn redact_flow_error(error: FlowError, sent: &[&str]) -> FlowError {
+    match error {
+        FlowError::Denied(m) => FlowError::Denied(redact_sent(&m, sent)),
+        FlowError::Expired(m) => FlowError::Expired(redact_sent(&m, sent)),
+        FlowError::Invalid(m) => FlowError::Invalid(redact_sent(&m, sent)),
+        FlowError::Rejected(m) => FlowError::Rejected(redact_sent(&m, sent)),
+        FlowError::Transient(m) => FlowError::Transient(redact_sent(&m, sent)),
+        prompt @ FlowError::Prompt(_) => prompt,
+        // A kind of error added after this was written: kept unless its text holds a secret.
+        other => match redact_sent(&other.to_string(), sent) {
+            clean if clean == other.to_string() => other,
+            clean => FlowError::Rejected(clean),
+        },
+    }
+}
+
+/// A refresh's error with the secrets of `sent` redacted from the provider's words.
+pub(crate) fn redact_refresh_error(error: RefreshError, sent: &[&str]) -> RefreshError {
+    match error {
+        RefreshError::NeedsLogin(m) => RefreshError::NeedsLogin(redact_sent(&m, sent)),
+        RefreshError::Transient(m) => RefreshError::Transient(redact_sent(&m, sent)),
+        // A kind of error added after this was written: kept unless its text holds a secret.
+        other => match redact_sent(&other.to_string(), sent) {
+            clean if clean == other.to_string() => other,
+            clean => RefreshError::Transient(clean),
+        },
+    }
 }
 
 /// Parses a configured URL, naming the setting when it is wrong.
@@ -367,10 +486,21 @@ pub(crate) fn exchange_error(error: TokenRequestError) -> FlowError {
             FlowError::Rejected(format!("HTTP {status}"))
         }
         RequestTokenError::Request(failure) => FlowError::Transient(failure.to_string()),
-        // Both carry text that may quote the response body, which holds tokens on success.
-        RequestTokenError::Parse(..) | RequestTokenError::Other(_) => {
-            FlowError::Transient(UNREADABLE.to_owned())
-        }
+        RequestTokenError::Parse(e, _) => FlowError::Rejected(unreadable_field(&e)),
+        // It carries text that may quote the response body, which holds tokens on success.
+        RequestTokenError::Other(_) => FlowError::Transient(UNREADABLE.to_owned()),
+    }
+}
+
+/// Which field of a token answer could not be read. Only the path is named: the parser's own
+/// words may quote a value, which may be a token.
+fn unreadable_field(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    match error.path().to_string().as_str() {
+        "." | "" => format!("{UNREADABLE} (it is not a token response)"),
+        path => format!(
+            "{UNREADABLE}: its field `{}` is missing or not what a token response holds; nothing was saved",
+            path.chars().filter(|c| !c.is_control()).take(64).collect::<String>()
+        ),
     }
 }
 
@@ -390,9 +520,8 @@ pub(crate) fn refresh_error(error: TokenRequestError) -> RefreshError {
             RefreshError::NeedsLogin(format!("HTTP {status}"))
         }
         RequestTokenError::Request(failure) => RefreshError::Transient(failure.to_string()),
-        RequestTokenError::Parse(..) | RequestTokenError::Other(_) => {
-            RefreshError::Transient(UNREADABLE.to_owned())
-        }
+        RequestTokenError::Parse(e, _) => RefreshError::Transient(unreadable_field(&e)),
+        RequestTokenError::Other(_) => RefreshError::Transient(UNREADABLE.to_owned()),
     }
 }
 
@@ -454,11 +583,86 @@ mod tests {
         }
     }
 
+    fn answer(json: &str) -> ProviderTokenResponse {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn unusable_tokens_are_refused() {
+        for (case, json) in [
+            ("empty", r#"{"access_token":"","token_type":"Bearer"}"#),
+            ("blank", r#"{"access_token":"   ","token_type":"Bearer"}"#),
+            (
+                "a header smuggled in",
+                r#"{"access_token":"at\r\nX-Evil: 1","token_type":"Bearer"}"#,
+            ),
+            (
+                "an escape",
+                r#"{"access_token":"at\u001b[2J","token_type":"Bearer"}"#,
+            ),
+            (
+                "a refresh token with a newline",
+                r#"{"access_token":"at","refresh_token":"rt\n","token_type":"Bearer"}"#,
+            ),
+            (
+                "eleven years",
+                r#"{"access_token":"at","token_type":"Bearer","expires_in":347155200}"#,
+            ),
+        ] {
+            let refused = token_from(&answer(json), UnixSeconds(0));
+            let Err(error) = refused else {
+                panic!("{case}: accepted");
+            };
+            assert!(
+                error.to_string().contains("nothing was saved"),
+                "{case}: {error}"
+            );
+        }
+        // The lifetime bound leaves every real one alone.
+        let week = token_from(
+            &answer(r#"{"access_token":"at","token_type":"Bearer","expires_in":604800}"#),
+            UnixSeconds(0),
+        );
+        assert_eq!(week.unwrap().expiry, UnixSeconds(604_800));
+    }
+
+    #[test]
+    fn a_negative_lifetime_is_named_without_quoting_the_answer() {
+        let body = br#"{"access_token":"at-secret","token_type":"Bearer","expires_in":-5}"#;
+        let mut json = serde_json::Deserializer::from_slice(body);
+        let error = serde_path_to_error::deserialize::<_, ProviderTokenResponse>(&mut json)
+            .map(drop)
+            .unwrap_err();
+        let shown = exchange_error(RequestTokenError::Parse(error, Vec::new())).to_string();
+        assert!(shown.contains("expires_in"), "{shown}");
+        assert!(!shown.contains("at-secret"), "{shown}");
+    }
+
+    #[test]
+    fn every_secret_sent_is_redacted_even_when_cut_short() {
+        let sent = ["rt-0123456789abcdef", "verifier-xyz-42"];
+        assert_eq!(
+            redact_sent("refresh token rt-0123456789abcdef is not valid", &sent),
+            "refresh token [redacted] is not valid"
+        );
+        assert_eq!(
+            redact_sent("bad verifier-xyz-42 and rt-0123456789abcdef", &sent),
+            "bad [redacted] and [redacted]"
+        );
+        // The provider's words were cut at the end of a line, in the middle of the token.
+        assert_eq!(
+            redact_sent("reused: rt-0123456…", &sent),
+            "reused: [redacted]…"
+        );
+        assert_eq!(redact_sent("nothing here", &sent), "nothing here");
+        assert_eq!(redact_sent("x", &[""]), "x");
+    }
+
     #[test]
     fn a_missing_lifetime_means_an_hour() {
         let response: ProviderTokenResponse =
             serde_json::from_str(r#"{"access_token":"at","token_type":"bearer"}"#).unwrap();
-        let token = token_from(&response, UnixSeconds(1000));
+        let token = token_from(&response, UnixSeconds(1000)).unwrap();
         assert_eq!(token.expiry, UnixSeconds(1000 + 3600));
         assert_eq!(token.token_type, "Bearer");
         assert_eq!(token.refresh_token, None);
@@ -477,7 +681,7 @@ mod tests {
         assert_eq!(fields.id_token.as_deref(), Some("idt-secret"));
         let debug = format!("{response:?}");
         assert!(!debug.contains("secret"), "{debug}");
-        let token = token_from(&response, UnixSeconds(0));
+        let token = token_from(&response, UnixSeconds(0)).unwrap();
         assert_eq!(token.scope.as_deref(), Some("a b"));
         assert_eq!(token.expiry, UnixSeconds(60));
     }

@@ -14,15 +14,22 @@ use oauth2::{
     StandardDeviceAuthorizationResponse, TokenUrl,
 };
 
+use url::Url;
+
 use super::http::{
-    describe_oauth_error, exchange_error, new_client, parse_url, refresh_error, token_from,
-    HttpFailure, OAuthClient, OAuthConfigError, OAuthHttp, ProviderTokenResponse,
+    describe_oauth_error, exchange_error, new_client, parse_url, poll_interval, redact_flow_error,
+    redact_refresh_error, refresh_error, token_from, HttpFailure, OAuthClient, OAuthConfigError,
+    OAuthHttp, ProviderTokenResponse, UnusableToken,
 };
 
 /// How often the user is shown that the flow is still waiting.
 const WAITING_TICK: Duration = Duration::from_secs(1);
 
 const WAITING: &str = "Waiting for the code to be approved";
+
+/// The longest a device sign-in waits for approval, whatever the endpoint's `expires_in` says
+/// (real codes last 5 to 15 minutes).
+const MAX_DEVICE_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// Where and as whom to sign in to Qwen (`providers.qwen.oauth` in settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +83,24 @@ impl QwenFlow {
         })
     }
 
-    fn token(&self, response: &ProviderTokenResponse) -> Token {
-        let mut token = token_from(response, self.clock.now());
-        token.resource_url = response.extra_fields().resource_url.clone();
-        token
+    fn token(&self, response: &ProviderTokenResponse) -> Result<Token, UnusableToken> {
+        let mut token = token_from(response, self.clock.now())?;
+        let resource_url = response.extra_fields().resource_url.clone();
+        if let Some(resource_url) = &resource_url {
+            // The API base travels with every message and the token: not in clear text.
+            let base = crate::chat::qwen::oauth_base(resource_url);
+            if !Url::parse(&base).is_ok_and(|url| crate::is_safe_transport(&url)) {
+                return Err(UnusableToken(format!(
+                    "its resource_url is not an https address (nor http to this machine): {}",
+                    base.chars()
+                        .filter(|c| !c.is_control())
+                        .take(100)
+                        .collect::<String>()
+                )));
+            }
+        }
+        token.resource_url = resource_url;
+        Ok(token)
     }
 }
 
@@ -118,11 +139,13 @@ impl OAuthFlow for QwenFlow {
             .request_async(
                 self.http.transport(),
                 |interval| wait(prompt, interval),
-                None,
+                Some(MAX_DEVICE_WAIT),
             )
             .await;
         prompt.waiting(WAITING, true);
-        polled.map(|r| self.token(&r)).map_err(poll_error)
+        let sent = [details.device_code().secret().as_str(), verifier.secret()];
+        let response = polled.map_err(|e| redact_flow_error(poll_error(e), &sent))?;
+        Ok(self.token(&response)?)
     }
 
     async fn refresh(&self, refresh_token: &Secret) -> Result<Token, RefreshError> {
@@ -132,15 +155,15 @@ impl OAuthFlow for QwenFlow {
             .exchange_refresh_token(&refresh_token)
             .request_async(self.http.transport())
             .await
-            .map_err(refresh_error)?;
-        Ok(self.token(&response))
+            .map_err(|e| redact_refresh_error(refresh_error(e), &[refresh_token.secret()]))?;
+        Ok(self.token(&response)?)
     }
 }
 
 /// Sleeps one polling interval (which `oauth2` stretches by 5 s on `slow_down`), showing the
 /// user that the flow is waiting.
 async fn wait(prompt: &dyn UserPrompt, interval: Duration) {
-    let deadline = tokio::time::Instant::now() + interval;
+    let deadline = tokio::time::Instant::now() + poll_interval(interval);
     loop {
         prompt.waiting(WAITING, false);
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -169,5 +192,25 @@ fn poll_error(error: RequestTokenError<HttpFailure, DeviceCodeErrorResponse>) ->
         RequestTokenError::Parse(..) | RequestTokenError::Other(_) => {
             exchange_error(RequestTokenError::Other(String::new()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_endpoints_interval_is_held_to_a_sane_range() {
+        // A hostile endpoint asking for a tight loop, or for a wait of a day.
+        assert_eq!(poll_interval(Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(
+            poll_interval(Duration::from_secs(86_400)),
+            Duration::from_secs(60)
+        );
+        // Real intervals (Qwen's 2 s, plus 5 s after a slow_down) are kept.
+        assert_eq!(
+            poll_interval(Duration::from_secs(7)),
+            Duration::from_secs(7)
+        );
     }
 }
