@@ -4,6 +4,8 @@
 //! themselves come from `llxprt-domain`. This crate does no I/O of its own: every file, socket,
 //! clock and terminal is reached through a port.
 
+#![warn(missing_docs)]
+
 pub mod commands;
 pub mod ports;
 pub mod presenter;

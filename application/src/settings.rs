@@ -10,6 +10,7 @@ use llxprt_domain::{OAuthProvider, ProfileName, Secret};
 
 /// Everything llxprt can be told through `settings.json`, the environment or `--set`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Settings {
     /// Lazy OAuth per provider (`/auth P enable`); a provider missing here is disabled.
     pub oauth_enabled: BTreeMap<OAuthProvider, bool>,
@@ -333,6 +334,7 @@ fn words(text: &str) -> Vec<String> {
 /// A `--set` or `/set` override was refused. The messages never repeat the value, which may be
 /// a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SettingError {
     /// `--set` text without `=`.
     #[error("expected NAME=VALUE, e.g. auth-key=KEY or providers.anthropic.base_url=URL")]
@@ -593,7 +595,33 @@ mod tests {
             ["org:create_api_key", "user:profile", "user:inference"]
         );
         assert_eq!(s.providers.gemini.oauth.scopes.len(), 3);
-        assert_eq!(ProviderSettings::real_defaults(), s.providers);
+        // Out of the box every endpoint is a real service's, over TLS: nothing on loopback or
+        // in plain HTTP, where a local process could pose as the provider.
+        let p = &s.providers;
+        for url in [
+            &p.anthropic.base_url,
+            &p.anthropic.oauth.authorize_url,
+            &p.anthropic.oauth.token_url,
+            &p.anthropic.oauth.redirect_uri,
+            &p.gemini.base_url,
+            &p.gemini.code_assist_base_url,
+            &p.gemini.oauth.authorize_url,
+            &p.gemini.oauth.token_url,
+            &p.qwen.base_url,
+            &p.qwen.oauth.device_authorization_url,
+            &p.qwen.oauth.token_url,
+            &p.codex.base_url,
+            &p.codex.oauth.issuer,
+            &p.openai.base_url,
+        ] {
+            assert!(url.starts_with("https://"), "{url} is not TLS");
+            assert!(
+                !["localhost", "127.0.0.1", "[::1]"]
+                    .iter()
+                    .any(|host| url.contains(host)),
+                "{url} is on loopback"
+            );
+        }
         assert!(OAuthProvider::ALL.iter().all(|p| !s.is_oauth_enabled(*p)));
         assert_eq!(s.auth_key, None);
     }

@@ -9,6 +9,7 @@ pub const MAX_BUCKET_NAME_LEN: usize = 64;
 
 /// A bucket name was refused; the message says why and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvalidBucketName {
     /// The name was empty.
     #[error("a bucket name cannot be empty")]

@@ -225,6 +225,7 @@ pub struct BucketReport {
 
 /// Every bucket of a request that found none left, and when one becomes usable again.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExhaustedReport {
     /// Every bucket, in priority order, with its reason.
     pub buckets: Vec<BucketReport>,
@@ -295,6 +296,26 @@ enum Phase {
 }
 
 /// The failover state of one request. See the [module documentation](self).
+///
+/// ```
+/// use llxprt_domain::{BucketHealth, BucketName, Decision, FailoverRequest, Outcome, UnixSeconds};
+///
+/// let now = UnixSeconds(1_767_225_600);
+/// let name = |n: &str| BucketName::parse(n).unwrap();
+/// let buckets = vec![(name("work1"), BucketHealth::Usable), (name("work2"), BucketHealth::Usable)];
+///
+/// let (mut request, first) = FailoverRequest::start(buckets, now);
+/// assert_eq!(first, Decision::Use(name("work1")));
+/// // work1 answers 429 with a reset a minute away: the request moves on to work2 at once.
+/// let reset_at = Some(now + 60);
+/// assert_eq!(request.record(Outcome::RateLimited { reset_at }, now), Decision::Use(name("work2")));
+/// assert_eq!(request.record(Outcome::Success, now), Decision::Done);
+///
+/// // The next request leaves work1 alone until its reset, then takes it again.
+/// let health = request.into_health();
+/// assert_eq!(FailoverRequest::start(health.clone(), now + 30).1, Decision::Use(name("work2")));
+/// assert_eq!(FailoverRequest::start(health, now + 60).1, Decision::Use(name("work1")));
+/// ```
 #[derive(Debug, Clone)]
 pub struct FailoverRequest {
     health: Vec<(BucketName, BucketHealth)>,
@@ -724,13 +745,16 @@ mod tests {
         let (mut request, _) = FailoverRequest::start(usable(&["a", "b"]), NOW);
         let next = request.record(Outcome::PaymentRequired { reset_at: None }, NOW);
         assert_eq!(next, use_("b"));
-        assert_eq!(
-            health_of(&request, "a"),
-            BucketHealth::CoolingUntil {
-                until: NOW + DEFAULT_COOLDOWN_SECONDS,
-                cause: CooldownCause::PaymentRequired
-            }
-        );
+        // Without a reset time the bucket sits out a while (not the next request), and is
+        // back within the hour.
+        let BucketHealth::CoolingUntil { until, cause } = health_of(&request, "a") else {
+            panic!("a does not cool down");
+        };
+        assert_eq!(cause, CooldownCause::PaymentRequired);
+        assert!(until > NOW, "a 402 without a reset is retried at once");
+        let health = request.into_health();
+        assert_eq!(FailoverRequest::start(health.clone(), NOW).1, use_("b"));
+        assert_eq!(FailoverRequest::start(health, NOW + 3600).1, use_("a"));
     }
 
     #[test]
@@ -1015,47 +1039,11 @@ mod tests {
     // ---- properties: the service loop driven by random buckets, health and outcomes ----
 
     fn any_health() -> impl Strategy<Value = BucketHealth> {
-        let cause = prop_oneof![
-            Just(CooldownCause::RateLimited),
-            Just(CooldownCause::PaymentRequired)
-        ];
-        let login = prop_oneof![
-            Just(LoginCause::Forbidden),
-            Just(LoginCause::RefreshRejected),
-            Just(LoginCause::NoToken)
-        ];
-        prop_oneof![
-            3 => Just(BucketHealth::Usable),
-            2 => (-100i64..200, cause).prop_map(|(offset, cause)| BucketHealth::CoolingUntil {
-                until: NOW + offset,
-                cause
-            }),
-            1 => login.prop_map(|cause| BucketHealth::NeedsLogin { cause }),
-            1 => any_refusal().prop_map(|cause| BucketHealth::Refused { cause }),
-        ]
-    }
-
-    fn any_refusal() -> impl Strategy<Value = RefusalCause> {
-        prop_oneof![
-            Just(RefusalCause::ClaudeCodeOnly),
-            Just(RefusalCause::UnsupportedClient),
-            Just(RefusalCause::TierEnded),
-        ]
+        crate::strategies::health_around(NOW)
     }
 
     fn any_outcome() -> impl Strategy<Value = Outcome> {
-        let reset = prop::option::of((-50i64..400).prop_map(|offset| NOW + offset));
-        prop_oneof![
-            1 => Just(Outcome::Success),
-            3 => reset.clone().prop_map(|reset_at| Outcome::RateLimited { reset_at }),
-            2 => reset.prop_map(|reset_at| Outcome::PaymentRequired { reset_at }),
-            3 => Just(Outcome::Unauthorized),
-            2 => Just(Outcome::Forbidden),
-            2 => any::<bool>().prop_map(|needs_login| Outcome::RefreshFailed { needs_login }),
-            1 => Just(Outcome::NoToken),
-            1 => Just(Outcome::Transient),
-            1 => any_refusal().prop_map(|cause| Outcome::Refused { cause }),
-        ]
+        crate::strategies::outcome_around(NOW)
     }
 
     /// Buckets in priority order with their health.
@@ -1269,32 +1257,54 @@ mod tests {
         }
 
         #[test]
-        fn exhausted_reports_the_minimum_cooldown_end((buckets, script) in any_scenario()) {
-            let (_, steps) = simulate(&buckets, &script);
-            let Some(Decision::Exhausted(report)) = steps.last().map(|s| &s.decision) else {
+        fn exhausted_names_the_time_the_status_shows_for_the_first_bucket_to_rejoin((buckets, script) in any_scenario()) {
+            let (request, steps) = simulate(&buckets, &script);
+            let Some(Decision::Exhausted(report)) = steps.last().map(|s| s.decision.clone()) else {
                 return Ok(());
             };
-            // The cooldown ends the service was told about: the input's, for buckets never
-            // used, and those started by a 429 or 402 (reported at the next step's time).
-            let mut ends = Vec::new();
-            let mut used = BTreeSet::new();
-            for (step, next) in steps.iter().zip(steps.iter().skip(1)) {
-                if let Decision::Use(b) | Decision::RefreshThenRetry(b) = &step.decision {
-                    used.insert(b.clone());
-                    if let Some(Outcome::RateLimited { reset_at } | Outcome::PaymentRequired { reset_at }) = step.answered {
-                        ends.push(reset_at.unwrap_or(next.at + DEFAULT_COOLDOWN_SECONDS).max(next.at));
-                    }
-                }
-            }
-            for (n, h) in &buckets {
-                if let (false, BucketHealth::CoolingUntil { until, .. }) = (used.contains(n), h) {
-                    ends.push(*until);
-                }
-            }
-            prop_assert_eq!(report.earliest_usable, ends.iter().copied().min());
             let names: Vec<&BucketName> = report.buckets.iter().map(|r| &r.bucket).collect();
             let expected: Vec<&BucketName> = buckets.iter().map(|(n, _)| n).collect();
             prop_assert_eq!(names, expected);
+            // What `/auth P status` shows afterwards: each cooling bucket's end.
+            let ends: Vec<UnixSeconds> = request
+                .into_health()
+                .into_iter()
+                .filter_map(|(_, h)| match h {
+                    BucketHealth::CoolingUntil { until, .. } => Some(until),
+                    _ => None,
+                })
+                .collect();
+            match report.earliest_usable {
+                // "Wait until X" is the end of a cooldown the status shows, and no cooling
+                // bucket rejoins earlier.
+                Some(at) => {
+                    prop_assert!(ends.contains(&at), "told to wait until {} but the cooldowns end at {:?}", at, ends);
+                    prop_assert!(ends.iter().all(|end| *end >= at));
+                }
+                None => prop_assert!(ends.is_empty(), "no time given though buckets cool until {:?}", ends),
+            }
+        }
+
+        #[test]
+        fn a_refused_bucket_cools_until_the_providers_reset_or_a_while_without_one((buckets, script) in any_scenario()) {
+            let (request, steps) = simulate(&buckets, &script);
+            let health: BTreeMap<BucketName, BucketHealth> = request.into_health().into_iter().collect();
+            for (step, next) in steps.iter().zip(steps.iter().skip(1)) {
+                let (Decision::Use(b) | Decision::RefreshThenRetry(b)) = &step.decision else { continue };
+                let Some(Outcome::RateLimited { reset_at } | Outcome::PaymentRequired { reset_at }) = step.answered else {
+                    continue;
+                };
+                let Some(BucketHealth::CoolingUntil { until, .. }) = health.get(b).copied() else {
+                    return Err(TestCaseError::fail(format!("{b} was refused but does not cool down")));
+                };
+                let refused_at = next.at;
+                match reset_at {
+                    Some(reset) if reset > refused_at => prop_assert_eq!(until, reset, "{} ignores the provider's reset", b),
+                    // A reset already past: the next request may use the bucket at once.
+                    Some(_) => prop_assert_eq!(until, refused_at),
+                    None => prop_assert!(until > refused_at, "{} may be retried at once", b),
+                }
+            }
         }
 
         #[test]
@@ -1326,12 +1336,18 @@ mod tests {
                 Outcome::RateLimited { reset_at }
             };
             prop_assert_eq!(request.record(outcome, NOW), use_("spare"));
-            let until = reset_at.unwrap_or(NOW + DEFAULT_COOLDOWN_SECONDS);
-            let (next_request, first) = FailoverRequest::start(request.into_health(), NOW + later);
-            if NOW + later >= until {
+            // The provider's reset when it gave one; without one the bucket sits out a while,
+            // and an hour later it is back.
+            let rejoins = match reset_at {
+                Some(reset) => NOW + later >= reset,
+                None if later == 0 => false,
+                None => later >= 3600,
+            };
+            let (next_request, first) = FailoverRequest::start(request.clone().into_health(), NOW + later);
+            if rejoins {
                 prop_assert_eq!(first, use_("primary"));
                 prop_assert_eq!(health_of(&next_request, "primary"), BucketHealth::Usable);
-            } else {
+            } else if reset_at.is_some() || later == 0 {
                 prop_assert_eq!(first, use_("spare"));
             }
         }

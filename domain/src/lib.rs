@@ -5,6 +5,8 @@
 //! which bucket it goes to next, whether a token is fresh and what a 429 means are all answered
 //! by plain functions over plain values, so they can be property-tested exhaustively.
 
+#![warn(missing_docs)]
+
 pub mod bucket;
 pub mod failover;
 pub mod loadbalance;
@@ -14,6 +16,8 @@ pub mod provider;
 pub mod quota;
 pub mod secret;
 pub mod stats;
+#[cfg(any(test, feature = "proptest"))]
+pub mod strategies;
 pub mod time;
 pub mod token;
 

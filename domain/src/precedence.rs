@@ -138,6 +138,40 @@ impl Credential {
 ///
 /// OAuth is chosen when it is enabled or the profile names buckets, and only when no key is
 /// present. Repeated profile buckets are kept once, at their first place.
+///
+/// ```
+/// use llxprt_domain::{resolve_credential, BucketName, ChatProvider, Credential, CredentialSources, KeySource, Secret};
+///
+/// let work = BucketName::parse("work@example.com").unwrap();
+/// let sources = CredentialSources {
+///     provider: ChatProvider::Anthropic,
+///     command_line: None,
+///     profile_key: None,
+///     settings_key: None,
+///     env: vec![("ANTHROPIC_API_KEY", None)],
+///     oauth_enabled: false,
+///     profile_buckets: vec![work.clone()],
+/// };
+/// // No key anywhere, and the profile names a bucket: OAuth over that bucket.
+/// match resolve_credential(sources.clone()) {
+///     Credential::OAuth(plan) => assert_eq!(plan.buckets(), [work]),
+///     other => panic!("expected OAuth, got {other:?}"),
+/// }
+///
+/// // Any key outranks OAuth, and the command line outranks the environment.
+/// let keyed = CredentialSources {
+///     command_line: Some(Secret::new("  sk-from-flag ")),
+///     env: vec![("ANTHROPIC_API_KEY", Some(Secret::new("sk-from-env")))],
+///     ..sources
+/// };
+/// match resolve_credential(keyed) {
+///     Credential::ApiKey { key, source } => {
+///         assert_eq!(key.expose(), "sk-from-flag");
+///         assert_eq!(source, KeySource::CommandLine);
+///     }
+///     other => panic!("expected the command line's key, got {other:?}"),
+/// }
+/// ```
 pub fn resolve_credential(sources: CredentialSources) -> Credential {
     let keys = [
         (KeySource::CommandLine, sources.command_line),

@@ -10,6 +10,7 @@ use crate::secret::Secret;
 
 /// A profile name was refused; the message says why and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvalidProfileName {
     /// The name was empty.
     #[error("a profile name cannot be empty")]
@@ -84,6 +85,7 @@ pub enum Profile {
 
 /// A profile that cannot be saved or used as it stands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvalidProfile {
     /// A loadbalancer profile with nothing to balance over.
     #[error("a loadbalancer profile needs at least one member profile")]

@@ -80,6 +80,7 @@ impl QuotaWindow {
 
 /// The latest limits a provider reported for a bucket, and when they were seen.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ReportedLimits {
     /// Every window the provider reported, in the order it reported them.
     pub windows: Vec<QuotaWindow>,

@@ -19,6 +19,7 @@ pub type UnknownFields = BTreeMap<String, String>;
 
 /// An OAuth token set for one bucket, with the extras some providers add.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Token {
     /// The bearer token sent to the API.
     pub access_token: Secret,

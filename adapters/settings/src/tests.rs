@@ -664,3 +664,44 @@ fn the_idle_limit_of_a_reply_comes_from_the_file_the_environment_or_set() {
         Err(ConfigError::InvalidFile { .. })
     ));
 }
+
+/// The configuration contract of `llxprt_application::testkit::config_store`, against the
+/// files and against the memory double.
+mod contract {
+    use super::*;
+    use llxprt_application::testkit::MemoryConfigStore;
+
+    fn put_key_file(store: &FileConfigStore, contents: &str) -> String {
+        let path = store.home().join(format!("key-{}", contents.len()));
+        fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    }
+
+    mod files {
+        use super::*;
+
+        llxprt_application::config_store_contract_tests!(
+            {
+                let dir = TempDir::new().unwrap();
+                move || {
+                    fs::create_dir_all(dir.path().join("home")).unwrap();
+                    store(&dir.path().join("home"))
+                }
+            },
+            put_key_file = put_key_file
+        );
+    }
+
+    mod memory {
+        use super::*;
+
+        llxprt_application::config_store_contract_tests!(
+            MemoryConfigStore::new,
+            put_key_file = |store: &MemoryConfigStore, contents: &str| {
+                let path = format!("/keys/key-{}", contents.len());
+                store.put_key_file(&path, contents);
+                path
+            }
+        );
+    }
+}

@@ -11,13 +11,29 @@ use llxprt_store_encrypted::EncryptedTokenStore;
 
 mod contract {
     use super::*;
-    llxprt_application::token_store_contract_tests!({
-        let dir = tempfile::tempdir().unwrap();
-        move || {
-            let oauth = dir.path().join(format!("oauth-{}", rand_suffix()));
-            EncryptedTokenStore::new(oauth, StorageKey::generate().unwrap())
+    llxprt_application::token_store_contract_tests!(
+        {
+            let dir = tempfile::tempdir().unwrap();
+            move || {
+                let oauth = dir.path().join(format!("oauth-{}", rand_suffix()));
+                EncryptedTokenStore::new(oauth, StorageKey::generate().unwrap())
+            }
+        },
+        break_saves = break_saves
+    );
+
+    /// Makes the store's saves fail, as root too (modes do not stop root): the token directory
+    /// moves aside and a plain file takes its place, so no temporary file can be made in it.
+    fn break_saves(store: &EncryptedTokenStore, broken: bool) {
+        let aside = store.dir().with_extension("aside");
+        if broken {
+            fs::rename(store.dir(), &aside).unwrap();
+            fs::write(store.dir(), "not a directory").unwrap();
+        } else {
+            fs::remove_file(store.dir()).unwrap();
+            fs::rename(&aside, store.dir()).unwrap();
         }
-    });
+    }
 
     fn rand_suffix() -> u64 {
         use std::sync::atomic::{AtomicU64, Ordering};

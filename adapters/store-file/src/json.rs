@@ -92,17 +92,15 @@ pub fn token_from_json(text: &str) -> Result<Token, TokenJsonError> {
         .filter(|(name, _)| !KNOWN_FIELDS.contains(&name.as_str()))
         .map(|(name, raw)| (name.clone(), raw.get().to_owned()))
         .collect();
-    Ok(Token {
-        access_token: Secret::new(access_token),
-        refresh_token: string("refresh_token")?.map(Secret::new),
-        expiry,
-        token_type: string("token_type")?.unwrap_or_else(|| "Bearer".to_owned()),
-        scope: string("scope")?,
-        resource_url: string("resource_url")?,
-        account_id: string("account_id")?,
-        id_token: string("id_token")?.map(Secret::new),
-        unknown,
-    })
+    let mut token = Token::new(Secret::new(access_token), expiry);
+    token.refresh_token = string("refresh_token")?.map(Secret::new);
+    token.token_type = string("token_type")?.unwrap_or_else(|| "Bearer".to_owned());
+    token.scope = string("scope")?;
+    token.resource_url = string("resource_url")?;
+    token.account_id = string("account_id")?;
+    token.id_token = string("id_token")?.map(Secret::new);
+    token.unknown = unknown;
+    Ok(token)
 }
 
 /// Whole seconds, or fractional seconds rounded down (some writers divide milliseconds by 1000).
@@ -342,19 +340,19 @@ mod tests {
             proptest::collection::btree_map("x_[a-z]{1,8}", any::<i32>(), 0..4),
         )
             .prop_map(
-                |((at, rt, expiry, token_type), (scope, url, account, id), unknown)| Token {
-                    access_token: Secret::new(at),
-                    refresh_token: rt.map(Secret::new),
-                    expiry: UnixSeconds(expiry),
-                    token_type,
-                    scope,
-                    resource_url: url,
-                    account_id: account,
-                    id_token: id.map(Secret::new),
-                    unknown: unknown
+                |((at, rt, expiry, token_type), (scope, url, account, id), unknown)| {
+                    let mut token = Token::new(Secret::new(at), UnixSeconds(expiry));
+                    token.refresh_token = rt.map(Secret::new);
+                    token.token_type = token_type;
+                    token.scope = scope;
+                    token.resource_url = url;
+                    token.account_id = account;
+                    token.id_token = id.map(Secret::new);
+                    token.unknown = unknown
                         .into_iter()
                         .map(|(k, v)| (k, v.to_string()))
-                        .collect(),
+                        .collect();
+                    token
                 },
             )
     }

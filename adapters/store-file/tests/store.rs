@@ -13,7 +13,7 @@ use std::path::Path;
 
 use llxprt_application::ports::{StoreError, TokenStore};
 use llxprt_application::testkit::token_store::{number_of, numbered_token, token_store_contract};
-use llxprt_application::testkit::MemoryTokenStore;
+use llxprt_application::testkit::{MemoryTokenStore, StoreOperation};
 use llxprt_domain::{BucketId, BucketName, OAuthProvider, Secret, Token, UnixSeconds};
 use llxprt_store_file::{FileTokenStore, MAX_TOKEN_FILE_BYTES};
 
@@ -25,23 +25,92 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// Makes a file store's saves fail, as root too (modes do not stop root): the token directory
+/// moves aside and a plain file takes its place, so no temporary file can be made in it.
+fn break_file_saves(store: &FileTokenStore, broken: bool) {
+    let aside = store.dir().with_extension("aside");
+    if broken {
+        std::fs::rename(store.dir(), &aside).unwrap();
+        std::fs::write(store.dir(), "not a directory").unwrap();
+    } else {
+        std::fs::remove_file(store.dir()).unwrap();
+        std::fs::rename(&aside, store.dir()).unwrap();
+    }
+}
+
+fn break_memory_saves(store: &MemoryTokenStore, broken: bool) {
+    if broken {
+        store.fail(StoreOperation::Save, MemoryTokenStore::io_error());
+    } else {
+        store.heal();
+    }
+}
+
 mod file_store_contract {
     use super::*;
 
-    llxprt_application::token_store_contract_tests!({
+    llxprt_application::token_store_contract_tests!(
+        {
+            let dir = tempfile::tempdir().unwrap();
+            move || FileTokenStore::new(dir.path().join("home").join("oauth"))
+        },
+        break_saves = break_file_saves
+    );
+
+    llxprt_application::token_store_model_tests!({
         let dir = tempfile::tempdir().unwrap();
-        move || FileTokenStore::new(dir.path().join("home").join("oauth"))
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        move || {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            FileTokenStore::new(dir.path().join(n.to_string()).join("oauth"))
+        }
     });
+}
+
+mod persistence_contracts {
+    use llxprt_application::testkit::{MemoryHealthStore, MemoryStatsStore};
+    use llxprt_store_file::{FileHealthStore, FileStatsStore};
+
+    mod file_stats {
+        use super::*;
+        llxprt_application::stats_store_contract_tests!({
+            let dir = tempfile::tempdir().unwrap();
+            move || FileStatsStore::new(&dir.path().join("home"))
+        });
+    }
+
+    mod file_health {
+        use super::*;
+        llxprt_application::health_store_contract_tests!({
+            let dir = tempfile::tempdir().unwrap();
+            move || FileHealthStore::new(&dir.path().join("home"))
+        });
+    }
+
+    mod memory_stats {
+        use super::*;
+        llxprt_application::stats_store_contract_tests!(MemoryStatsStore::new);
+    }
+
+    mod memory_health {
+        use super::*;
+        llxprt_application::health_store_contract_tests!(MemoryHealthStore::new);
+    }
 }
 
 mod memory_store_contract {
     use super::*;
 
-    llxprt_application::token_store_contract_tests!(MemoryTokenStore::new);
+    llxprt_application::token_store_contract_tests!(
+        MemoryTokenStore::new,
+        break_saves = break_memory_saves
+    );
+
+    llxprt_application::token_store_model_tests!(MemoryTokenStore::new);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_whole_suite_runs_from_one_call() {
-        token_store_contract(MemoryTokenStore::new).await;
+        token_store_contract(MemoryTokenStore::new, break_memory_saves).await;
     }
 }
 

@@ -40,6 +40,7 @@ const STORAGE_KEY_USER: &str = "storage-key";
 /// Tokens in the OS keyring, for one `$LLXPRT_HOME`.
 #[derive(Debug, Clone)]
 pub struct KeyringTokenStore {
+    home: PathBuf,
     keyring: Keyring,
     index: Arc<Index>,
     locks: FileTokenStore,
@@ -49,6 +50,7 @@ impl KeyringTokenStore {
     /// The store of the home `home` (its index and locks live there).
     pub fn new(home: &Path) -> Self {
         Self {
+            home: home.to_owned(),
             keyring: Keyring::for_home(home),
             index: Arc::new(Index::new(home.join("keyring-index.json"))),
             locks: FileTokenStore::new(home.join("oauth")),
@@ -58,6 +60,11 @@ impl KeyringTokenStore {
     /// The keyring this store writes to.
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// The home whose index and locks the store keeps.
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 }
 

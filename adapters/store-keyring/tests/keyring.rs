@@ -27,10 +27,25 @@ fn store(home: &Path) -> KeyringTokenStore {
 
 mod contract {
     use super::*;
-    llxprt_application::token_store_contract_tests!({
-        let dir = tempfile::tempdir().unwrap();
-        move || store(&dir.path().join(format!("home-{}", next())))
-    });
+    llxprt_application::token_store_contract_tests!(
+        {
+            let dir = tempfile::tempdir().unwrap();
+            move || store(&dir.path().join(format!("home-{}", next())))
+        },
+        break_saves = break_saves
+    );
+
+    /// Makes the store's saves fail, as root too: every save takes the index's lock first, and
+    /// a directory stands where the lock file must be opened.
+    fn break_saves(store: &KeyringTokenStore, broken: bool) {
+        let lock = llxprt_store_keyring::index_path(store.home()).with_extension("json.lock");
+        if broken {
+            let _ = std::fs::remove_file(&lock);
+            std::fs::create_dir_all(&lock).unwrap();
+        } else {
+            std::fs::remove_dir(&lock).unwrap();
+        }
+    }
 
     fn next() -> u64 {
         use std::sync::atomic::{AtomicU64, Ordering};

@@ -86,7 +86,41 @@ fn bucket(name: &str) -> BucketId {
 mod contract {
     use super::*;
 
-    llxprt_application::token_store_contract_tests!(|| open(&fresh_database()));
+    llxprt_application::token_store_contract_tests!(
+        || open(&fresh_database()),
+        break_saves = break_saves
+    );
+
+    /// Makes the store's saves fail: a trigger in its database refuses every write of a token
+    /// row, as a database that stopped accepting writes would.
+    fn break_saves(store: &PostgresStore, broken: bool) {
+        let admin = cluster();
+        let (server, _) = admin.rsplit_once('/').unwrap();
+        let url = format!("{server}/{}", store.address().database());
+        let sql = if broken {
+            "CREATE OR REPLACE FUNCTION llxprt_test_refuse() RETURNS trigger AS \
+             $$ BEGIN RAISE EXCEPTION 'writes are refused'; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER llxprt_test_refuse BEFORE INSERT OR UPDATE ON llxprt_tokens \
+             FOR EACH ROW EXECUTE FUNCTION llxprt_test_refuse();"
+        } else {
+            "DROP TRIGGER llxprt_test_refuse ON llxprt_tokens;"
+        };
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                    tokio::spawn(connection);
+                    client.batch_execute(sql).await.unwrap();
+                });
+        })
+        .join()
+        .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

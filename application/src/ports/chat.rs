@@ -54,6 +54,7 @@ pub struct ChatReply {
 
 /// Why a message got no answer, classified for the failover decision.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChatError {
     /// `429` or a usage limit: the account is out of quota for now.
     #[error("rate limited by the provider")]

@@ -8,6 +8,7 @@ use crate::settings::{SettingError, Settings, StorageBackend};
 /// Why settings or a profile could not be read or written. Every message names the file or the
 /// variable at fault and never repeats a value, which may be a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A settings or profile file is not valid JSON or does not have the expected shape. It is
     /// left untouched for the user to fix.

@@ -7,6 +7,7 @@ use super::prompt::{PromptError, UserPrompt};
 
 /// Why a login did not produce a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FlowError {
     /// The user or the provider refused (`error=access_denied`, device flow denied).
     #[error("sign-in was denied: {0}")]
@@ -30,6 +31,7 @@ pub enum FlowError {
 
 /// Why a refresh did not produce a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RefreshError {
     /// The refresh token is invalid, revoked or already used: the bucket needs a new login.
     #[error("the provider rejected the refresh token ({0}); sign in again")]
@@ -103,6 +105,7 @@ pub trait OAuthFlow: Send + Sync {
 
 /// The browser could not be opened; the flow falls back to asking the user to paste.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrowserError {
     /// Opening is not possible here (`--nobrowser`, no display, SSH session).
     #[error("no browser available: {0}")]

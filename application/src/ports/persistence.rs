@@ -3,6 +3,7 @@
 
 /// Why statistics or bucket health could not be read or saved. The stored data is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PersistenceError {
     /// What is stored is not valid; it is left in place for the user to look at. Retrying
     /// cannot help.

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 /// The user could not or would not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PromptError {
     /// The user cancelled (Ctrl-C) while asked.
     #[error("cancelled")]

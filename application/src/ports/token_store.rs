@@ -7,6 +7,7 @@ use llxprt_domain::{BucketId, BucketName, OAuthProvider, Token};
 
 /// Why a token could not be loaded, saved, listed, deleted or locked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The stored token cannot be read as a token. It is left in place for the user to act on.
     #[error("the token file {path} is corrupt ({reason}); run `/auth {provider} login {bucket}` to replace it")]

@@ -9,6 +9,7 @@ use crate::services::token_service::{FlowRegistry, DEFAULT_LOCK_TIMEOUT};
 
 /// Why a login or logout did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// The sign-in flow failed.
     #[error("login to {bucket} failed: {source}")]

@@ -22,6 +22,7 @@ use crate::services::token_service::{TokenError, TokenService};
 
 /// Why a message got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// No key and no OAuth for the provider.
     #[error("no credentials for {0}: give a key (/key, --key or its environment variable) or run `/auth {oauth} enable`", oauth = .0.oauth_provider())]
@@ -114,6 +115,65 @@ impl ChatClients {
 }
 
 /// Sends messages on whichever bucket still has quota, and counts every request.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::sync::Arc;
+/// use llxprt_application::ports::{ChatError, ChatMessage, ChatRequest, OAuthFlow, Role, TokenStore};
+/// use llxprt_application::services::{AuthService, ChatClients, ChatService, FlowRegistry, SendTarget, TokenService};
+/// use llxprt_application::testkit::{
+///     FakeChatClient, FakeOAuthFlow, ManualClock, MemoryStatsStore, MemoryTokenStore, ScriptedPrompt,
+/// };
+/// use llxprt_domain::{resolve_credential, BucketId, BucketName, ChatProvider, CredentialSources, OAuthProvider, UnixSeconds};
+///
+/// let clock = Arc::new(ManualClock::at(UnixSeconds(1_767_225_600)));
+/// let store = Arc::new(MemoryTokenStore::new());
+/// let flow = Arc::new(FakeOAuthFlow::new(OAuthProvider::Anthropic, clock.clone()));
+/// let mut flows = FlowRegistry::new();
+/// flows.register(flow.clone());
+/// let claude = Arc::new(FakeChatClient::new(ChatProvider::Anthropic));
+/// let mut clients = ChatClients::new();
+/// clients.register(claude.clone());
+/// let stats = Arc::new(MemoryStatsStore::new());
+/// let tokens = Arc::new(TokenService::new(store.clone(), flows.clone(), clock.clone()));
+/// let auth = Arc::new(AuthService::new(store.clone(), flows));
+/// let chat = ChatService::new(tokens, auth, clients, clock.clone(), stats);
+///
+/// // Two accounts signed in; the first is out of quota for a minute.
+/// let buckets = vec![BucketName::parse("work1").unwrap(), BucketName::parse("work2").unwrap()];
+/// let prompt = ScriptedPrompt::new();
+/// for bucket in &buckets {
+///     let token = flow.login(&prompt).await.unwrap();
+///     store.save(&BucketId::new(OAuthProvider::Anthropic, bucket.clone()), &token).await.unwrap();
+/// }
+/// let limited = ChatError::RateLimited { retry_after_secs: Some(60), reset_at: None };
+/// claude.refuse_next("anthropic/work1", 1, limited);
+///
+/// let credential = resolve_credential(CredentialSources {
+///     provider: ChatProvider::Anthropic,
+///     command_line: None,
+///     profile_key: None,
+///     settings_key: None,
+///     env: Vec::new(),
+///     oauth_enabled: false,
+///     profile_buckets: buckets,
+/// });
+/// let target = SendTarget { provider: ChatProvider::Anthropic, credential };
+/// let request = ChatRequest {
+///     model: "claude-sonnet-4-5".to_owned(),
+///     messages: vec![ChatMessage { role: Role::User, text: "hello".to_owned() }],
+/// };
+/// let reply = chat.send(&target, &request, &prompt).await.unwrap();
+/// assert_eq!(reply.text, "[anthropic/work2] you said: hello");
+/// assert_eq!(claude.senders(), ["anthropic/work1", "anthropic/work2"]);
+///
+/// // The next message skips the cooling account without asking it.
+/// chat.send(&target, &request, &prompt).await.unwrap();
+/// assert_eq!(claude.senders().last().map(String::as_str), Some("anthropic/work2"));
+/// assert_eq!(claude.senders().len(), 3);
+/// # }
+/// ```
 pub struct ChatService {
     tokens: Arc<TokenService>,
     auth: Arc<AuthService>,

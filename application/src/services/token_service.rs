@@ -14,6 +14,7 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why no valid token could be had for a bucket.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// The bucket has never been logged in (or was logged out).
     #[error("{0} is not logged in; run `/auth {provider} login{bucket}`", provider = .0.provider, bucket = login_suffix(.0))]
@@ -80,6 +81,46 @@ impl FlowRegistry {
 /// mutex (single flight), and across processes the store's lock is held from the re-read through
 /// the write, so a rotating refresh token is never spent twice. Callers that queued while a
 /// refresh ran take its token without reading the store again.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::sync::Arc;
+/// use llxprt_application::ports::{OAuthFlow, TokenStore};
+/// use llxprt_application::services::{FlowRegistry, TokenError, TokenService};
+/// use llxprt_application::testkit::{FakeOAuthFlow, ManualClock, MemoryTokenStore, ScriptedPrompt};
+/// use llxprt_domain::{BucketId, OAuthProvider, UnixSeconds};
+///
+/// let clock = Arc::new(ManualClock::at(UnixSeconds(1_767_225_600)));
+/// let flow = Arc::new(FakeOAuthFlow::new(OAuthProvider::Qwen, clock.clone()));
+/// let store = Arc::new(MemoryTokenStore::new());
+/// let mut flows = FlowRegistry::new();
+/// flows.register(flow.clone());
+/// let tokens = TokenService::new(store.clone(), flows, clock.clone());
+///
+/// let bucket = BucketId::default_for(OAuthProvider::Qwen);
+/// assert!(matches!(tokens.valid_token(&bucket).await, Err(TokenError::NotLoggedIn(_))));
+///
+/// let signed_in = flow.login(&ScriptedPrompt::new()).await.unwrap();
+/// store.save(&bucket, &signed_in).await.unwrap();
+/// // Fresh: served as stored, no refresh.
+/// assert_eq!(tokens.valid_token(&bucket).await.unwrap(), signed_in);
+/// assert_eq!(flow.refreshes(), 0);
+///
+/// // Two hours later it has expired: one refresh, and the new token is stored.
+/// clock.advance(7200);
+/// let refreshed = tokens.valid_token(&bucket).await.unwrap();
+/// assert_ne!(refreshed.access_token, signed_in.access_token);
+/// assert_eq!(store.load(&bucket).await.unwrap(), Some(refreshed));
+/// assert_eq!(flow.refreshes(), 1);
+///
+/// // A revoked grant: the bucket needs a new login, and says how.
+/// flow.revoke_all();
+/// clock.advance(7200);
+/// let error = tokens.valid_token(&bucket).await.unwrap_err();
+/// assert!(error.to_string().contains("/auth qwen login"), "{error}");
+/// # }
+/// ```
 pub struct TokenService {
     store: Arc<dyn TokenStore>,
     flows: FlowRegistry,

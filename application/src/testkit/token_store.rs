@@ -2,15 +2,24 @@
 //!
 //! Run all of it as one `#[tokio::test]` per case with
 //! [`token_store_contract_tests!`](crate::token_store_contract_tests), with
-//! [`token_store_contract`], or call the cases one by one. Each case takes a fresh,
-//! empty store and needs a multi-threaded tokio runtime.
+//! [`token_store_contract`], or call the cases one by one. Each case takes a fresh, empty store
+//! and needs a multi-threaded tokio runtime. The model-based suite in
+//! [`token_store_model`](super::token_store_model) checks random sequences of operations too.
 //!
-//! ```ignore
+//! Besides a constructor, the suite needs a way to make the store's saves fail, for the case
+//! [`a_failed_save_keeps_the_old_token`]: `break_saves(&store, true)` makes every later save
+//! fail (a full disk, a locked keyring, a database gone away), `break_saves(&store, false)`
+//! repairs it.
+//!
+//! ```text
 //! mod file_store {
-//!     llxprt_application::token_store_contract_tests!({
-//!         let dir = tempfile::tempdir().unwrap();
-//!         move || FileTokenStore::new(dir.path().join("oauth"))
-//!     });
+//!     llxprt_application::token_store_contract_tests!(
+//!         {
+//!             let dir = tempfile::tempdir().unwrap();
+//!             move || FileTokenStore::new(dir.path().join("oauth"))
+//!         },
+//!         break_saves = |store: &FileTokenStore, broken: bool| { /* ... */ }
+//!     );
 //! }
 //! ```
 
@@ -35,20 +44,42 @@ const SHORT: Duration = Duration::from_millis(50);
 /// Expands to one `#[tokio::test]` per contract case, each with a store made by `$make`.
 ///
 /// `$make` is an expression evaluated once per test, giving a `Fn() -> S` that makes an empty
-/// store; whatever the closure captures (a temporary directory) lives as long as the test. The
-/// calling crate needs `tokio` with the `macros` and `rt-multi-thread` features.
+/// store; whatever the closure captures (a temporary directory) lives as long as the test.
+/// `break_saves = $break` gives a `Fn(&S, bool)` that makes the store's saves fail (`true`) or
+/// work again (`false`). Without it the case [`a_failed_save_keeps_the_old_token`] fails,
+/// saying so. The calling crate needs `tokio` with the `macros` and `rt-multi-thread`
+/// features.
 #[macro_export]
 macro_rules! token_store_contract_tests {
-    ($make:expr) => {
+    ($make:expr, break_saves = $break:expr $(,)?) => {
         $crate::token_store_contract_tests!(@cases $make;
             round_trips_every_field,
             keeps_unknown_fields,
+            keeps_unknown_fields_through_a_refresh,
             lists_and_deletes,
             accepts_bucket_names_with_at_and_dots,
+            keeps_hostile_bucket_names_apart,
             never_mixes_buckets_or_providers,
             lock_excludes_a_second_holder,
+            lock_holder_can_read_save_and_delete,
+            lock_is_released_when_its_holder_is_cancelled,
+            locked_updates_are_never_lost,
+            concurrent_saves_to_different_buckets_all_land,
             concurrent_writers_never_show_a_torn_token
         );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_failed_save_keeps_the_old_token() {
+            let make = $make;
+            $crate::testkit::token_store::a_failed_save_keeps_the_old_token(make(), $break).await;
+        }
+    };
+    ($make:expr $(,)?) => {
+        $crate::token_store_contract_tests!($make, break_saves = |_: &_, _: bool| {
+            panic!(
+                "token_store_contract_tests! needs `break_saves = |store, broken| ...` to check \
+                 that a failed save keeps the old token"
+            )
+        });
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -61,37 +92,46 @@ macro_rules! token_store_contract_tests {
     };
 }
 
-/// Runs every case, each on a store from `make`, which must return an empty store each time.
-pub async fn token_store_contract<S: TokenStore + 'static>(make: impl Fn() -> S) {
+/// Runs every case, each on a store from `make`, which must return an empty store each time;
+/// `break_saves` as for [`a_failed_save_keeps_the_old_token`].
+pub async fn token_store_contract<S: TokenStore + 'static>(
+    make: impl Fn() -> S,
+    break_saves: impl Fn(&S, bool),
+) {
     round_trips_every_field(make()).await;
     keeps_unknown_fields(make()).await;
+    keeps_unknown_fields_through_a_refresh(make()).await;
     lists_and_deletes(make()).await;
     accepts_bucket_names_with_at_and_dots(make()).await;
+    keeps_hostile_bucket_names_apart(make()).await;
     never_mixes_buckets_or_providers(make()).await;
     lock_excludes_a_second_holder(make()).await;
+    lock_holder_can_read_save_and_delete(make()).await;
+    lock_is_released_when_its_holder_is_cancelled(make()).await;
+    locked_updates_are_never_lost(make()).await;
+    concurrent_saves_to_different_buckets_all_land(make()).await;
     concurrent_writers_never_show_a_torn_token(make()).await;
+    a_failed_save_keeps_the_old_token(make(), break_saves).await;
 }
 
 /// A token whose every field is derived from `n`, so that a token mixed from two saves, or cut
 /// short, is recognisable: see [`number_of`].
 pub fn numbered_token(n: i64) -> Token {
-    Token {
-        // Long enough that a write which is not atomic is likely to be seen half done.
-        access_token: Secret::new(format!("at-{n}-{}", "a".repeat(2048))),
-        refresh_token: Some(Secret::new(format!("rt-{n}"))),
-        expiry: UnixSeconds(1_700_000_000 + n),
-        token_type: "Bearer".to_owned(),
-        scope: Some(format!("scope-{n} openid")),
-        resource_url: Some(format!("https://{n}.resource.test")),
-        account_id: Some(format!("acct-{n}")),
-        id_token: Some(Secret::new(format!("idt-{n}"))),
-        unknown: [
-            ("x_number".to_owned(), n.to_string()),
-            ("x_text".to_owned(), format!("\"t-{n}\"")),
-        ]
-        .into_iter()
-        .collect(),
-    }
+    // Long enough that a write which is not atomic is likely to be seen half done.
+    let access = Secret::new(format!("at-{n}-{}", "a".repeat(2048)));
+    let mut token = Token::new(access, UnixSeconds(1_700_000_000 + n));
+    token.refresh_token = Some(Secret::new(format!("rt-{n}")));
+    token.scope = Some(format!("scope-{n} openid"));
+    token.resource_url = Some(format!("https://{n}.resource.test"));
+    token.account_id = Some(format!("acct-{n}"));
+    token.id_token = Some(Secret::new(format!("idt-{n}")));
+    token.unknown = [
+        ("x_number".to_owned(), n.to_string()),
+        ("x_text".to_owned(), format!("\"t-{n}\"")),
+    ]
+    .into_iter()
+    .collect();
+    token
 }
 
 /// The `n` a token was made from by [`numbered_token`], or `None` when its fields do not all
@@ -106,17 +146,13 @@ fn bucket(provider: OAuthProvider, name: &str) -> BucketId {
 }
 
 fn full_token(tag: &str) -> Token {
-    Token {
-        access_token: Secret::new(format!("at-{tag}")),
-        refresh_token: Some(Secret::new(format!("rt-{tag}"))),
-        expiry: UnixSeconds(1_767_225_600),
-        token_type: "Bearer".to_owned(),
-        scope: Some("openid profile email model.completion".to_owned()),
-        resource_url: Some("portal.qwen.ai".to_owned()),
-        account_id: Some(format!("acct-{tag}")),
-        id_token: Some(Secret::new(format!("idt-{tag}"))),
-        unknown: Default::default(),
-    }
+    let mut token = Token::new(Secret::new(format!("at-{tag}")), UnixSeconds(1_767_225_600));
+    token.refresh_token = Some(Secret::new(format!("rt-{tag}")));
+    token.scope = Some("openid profile email model.completion".to_owned());
+    token.resource_url = Some("portal.qwen.ai".to_owned());
+    token.account_id = Some(format!("acct-{tag}"));
+    token.id_token = Some(Secret::new(format!("idt-{tag}")));
+    token
 }
 
 /// Every field comes back as saved, absent fields stay absent, and a save replaces the whole
@@ -158,6 +194,102 @@ pub async fn keeps_unknown_fields<S: TokenStore + 'static>(store: S) {
     }
     store.save(&id, &token).await.unwrap();
     assert_eq!(store.load(&id).await.unwrap(), Some(token));
+
+    let mut awkward = full_token("awkward");
+    for (name, raw) in [
+        ("x_unicode", r#""äé€ 漢字 🚀""#),
+        (
+            "x_escapes",
+            r#""quote \" backslash \\ newline \n tab \t \u0000""#,
+        ),
+        ("x_big", "123456789012345678901234567890"),
+        ("x_float", "-1.5e-300"),
+        ("x_empty_object", "{}"),
+        ("x_empty_array", "[]"),
+        ("x_deep", r#"[[[[[[[[[[{"k":[1,2,3]}]]]]]]]]]]"#),
+        ("access_token_2", r#""not the access token""#),
+    ] {
+        awkward.unknown.insert(name.to_owned(), raw.to_owned());
+    }
+    let other = BucketId::new(OAuthProvider::Codex, BucketName::parse("awkward").unwrap());
+    store.save(&other, &awkward).await.unwrap();
+    let loaded = store.load(&other).await.unwrap().unwrap();
+    for (name, raw) in &awkward.unknown {
+        let kept = loaded.unknown.get(name).map(String::as_str);
+        assert!(
+            kept.is_some_and(|kept| same_json(kept, raw)),
+            "unknown field {name} came back as {kept:?}, saved as {raw}"
+        );
+    }
+    assert_eq!(
+        loaded.unknown.len(),
+        awkward.unknown.len(),
+        "fields appeared or vanished"
+    );
+    let known_fields = |mut token: Token| {
+        token.unknown.clear();
+        token
+    };
+    assert_eq!(known_fields(loaded), known_fields(awkward));
+}
+
+/// Whether two JSON texts are the same value, ignoring white space outside strings (a store may
+/// re-serialise what it kept).
+fn same_json(a: &str, b: &str) -> bool {
+    fn squeeze(text: &str) -> String {
+        let (mut out, mut in_string, mut escaped) = (String::new(), false, false);
+        for c in text.chars() {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    in_string = false;
+                }
+            } else if c == '"' {
+                in_string = true;
+            } else if c.is_whitespace() {
+                continue;
+            }
+            out.push(c);
+        }
+        out
+    }
+    squeeze(a) == squeeze(b)
+}
+
+/// A refresh loads the token, merges the provider's answer into it and saves it back: fields
+/// the store does not know survive that round, as they do for another client sharing the file.
+pub async fn keeps_unknown_fields_through_a_refresh<S: TokenStore + 'static>(store: S) {
+    let id = BucketId::default_for(OAuthProvider::Gemini);
+    let mut token = full_token("before");
+    token
+        .unknown
+        .insert("x_other_client".to_owned(), r#"{"keep":"me"}"#.to_owned());
+    store.save(&id, &token).await.unwrap();
+
+    let stored = store.load(&id).await.unwrap().unwrap();
+    let refreshed = stored.merge_refresh(Token::new(
+        Secret::new("at-after"),
+        UnixSeconds(1_800_000_000),
+    ));
+    store.save(&id, &refreshed).await.unwrap();
+
+    let after = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(after.access_token, Secret::new("at-after"));
+    assert_eq!(
+        after.refresh_token, token.refresh_token,
+        "the old refresh token is kept"
+    );
+    assert!(
+        after
+            .unknown
+            .get("x_other_client")
+            .is_some_and(|raw| same_json(raw, r#"{"keep":"me"}"#)),
+        "another client's field was lost in a refresh: {:?}",
+        after.unknown
+    );
 }
 
 /// `list` names exactly the buckets holding a token, sorted; `delete` says whether there was one.
@@ -409,5 +541,278 @@ pub async fn concurrent_writers_never_show_a_torn_token<S: TokenStore + 'static>
     assert!(
         finals.contains(&n),
         "the final token ({n}) is not any writer's last save"
+    );
+}
+
+/// Valid bucket names that look like paths, hidden files, other files of a store, other
+/// providers or each other (differing only in case) each keep their own token, lock and
+/// deletion.
+pub async fn keeps_hostile_bucket_names_apart<S: TokenStore + 'static>(store: S) {
+    let longest = "z".repeat(64);
+    let names = [
+        "..a",
+        "...",
+        "-",
+        "--",
+        "@",
+        ".hidden",
+        "x.json",
+        "default.json",
+        "gemini.json",
+        "gemini-default",
+        "x.lock",
+        "x.tmp",
+        "Work",
+        "work",
+        "WORK",
+        "con",
+        "NUL",
+        "lpt1",
+        "..-..",
+        "_",
+        longest.as_str(),
+    ];
+    let gemini = OAuthProvider::Gemini;
+    for (n, name) in (0i64..).zip(names) {
+        store
+            .save(&bucket(gemini, name), &numbered_token(n))
+            .await
+            .unwrap();
+    }
+    for (n, name) in (0i64..).zip(names) {
+        let loaded = store.load(&bucket(gemini, name)).await.unwrap();
+        assert_eq!(
+            loaded.as_ref().and_then(number_of),
+            Some(n),
+            "bucket {name:?}"
+        );
+        drop(
+            store
+                .lock(&bucket(gemini, name), Duration::ZERO)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        store.load(&BucketId::default_for(gemini)).await.unwrap(),
+        None,
+        "a hostile name reached the default bucket"
+    );
+    let mut expected: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    expected.sort();
+    let listed: Vec<String> = store
+        .list(gemini)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    assert_eq!(listed, expected);
+
+    // Holding one name's lock leaves its look-alikes free.
+    let held = store.lock(&bucket(gemini, "work"), GENEROUS).await.unwrap();
+    for other in ["Work", "WORK", "x.lock"] {
+        drop(store.lock(&bucket(gemini, other), SHORT).await.unwrap());
+    }
+    drop(held);
+
+    for name in ["work", "x.json", "..a"] {
+        assert!(store.delete(&bucket(gemini, name)).await.unwrap());
+    }
+    for (n, name) in (0i64..).zip(names) {
+        let loaded = store.load(&bucket(gemini, name)).await.unwrap();
+        if ["work", "x.json", "..a"].contains(&name) {
+            assert_eq!(loaded, None, "{name:?} survived its deletion");
+        } else {
+            assert_eq!(
+                loaded.as_ref().and_then(number_of),
+                Some(n),
+                "deleting a look-alike touched {name:?}"
+            );
+        }
+    }
+    assert!(store.list(OAuthProvider::Qwen).await.unwrap().is_empty());
+}
+
+/// Whoever holds a bucket's lock can still load, save and delete it: the lock guards a refresh
+/// or a login, it does not block the store.
+pub async fn lock_holder_can_read_save_and_delete<S: TokenStore + 'static>(store: S) {
+    let id = bucket(OAuthProvider::Anthropic, "work");
+    let _held = store.lock(&id, GENEROUS).await.unwrap();
+    let outcome = tokio::time::timeout(GENEROUS, async {
+        store.save(&id, &numbered_token(1)).await.unwrap();
+        assert_eq!(
+            store.load(&id).await.unwrap().as_ref().and_then(number_of),
+            Some(1)
+        );
+        assert_eq!(store.list(OAuthProvider::Anthropic).await.unwrap().len(), 1);
+        assert!(store.delete(&id).await.unwrap());
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "an operation under the bucket's own lock never finished"
+    );
+}
+
+/// A task cancelled while it holds a lock (Ctrl-C on a refresh in flight) releases it.
+pub async fn lock_is_released_when_its_holder_is_cancelled<S: TokenStore + 'static>(store: S) {
+    let store = Arc::new(store);
+    let id = bucket(OAuthProvider::Qwen, "work");
+    let (locked, is_locked) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn({
+        let (store, id) = (Arc::clone(&store), id.clone());
+        async move {
+            let _guard = store.lock(&id, GENEROUS).await.unwrap();
+            let _ = locked.send(());
+            std::future::pending::<()>().await;
+        }
+    });
+    is_locked.await.expect("the holder took the lock");
+    assert!(
+        store.lock(&id, SHORT).await.is_err(),
+        "the lock was granted while held"
+    );
+    holder.abort();
+    assert!(holder.await.unwrap_err().is_cancelled());
+    let again = store.lock(&id, GENEROUS).await;
+    assert!(
+        again.is_ok(),
+        "the lock of a cancelled holder was never released"
+    );
+}
+
+/// Tasks that each take the lock, read the token, and save it with its number raised by one
+/// (a refresh's read → change → write) lose no update.
+pub async fn locked_updates_are_never_lost<S: TokenStore + 'static>(store: S) {
+    const TASKS: i64 = 6;
+    const ROUNDS: i64 = 3;
+    let store = Arc::new(store);
+    let id = bucket(OAuthProvider::Codex, "counted");
+    store.save(&id, &numbered_token(0)).await.unwrap();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (store, id) = (Arc::clone(&store), id.clone());
+            tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    let _guard = store.lock(&id, GENEROUS).await.unwrap();
+                    let token = store.load(&id).await.unwrap().unwrap();
+                    let n = number_of(&token).expect("a whole token");
+                    tokio::task::yield_now().await;
+                    store.save(&id, &numbered_token(n + 1)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let last = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        number_of(&last),
+        Some(TASKS * ROUNDS),
+        "an update made under the lock was lost"
+    );
+}
+
+/// Saves to many buckets at once all land, and `list` names every one of them.
+pub async fn concurrent_saves_to_different_buckets_all_land<S: TokenStore + 'static>(store: S) {
+    const BUCKETS: i64 = 16;
+    let store = Arc::new(store);
+    let name = |n: i64| format!("team{n:02}@example.com");
+    let saves: Vec<_> = (0..BUCKETS)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let id = bucket(OAuthProvider::Anthropic, &name(n));
+            tokio::spawn(async move { store.save(&id, &numbered_token(n)).await.unwrap() })
+        })
+        .collect();
+    for save in saves {
+        save.await.unwrap();
+    }
+    for n in 0..BUCKETS {
+        let loaded = store
+            .load(&bucket(OAuthProvider::Anthropic, &name(n)))
+            .await
+            .unwrap();
+        assert_eq!(
+            loaded.as_ref().and_then(number_of),
+            Some(n),
+            "bucket {}",
+            name(n)
+        );
+    }
+    let listed: Vec<String> = store
+        .list(OAuthProvider::Anthropic)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    let expected: Vec<String> = (0..BUCKETS).map(name).collect();
+    assert_eq!(listed, expected);
+}
+
+/// A save that fails (the store was broken by `break_saves(&store, true)`: a full disk, a
+/// locked keyring) reports an error and keeps the old token: once repaired, the bucket loads
+/// the token it had, is listed, and the next save works.
+pub async fn a_failed_save_keeps_the_old_token<S: TokenStore + 'static>(
+    store: S,
+    break_saves: impl Fn(&S, bool),
+) {
+    let id = bucket(OAuthProvider::Gemini, "work@example.com");
+    let neighbour = bucket(OAuthProvider::Gemini, "home");
+    store.save(&id, &numbered_token(1)).await.unwrap();
+    store.save(&neighbour, &numbered_token(7)).await.unwrap();
+
+    break_saves(&store, true);
+    let failed = store.save(&id, &numbered_token(2)).await;
+    let second = store.save(&id, &numbered_token(3)).await;
+    break_saves(&store, false);
+    match failed {
+        // The store names what refused; a corrupt token or a busy lock would send the user
+        // the wrong way.
+        Err(wrong @ (StoreError::Corrupt { .. } | StoreError::LockTimeout { .. })) => {
+            panic!("a failed save should say what refused it, got {wrong:?}")
+        }
+        Err(_) => {}
+        Ok(()) => panic!("the save succeeded although the store was broken"),
+    }
+    assert!(
+        second.is_err(),
+        "a second save on the broken store succeeded"
+    );
+
+    let kept = store
+        .load(&id)
+        .await
+        .expect("the repaired store reads the bucket");
+    assert_eq!(
+        kept.as_ref().and_then(number_of),
+        Some(1),
+        "the failed save lost or changed the old token"
+    );
+    assert_eq!(
+        store
+            .load(&neighbour)
+            .await
+            .unwrap()
+            .as_ref()
+            .and_then(number_of),
+        Some(7),
+        "the failed save touched another bucket"
+    );
+    let listed: Vec<String> = store
+        .list(OAuthProvider::Gemini)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    assert_eq!(listed, ["home", "work@example.com"]);
+    store.save(&id, &numbered_token(4)).await.unwrap();
+    assert_eq!(
+        store.load(&id).await.unwrap().as_ref().and_then(number_of),
+        Some(4)
     );
 }

@@ -419,6 +419,10 @@ pub(crate) fn redact(error: ChatError, secret: &Secret) -> ChatError {
         },
         ChatError::Network(message) => ChatError::Network(clean(message)),
         other @ (ChatError::RateLimited { .. } | ChatError::Blocked { .. }) => other,
+        // A kind of error added after this was written: kept as it is unless its text holds
+        // the credential, which is never shown.
+        other if secret.is_empty() || !other.to_string().contains(secret.expose()) => other,
+        other => ChatError::Network(clean(other.to_string())),
     }
 }
 
@@ -437,7 +441,7 @@ mod tests {
             | ChatError::Refused { message, .. }
             | ChatError::ModelRefused { message }
             | ChatError::Network(message) => Some(message),
-            ChatError::RateLimited { .. } | ChatError::Blocked { .. } => None,
+            _ => None,
         }
     }
 

@@ -447,6 +447,11 @@ pub(crate) fn redact_flow_error(error: FlowError, sent: &[&str]) -> FlowError {
         FlowError::Rejected(m) => FlowError::Rejected(redact_sent(&m, sent)),
         FlowError::Transient(m) => FlowError::Transient(redact_sent(&m, sent)),
         prompt @ FlowError::Prompt(_) => prompt,
+        // A kind of error added after this was written: kept unless its text holds a secret.
+        other => match redact_sent(&other.to_string(), sent) {
+            clean if clean == other.to_string() => other,
+            clean => FlowError::Rejected(clean),
+        },
     }
 }
 
@@ -455,6 +460,11 @@ pub(crate) fn redact_refresh_error(error: RefreshError, sent: &[&str]) -> Refres
     match error {
         RefreshError::NeedsLogin(m) => RefreshError::NeedsLogin(redact_sent(&m, sent)),
         RefreshError::Transient(m) => RefreshError::Transient(redact_sent(&m, sent)),
+        // A kind of error added after this was written: kept unless its text holds a secret.
+        other => match redact_sent(&other.to_string(), sent) {
+            clean if clean == other.to_string() => other,
+            clean => RefreshError::Transient(clean),
+        },
     }
 }
 
