@@ -23,7 +23,9 @@ use llxprt_providers::oauth::{
     OAuthHttp, QwenConfig, QwenFlow, SystemBrowser,
 };
 use llxprt_settings::FileConfigStore;
-use llxprt_store_file::{FileHealthStore, FileStatsStore, FileTokenStore};
+use llxprt_store_file::{
+    FileHealthStore, FileStatsStore, FileTokenStore, DEFAULT_REVALIDATE_AFTER,
+};
 
 /// The port Codex falls back to when its callback port is busy: the only other one on the
 /// provider's allow-list.
@@ -160,7 +162,11 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
     }
     .map_err(ComposeError::new)?;
     let flows = flows(&settings, &oauth_http, &browser, &clock, callback_timeout)?;
-    let store: Arc<dyn TokenStore> = Arc::new(FileTokenStore::new(home.join("oauth")));
+    // A token checked less than a second ago is served without a `stat` (issue 17; the trade
+    // is in `FileTokenStore::with_revalidate_after`).
+    let store: Arc<dyn TokenStore> = Arc::new(
+        FileTokenStore::new(home.join("oauth")).with_revalidate_after(DEFAULT_REVALIDATE_AFTER),
+    );
     let tokens = Arc::new(TokenService::new(
         store.clone(),
         flows.clone(),
@@ -175,7 +181,9 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
             clock.clone(),
             Arc::new(FileStatsStore::new(&home)),
         )
-        .with_health_store(Arc::new(FileHealthStore::new(&home))),
+        .with_health_store(Arc::new(
+            FileHealthStore::new(&home).with_revalidate_after(DEFAULT_REVALIDATE_AFTER),
+        )),
     );
     Ok(Services {
         settings,

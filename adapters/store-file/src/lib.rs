@@ -12,7 +12,9 @@ mod stats;
 use std::path::Path;
 use std::{fs, io};
 
-pub use file::{FileTokenStore, DEFAULT_SETTLE_TIME, MAX_TOKEN_FILE_BYTES};
+pub use file::{
+    FileTokenStore, DEFAULT_REVALIDATE_AFTER, DEFAULT_SETTLE_TIME, MAX_TOKEN_FILE_BYTES,
+};
 pub use health::FileHealthStore;
 pub use stats::FileStatsStore;
 
