@@ -118,7 +118,7 @@ fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 met() { awk -v v="$1" -v g="$2" 'BEGIN { print (v <= g ? "met" : "NOT met") }'; }
-version=$("${theirs[@]}" --version 2>/dev/null | head -n 1 || true)
+version=$(env -i "PATH=$PATH" "$codex" --version 2>/dev/null | head -n 1 || true)
 echo "startup: $runs runs each, in turns; Codex CLI: ${version:-unknown version} ($codex)"
 r=$(ratio "$m_ours" "$m_theirs")
 echo "ratio startup/llxprt_auth_status over startup/codex_login_status (npm command): ${r}× (${m_ours} ms / ${m_theirs} ms), goal ≤ 0.33: $(met "$r" 0.3333)"
