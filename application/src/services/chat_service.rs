@@ -2,7 +2,8 @@
 //! API → the outcome classified → the domain's next decision.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use llxprt_domain::failover::{BucketHealth, Decision, ExhaustedReport, Outcome, SkipReason};
 use llxprt_domain::loadbalance::MemberFailure;
@@ -122,11 +123,7 @@ impl ChatService {
             clock,
             health: Mutex::new(HashMap::new()),
             shared_health: None,
-            stats: StatsSaver {
-                store: stats,
-                unsaved: Arc::default(),
-                running: Mutex::new(None),
-            },
+            stats: StatsSaver::new(stats),
         }
     }
 
@@ -187,7 +184,7 @@ impl ChatService {
     pub async fn statistics(&self) -> Result<StatsTotals, PersistenceError> {
         self.flush_statistics().await;
         let mut totals = self.stats.store.load().await?;
-        totals.apply(&lock(&self.stats.unsaved).delta);
+        totals.apply(lock(&self.stats.unsaved).pending());
         Ok(totals)
     }
 
@@ -316,7 +313,7 @@ impl ChatService {
             .collect();
         let (machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
         let mut tally = Tally {
-            unsaved: &self.stats.unsaved,
+            handoff: &self.stats.handoff,
             clock: self.clock.as_ref(),
             provider,
             machine,
@@ -526,7 +523,7 @@ fn token_outcome(bucket: &BucketId, error: TokenError) -> (Outcome, String) {
 /// or earlier when the request is cancelled (Ctrl-C drops it). A cancelled request still counts
 /// what it sent, the attempt in flight included, since the provider may have counted it too.
 struct Tally<'a> {
-    unsaved: &'a Mutex<Unsaved>,
+    handoff: &'a mpsc::Sender<StatsDelta>,
     clock: &'a dyn Clock,
     provider: OAuthProvider,
     machine: FailoverRequest,
@@ -542,55 +539,100 @@ impl Drop for Tally<'_> {
             return;
         }
         let now = self.clock.now();
-        let mut unsaved = lock(self.unsaved);
-        unsaved
-            .delta
-            .record_failover_request(self.provider, &self.machine, now);
+        let mut delta = StatsDelta::new();
+        delta.record_failover_request(self.provider, &self.machine, now);
         if let Some(bucket) = &self.in_flight {
-            unsaved.delta.record_request(bucket, now);
+            delta.record_request(bucket, now);
         }
+        // Fails only when the service is gone, and its counts with it.
+        let _ = self.handoff.send(delta);
     }
 }
 
 /// This process's request counts on their way to the statistics store, saved after the answers
 /// rather than before them: the file store fsyncs every save, which would otherwise be part of
-/// every answer's wait. At most one save runs at a time; counts made while it runs go with it.
+/// every answer's wait. A request hands its counts over without a lock (a send on `std`'s
+/// lock-free channel); at most one save runs at a time and takes every count handed over
+/// before it saves.
 struct StatsSaver {
     store: Arc<dyn StatsStore>,
+    handoff: mpsc::Sender<StatsDelta>,
+    /// Touched by the saves and the flush only, never by a request.
     unsaved: Arc<Mutex<Unsaved>>,
-    /// The save running in the background, if any. Taken and set only with `unsaved` held, so
-    /// that a flush cannot miss a save that is starting.
+    /// Whether a background save is running (it takes new counts before it ends).
+    saving: Arc<AtomicBool>,
+    /// The save running in the background, if any.
     running: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-#[derive(Default)]
 struct Unsaved {
+    /// Counts a refused save kept, and counts taken from the hand-off and not saved yet.
     delta: StatsDelta,
-    /// Whether a background save is running (it takes new counts before it ends).
-    saving: bool,
+    handed: mpsc::Receiver<StatsDelta>,
+}
+
+impl Unsaved {
+    /// Every count not saved yet.
+    fn pending(&mut self) -> &StatsDelta {
+        while let Ok(delta) = self.handed.try_recv() {
+            self.delta.merge(&delta);
+        }
+        &self.delta
+    }
+
+    fn take(&mut self) -> StatsDelta {
+        self.pending();
+        self.delta.take()
+    }
 }
 
 impl StatsSaver {
+    fn new(store: Arc<dyn StatsStore>) -> Self {
+        let (handoff, handed) = mpsc::channel();
+        Self {
+            store,
+            handoff,
+            unsaved: Arc::new(Mutex::new(Unsaved {
+                delta: StatsDelta::new(),
+                handed,
+            })),
+            saving: Arc::default(),
+            running: Mutex::new(None),
+        }
+    }
+
     fn save_in_background(&self) {
-        let mut unsaved = lock(&self.unsaved);
-        if unsaved.saving || unsaved.delta.is_empty() {
+        if self.saving.swap(true, Ordering::AcqRel) {
             return;
         }
-        unsaved.saving = true;
-        let (store, shared) = (self.store.clone(), self.unsaved.clone());
+        let (store, shared, saving) = (
+            self.store.clone(),
+            self.unsaved.clone(),
+            self.saving.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let delta = {
-                    let mut unsaved = lock(&shared);
-                    let delta = unsaved.delta.take();
-                    if delta.is_empty() {
-                        unsaved.saving = false;
+                let delta = lock(&shared).take();
+                if delta.is_empty() {
+                    saving.store(false, Ordering::Release);
+                    // Counts handed over after the take and before the flag fell would wait for
+                    // the next request: take them now, unless a new save already runs.
+                    let late = lock(&shared).take();
+                    if late.is_empty() {
                         return;
                     }
-                    delta
-                };
+                    if saving.swap(true, Ordering::AcqRel) {
+                        lock(&shared).delta.merge(&late);
+                        return;
+                    }
+                    if !save(store.as_ref(), &shared, late).await {
+                        saving.store(false, Ordering::Release);
+                        return;
+                    }
+                    continue;
+                }
                 if !save(store.as_ref(), &shared, delta).await {
-                    lock(&shared).saving = false;
+                    saving.store(false, Ordering::Release);
                     return;
                 }
             }
@@ -600,17 +642,14 @@ impl StatsSaver {
 
     async fn flush(&self) {
         loop {
-            let running = {
-                let _unsaved = lock(&self.unsaved);
-                lock(&self.running).take()
-            };
+            let running = lock(&self.running).take();
             let Some(task) = running else { break };
             if let Err(error) = task.await {
                 tracing::warn!(%error, "a statistics save did not finish");
             }
         }
         // What a failed save put back, or what no save has taken yet.
-        let delta = lock(&self.unsaved).delta.take();
+        let delta = lock(&self.unsaved).take();
         if !delta.is_empty() {
             save(self.store.as_ref(), &self.unsaved, delta).await;
         }
