@@ -359,7 +359,7 @@ pub(crate) fn report_per(
     limit: Option<Duration>,
 ) {
     let Some(median) = median_ns(group, id, started) else {
-        println!("{group}/{id}: not measured in this run");
+        println!("ratio {group}/{id}: not measured in this run");
         return;
     };
     let limit = match limit {
@@ -367,8 +367,9 @@ pub(crate) fn report_per(
         Some(limit) => format!(", under {limit:?}: NOT met"),
         None => String::new(),
     };
+    // A `ratio` line too, so that scripts/bench puts it in its table.
     println!(
-        "{group}/{id}: {} in all, {} per {unit} ({per} {unit}s){limit}",
+        "ratio {group}/{id}: {} in all, {} per {unit} ({per} {unit}s){limit}",
         human(median),
         human(median / per as f64),
     );

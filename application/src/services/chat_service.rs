@@ -104,6 +104,9 @@ pub struct ChatService {
     clock: Arc<dyn Clock>,
     health: Mutex<HashMap<BucketId, BucketHealth>>,
     shared_health: Option<Arc<dyn HealthStore>>,
+    /// The last health record a request left running after its answer; each waits for the one
+    /// before it, so records land in the order the requests learned them.
+    health_record: Mutex<Option<tokio::task::JoinHandle<()>>>,
     stats: StatsSaver,
 }
 
@@ -123,6 +126,7 @@ impl ChatService {
             clock,
             health: Mutex::new(HashMap::new()),
             shared_health: None,
+            health_record: Mutex::new(None),
             stats: StatsSaver::new(stats),
         }
     }
@@ -141,6 +145,10 @@ impl ChatService {
         let Some(store) = &self.shared_health else {
             return;
         };
+        if self.health_record_pending() {
+            // What this process learned is not in the file yet: keep it until it is.
+            return;
+        }
         match store.load().await {
             Ok(stored) => *self.health_map() = stored,
             Err(error) => tracing::warn!(%error, "could not read the buckets' health"),
@@ -172,6 +180,11 @@ impl ChatService {
     /// for other processes).
     pub async fn mark_usable(&self, bucket: &BucketId) {
         self.health_map().remove(bucket);
+        // After any record still running, so that it cannot land on top of this one.
+        let pending = lock(&self.health_record).take();
+        if let Some(pending) = pending {
+            let _ = pending.await;
+        }
         self.save_shared_health(&[(bucket.clone(), BucketHealth::Usable)])
             .await;
     }
@@ -193,6 +206,42 @@ impl ChatService {
     /// for the next save (and logged), never lost silently.
     pub async fn flush_statistics(&self) {
         self.stats.flush().await;
+        // And the health a request learned: answers do not wait for it either.
+        let record = lock(&self.health_record).take();
+        if let Some(record) = record {
+            if let Err(error) = record.await {
+                tracing::warn!(%error, "a bucket health record did not finish");
+            }
+        }
+    }
+
+    /// Records changed health for other processes after the answer (the file store's record
+    /// is a locked, fsynced write: milliseconds on a busy disk). Flushed with the statistics.
+    fn record_health_in_background(&self, changes: Vec<(BucketId, BucketHealth)>) {
+        let Some(store) = self.shared_health.clone() else {
+            return;
+        };
+        if changes.is_empty() {
+            return;
+        }
+        let mut last = lock(&self.health_record);
+        let previous = last.take();
+        *last = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            if let Err(error) = store.record(&changes).await {
+                tracing::warn!(%error, "could not save the buckets' health");
+            }
+        }));
+    }
+
+    /// Whether a health record of this process has not landed yet: the file may be older than
+    /// what this process knows.
+    fn health_record_pending(&self) -> bool {
+        lock(&self.health_record)
+            .as_ref()
+            .is_some_and(|record| !record.is_finished())
     }
 
     /// Sends `request` to `target`, with failover over the buckets when it uses OAuth. Pieces of
@@ -279,7 +328,7 @@ impl ChatService {
         } = run;
         // The request is over: its counts go to the statistics now.
         drop(tally);
-        self.save_shared_health(&changes).await;
+        self.record_health_in_background(changes);
         match (reply, decision) {
             (Some(reply), _) => Ok(reply),
             (None, Decision::Exhausted(report)) => {
@@ -1091,6 +1140,8 @@ mod tests {
         let prompt = RecordingPrompt::default();
         let reply = first_service.send(&t, &hello(), &prompt).await.unwrap();
         assert_eq!(reply.text, "ok:at-w2");
+        // The health is recorded after the answer; the process flushes it before it exits.
+        first_service.flush_statistics().await;
 
         // "Another process": its own service and client, the same tokens and health.
         let second = fixture(MockOAuthFlow::new());
