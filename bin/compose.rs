@@ -25,7 +25,7 @@ use llxprt_providers::oauth::{
 };
 use llxprt_seal::KeyFile;
 use llxprt_settings::FileConfigStore;
-use llxprt_store_file::{FileHealthStore, FileStatsStore};
+use llxprt_store_file::{FileHealthStore, FileStatsStore, DEFAULT_REVALIDATE_AFTER};
 use llxprt_store_postgres::{PostgresOptions, PostgresStore, StoreAddress};
 
 use crate::stores::{CurrentStore, Stores};
@@ -190,7 +190,9 @@ pub fn compose(composition: Composition) -> Result<Services, ComposeError> {
             _ => (
                 Arc::new(stores),
                 Arc::new(FileStatsStore::new(&home)),
-                Arc::new(FileHealthStore::new(&home)),
+                Arc::new(
+                    FileHealthStore::new(&home).with_revalidate_after(DEFAULT_REVALIDATE_AFTER),
+                ),
             ),
         };
     let store: Arc<dyn TokenStore> = Arc::new(CurrentStore(stores.clone()));

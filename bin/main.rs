@@ -56,5 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     // Answers do not wait for their statistics; the process does, before it exits.
     wired.chat.flush_statistics().await;
+    // Refreshed tokens reach their callers before their save ends; the save ends before exit.
+    wired.tokens.finish_refreshes().await;
     Ok(exit.into())
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use llxprt::compose::{compose, BrowserChoice, Composition};
 use llxprt_application::ports::UserPrompt;
-use llxprt_application::services::ChatService;
+use llxprt_application::services::{ChatService, TokenService};
 use llxprt_application::session::{Session, SessionOptions};
 use llxprt_application::shell::Shell;
 use llxprt_domain::{ProfileName, Secret};
@@ -25,6 +25,8 @@ pub(crate) struct Wired {
     pub(crate) history: PathBuf,
     /// Sending; its statistics must be flushed before the process exits.
     pub(crate) chat: Arc<ChatService>,
+    /// Tokens; a refresh's save must end before the process exits.
+    pub(crate) tokens: Arc<TokenService>,
     /// The sandbox's simulated providers and throwaway home, stopped and removed at exit.
     _sandbox: Option<Sandbox>,
 }
@@ -88,6 +90,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         (None, None) => key_setting,
     };
     let chat = services.chat.clone();
+    let tokens = services.tokens.clone();
     let session = Session::new(
         services.session_services(),
         SessionOptions::new(cli.provider, cli.model.clone(), key),
@@ -121,6 +124,7 @@ pub(crate) async fn wire(cli: &Cli) -> anyhow::Result<Wired> {
         shell,
         history: home.join("history"),
         chat,
+        tokens,
         _sandbox: sandbox,
     })
 }

@@ -220,8 +220,10 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
 }
 
 fn parse_auth(args: &[&str]) -> Result<Command, CommandError> {
-    let Some((p, rest)) = args.split_first() else {
-        return Ok(Command::AuthOverview);
+    // `/auth status` is `/auth` (cli.md), so that `llxprt auth status` works too.
+    let (p, rest) = match args {
+        [] | ["status"] => return Ok(Command::AuthOverview),
+        [p, rest @ ..] => (p, rest),
     };
     let provider: OAuthProvider = p.parse().map_err(unknown_provider)?;
     let usage = "/auth P [status|enable|disable|login [BUCKET] [--device]|logout [BUCKET|--all]|clear BUCKET]";
@@ -338,6 +340,7 @@ mod tests {
     fn parses_every_auth_form() {
         use OAuthProvider::*;
         assert_eq!(parse("/auth"), Ok(Command::AuthOverview));
+        assert_eq!(parse("/auth status"), Ok(Command::AuthOverview));
         assert_eq!(parse("/auth qwen"), Ok(Command::AuthStatus(Qwen)));
         assert_eq!(parse("/auth qwen status"), Ok(Command::AuthStatus(Qwen)));
         assert_eq!(

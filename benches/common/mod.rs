@@ -318,6 +318,60 @@ pub(crate) fn report_ratios(group: &str, started: SystemTime, ratios: &[Ratio<'_
     }
 }
 
+/// One figure to print: a benchmark's median over the sum of several baselines' medians, all of
+/// `group` and measured in this run (e.g. one refresh plus the same callers on a fresh token).
+pub(crate) struct SumRatio<'a> {
+    pub(crate) subject: &'a str,
+    pub(crate) baselines: &'a [&'a str],
+    /// The goal for the ratio, if it sets one.
+    pub(crate) goal: Option<f64>,
+}
+
+/// Prints a [`SumRatio`] as a `ratio` line, like [`report_ratios`].
+pub(crate) fn report_sum_ratio(group: &str, started: SystemTime, ratio: &SumRatio<'_>) {
+    let names = ratio
+        .baselines
+        .iter()
+        .map(|b| format!("{group}/{b}"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let subject = median_ns(group, ratio.subject, started);
+    let baselines: Option<Vec<f64>> = ratio
+        .baselines
+        .iter()
+        .map(|b| median_ns(group, b, started))
+        .collect();
+    let (Some(subject), Some(baselines)) = (subject, baselines) else {
+        println!(
+            "ratio {group}/{} over {names}: not measured in this run",
+            ratio.subject
+        );
+        return;
+    };
+    let baseline: f64 = baselines.iter().sum();
+    let value = subject / baseline;
+    let parts = baselines
+        .iter()
+        .map(|b| human(*b))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    println!(
+        "ratio {group}/{} over {names}: {value:.2}× ({} / ({parts})){}",
+        ratio.subject,
+        human(subject),
+        goal_text(value, ratio.goal),
+    );
+}
+
+/// `, goal ≤ G: met` (or `NOT met`), or nothing without a goal.
+fn goal_text(value: f64, goal: Option<f64>) -> String {
+    match goal {
+        Some(goal) if value <= goal => format!(", goal ≤ {goal:.2}: met"),
+        Some(goal) => format!(", goal ≤ {goal:.2}: NOT met"),
+        None => String::new(),
+    }
+}
+
 /// Prints `per` units of a benchmark's median (e.g. per bucket), and whether it stays under
 /// `limit`, when one is given.
 pub(crate) fn report_per(
@@ -329,7 +383,7 @@ pub(crate) fn report_per(
     limit: Option<Duration>,
 ) {
     let Some(median) = median_ns(group, id, started) else {
-        println!("{group}/{id}: not measured in this run");
+        println!("ratio {group}/{id}: not measured in this run");
         return;
     };
     let limit = match limit {
@@ -337,8 +391,9 @@ pub(crate) fn report_per(
         Some(limit) => format!(", under {limit:?}: NOT met"),
         None => String::new(),
     };
+    // A `ratio` line too, so that scripts/bench puts it in its table.
     println!(
-        "{group}/{id}: {} in all, {} per {unit} ({per} {unit}s){limit}",
+        "ratio {group}/{id}: {} in all, {} per {unit} ({per} {unit}s){limit}",
         human(median),
         human(median / per as f64),
     );

@@ -3,6 +3,7 @@
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use llxprt_application::ports::Clock;
@@ -27,18 +28,29 @@ impl Clock for SystemClock {
 /// the machine's (`TZ`, then `/etc/localtime`) unless another is given.
 #[derive(Debug, Clone)]
 pub struct LocalClock {
-    zone: TimeZone,
+    /// Found when first needed: finding the machine's zone walks the whole time zone database
+    /// (about 3 ms, a third of a start-up), and most commands show no time of day.
+    zone: OnceLock<TimeZone>,
 }
 
 impl LocalClock {
     /// The machine's time zone; UTC when it cannot be found.
     pub fn system() -> Self {
-        Self::in_zone(TimeZone::try_system().unwrap_or(TimeZone::UTC))
+        Self {
+            zone: OnceLock::new(),
+        }
     }
 
     /// A given time zone.
     pub fn in_zone(zone: TimeZone) -> Self {
-        Self { zone }
+        Self {
+            zone: OnceLock::from(zone),
+        }
+    }
+
+    fn zone(&self) -> &TimeZone {
+        self.zone
+            .get_or_init(|| TimeZone::try_system().unwrap_or(TimeZone::UTC))
     }
 }
 
@@ -50,7 +62,7 @@ impl Clock for LocalClock {
     fn time_of_day(&self, at: UnixSeconds) -> String {
         match Timestamp::from_second(at.0) {
             Ok(moment) => moment
-                .to_zoned_datetime(self.zone.clone())
+                .to_zoned_datetime(self.zone().clone())
                 .strftime("%H:%M")
                 .to_string(),
             // Out of jiff's range (beyond year ±9999): no time zone can say better than UTC.

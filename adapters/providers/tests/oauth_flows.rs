@@ -1540,6 +1540,8 @@ async fn signed_in_tokens_are_stored_as_providers_md_says_and_refreshed_by_the_s
         assert_eq!(token.expiry, NOW + 3600, "{provider} was refreshed");
         assert_eq!(sim.provider_counters(provider).refreshes, 1);
     }
+    // The callers have their tokens; the saves end before the process would exit.
+    service.finish_refreshes().await;
     let refreshed = read("qwen.json");
     assert_ne!(refreshed["access_token"], qwen_file["access_token"]);
     assert_eq!(refreshed["resource_url"], qwen_file["resource_url"]);

@@ -8,7 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use llxprt_application::ports::{BucketLock, StoreError, TokenStore};
@@ -27,6 +27,10 @@ const LOCK_POLL: Duration = Duration::from_millis(10);
 /// file systems a home directory lives on.
 pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(2);
 
+/// How long [`FileTokenStore::with_revalidate_after`] lets a token this process read or
+/// wrote be served from memory without a `stat`, in the store the binary composes.
+pub const DEFAULT_REVALIDATE_AFTER: Duration = Duration::from_secs(1);
+
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 
@@ -44,10 +48,13 @@ const FILE_MODE: u32 = 0o600;
 /// - A load answers from memory only while a `stat` shows the very file it last read (see
 ///   [`FileTokenStore::with_settle_time`]), and loads of one bucket that overlap share one read
 ///   that began after each of them was called; neither can miss a token another process wrote.
+///   With [`FileTokenStore::with_revalidate_after`], the token last read or saved is served
+///   without even the `stat` for a while, which trades that guarantee for a bounded delay.
 #[derive(Debug, Clone)]
 pub struct FileTokenStore {
     dir: PathBuf,
     settle_time: Duration,
+    revalidate_after: Duration,
     /// Shared by clones, which read the same files.
     files: Arc<Mutex<HashMap<BucketId, Arc<TokenFile>>>>,
 }
@@ -58,6 +65,7 @@ impl FileTokenStore {
         Self {
             dir: oauth_dir,
             settle_time: DEFAULT_SETTLE_TIME,
+            revalidate_after: Duration::ZERO,
             files: Arc::default(),
         }
     }
@@ -74,6 +82,21 @@ impl FileTokenStore {
     /// read again on every load.
     pub fn with_settle_time(mut self, settle_time: Duration) -> Self {
         self.settle_time = settle_time;
+        self
+    }
+
+    /// Serves the token this store last read (or saved) from memory, without looking at the
+    /// file, for up to `interval` after it last checked the file (or wrote it); zero, the
+    /// default, checks on every load.
+    ///
+    /// The trade: a token another process writes (a login, a logout, a refresh) is seen up to
+    /// `interval` late by a load. The refresh itself never acts on such a token: taking a
+    /// bucket's [`TokenStore::lock`] makes the next load of that bucket check the file, so the
+    /// re-read under the lock always sees the latest write. A token rejected meanwhile by the
+    /// provider is refreshed the same way, under the lock. This store's own saves and deletes
+    /// are seen at once.
+    pub fn with_revalidate_after(mut self, interval: Duration) -> Self {
+        self.revalidate_after = interval;
         self
     }
 
@@ -104,6 +127,9 @@ impl FileTokenStore {
 impl TokenStore for FileTokenStore {
     async fn load(&self, bucket: &BucketId) -> Result<Option<Token>, StoreError> {
         let file = self.file(bucket);
+        if let Some(token) = file.recently_checked(self.revalidate_after) {
+            return Ok(Some(token));
+        }
         let path = self.token_path(bucket);
         if let Some(token) = file.unchanged(&self.dir, &path) {
             return Ok(Some(token));
@@ -118,6 +144,7 @@ impl TokenStore for FileTokenStore {
             }
         }
         let number = file.reads_started.fetch_add(1, Ordering::SeqCst) + 1;
+        let writes = file.writes.load(Ordering::SeqCst);
         let (dir, settle_time, owned_path, owned_bucket) = (
             self.dir.clone(),
             self.settle_time,
@@ -129,7 +156,8 @@ impl TokenStore for FileTokenStore {
         })
         .await;
         let result = read.map(|(token, identity)| {
-            file.keep(identity.zip(token.clone()));
+            // A save or delete of this store during the read knows better than the read.
+            file.keep_unless_written_since(writes, token.clone().map(|t| Kept::read(t, identity)));
             token
         });
         *last = Some((number, result.clone()));
@@ -140,16 +168,23 @@ impl TokenStore for FileTokenStore {
         let (dir, path) = (self.dir.clone(), self.token_path(bucket));
         let text = token_to_json(token);
         let prefix = format!(".{}-{}.", bucket.provider, bucket.bucket);
+        let file = self.file(bucket);
+        // Whatever the outcome, what was kept may no longer be what the file holds.
+        let writes = file.forget();
         blocking(&path.clone(), move || {
             write_atomically(&dir, &path, &prefix, text.as_bytes())
         })
-        .await
+        .await?;
+        // What was just written is what the file holds, but it has not settled: it is served
+        // from memory only for the revalidation interval, then read again.
+        file.keep_unless_written_since(writes, Some(Kept::written(token.clone())));
+        Ok(())
     }
 
     async fn delete(&self, bucket: &BucketId) -> Result<bool, StoreError> {
         // Not needed for correctness (the file's absence shows in its `stat`), but a logged-out
         // token has no business staying in memory.
-        self.file(bucket).keep(None);
+        self.file(bucket).forget();
         let (dir, path) = (self.dir.clone(), self.token_path(bucket));
         blocking(&path.clone(), move || match fs::remove_file(&path) {
             Ok(()) => sync_dir(&dir).map(|()| true),
@@ -207,6 +242,8 @@ impl TokenStore for FileTokenStore {
             // cancel it.
             match file.try_lock() {
                 Ok(()) => {
+                    // The holder's next load must see the latest write of any process.
+                    self.file(bucket).check_next_load();
                     llxprt_fs::record_holder(&file);
                     return Ok(Box::new(FileBucketLock { file }));
                 }
@@ -246,12 +283,13 @@ impl FileTokenStore {
 /// What this store knows of one token file between loads.
 #[derive(Debug, Default)]
 struct TokenFile {
-    /// The token last read, with the identity of the file it came from, when that file had
-    /// settled before the read.
-    kept: Mutex<Option<(FileIdentity, Token)>>,
+    /// The token last read or saved, and what is known of its file.
+    kept: Mutex<Option<Kept>>,
     /// How many reads have begun; a caller compares it with a read's number to know whether the
     /// read began after it arrived.
     reads_started: AtomicU64,
+    /// How many saves and deletes this store has begun on the file.
+    writes: AtomicU64,
     /// Held across a read, so that overlapping loads queue for one read instead of each making
     /// its own; holds the last read's number and result.
     last_read: tokio::sync::Mutex<Option<(u64, LoadResult)>>,
@@ -264,19 +302,85 @@ impl TokenFile {
     /// it was read from. These are two `stat`s of local paths, done here rather than on a
     /// blocking thread, whose hand-over alone would cost several times as much.
     fn unchanged(&self, dir: &Path, path: &Path) -> Option<Token> {
-        let kept = self
-            .kept
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()?;
+        let (identity, token) = {
+            let kept = self.kept();
+            let kept = kept.as_ref()?;
+            (kept.identity?, kept.token.clone())
+        };
         let private = fs::metadata(dir)
             .is_ok_and(|meta| meta.is_dir() && meta.permissions().mode() & 0o077 == 0);
-        let same = fs::metadata(path).is_ok_and(|meta| FileIdentity::of(&meta) == kept.0);
-        (private && same).then_some(kept.1)
+        let same = fs::metadata(path).is_ok_and(|meta| FileIdentity::of(&meta) == identity);
+        if !(private && same) {
+            return None;
+        }
+        if let Some(kept) = self
+            .kept()
+            .as_mut()
+            .filter(|kept| kept.identity == Some(identity))
+        {
+            kept.checked = Some(Instant::now());
+        }
+        Some(token)
     }
 
-    fn keep(&self, kept: Option<(FileIdentity, Token)>) {
-        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = kept;
+    /// The kept token, if its file was checked (or written) less than `interval` ago.
+    fn recently_checked(&self, interval: Duration) -> Option<Token> {
+        let kept = self.kept();
+        let kept = kept.as_ref()?;
+        let checked = kept.checked?;
+        (checked.elapsed() < interval).then(|| kept.token.clone())
+    }
+
+    /// Makes the next load look at the file.
+    fn check_next_load(&self) {
+        if let Some(kept) = self.kept().as_mut() {
+            kept.checked = None;
+        }
+    }
+
+    /// Keeps `kept` unless this store began a save or delete of the file after `writes` were.
+    fn keep_unless_written_since(&self, writes: u64, kept: Option<Kept>) {
+        let mut slot = self.kept();
+        if self.writes.load(Ordering::SeqCst) == writes {
+            *slot = kept;
+        }
+    }
+
+    /// Forgets the kept token before this store changes the file, so that a read or save
+    /// running now does not keep what it had; returns the number of writes begun.
+    fn forget(&self) -> u64 {
+        let mut kept = self.kept();
+        *kept = None;
+        self.writes.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Option<Kept>> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A token held in memory between loads.
+#[derive(Debug)]
+struct Kept {
+    token: Token,
+    /// The identity of the file it was read from, when that file had settled before the read:
+    /// while a `stat` shows it, the file still holds this token.
+    identity: Option<FileIdentity>,
+    /// When the file was last read, checked or written; `None` once a lock was taken.
+    checked: Option<Instant>,
+}
+
+impl Kept {
+    fn read(token: Token, identity: Option<FileIdentity>) -> Self {
+        Self {
+            token,
+            identity,
+            checked: Some(Instant::now()),
+        }
+    }
+
+    fn written(token: Token) -> Self {
+        Self::read(token, None)
     }
 }
 
@@ -585,6 +689,51 @@ mod tests {
         assert_eq!(got.access_token.expose(), "at-2");
         assert_eq!(reads(&mine), 2);
         theirs.delete(&bucket()).await.unwrap();
+        assert_eq!(mine.load(&bucket()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn with_a_revalidation_interval_another_writer_is_seen_once_a_lock_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = settled_store(&dir).with_revalidate_after(Duration::from_secs(3600));
+        let theirs = settled_store(&dir);
+        mine.save(&bucket(), &token("at-1")).await.unwrap();
+        // Its own save is served from memory, without reading the file.
+        assert_eq!(
+            mine.load(&bucket())
+                .await
+                .unwrap()
+                .unwrap()
+                .access_token
+                .expose(),
+            "at-1"
+        );
+        assert_eq!(reads(&mine), 0);
+        theirs.save(&bucket(), &token("at-2")).await.unwrap();
+        // The trade: within the interval, another writer's token is not seen yet...
+        assert_eq!(
+            mine.load(&bucket())
+                .await
+                .unwrap()
+                .unwrap()
+                .access_token
+                .expose(),
+            "at-1"
+        );
+        // ...but the holder of the bucket's lock always reads the latest.
+        let lock = mine.lock(&bucket(), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            mine.load(&bucket())
+                .await
+                .unwrap()
+                .unwrap()
+                .access_token
+                .expose(),
+            "at-2"
+        );
+        drop(lock);
+        // Its own delete is seen at once.
+        mine.delete(&bucket()).await.unwrap();
         assert_eq!(mine.load(&bucket()).await.unwrap(), None);
     }
 

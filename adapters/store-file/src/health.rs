@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use llxprt_application::ports::{HealthStore, PersistenceError};
@@ -148,10 +150,22 @@ pub fn health_entry_from_json(text: &str) -> Result<BucketHealth, String> {
         .map_err(|e| e.to_string())
 }
 
+type HealthMap = HashMap<BucketId, BucketHealth>;
+
+#[derive(Debug, Default)]
+struct LastRead {
+    /// Counts the records begun and ended, so that a read that overlapped one is not kept.
+    records: u64,
+    read: Option<(Instant, HealthMap)>,
+}
+
 /// Bucket health kept in a JSON file.
 #[derive(Debug, Clone)]
 pub struct FileHealthStore {
     path: PathBuf,
+    revalidate_after: Duration,
+    /// The health last read, and when; shared by clones.
+    last_read: Arc<Mutex<LastRead>>,
 }
 
 impl FileHealthStore {
@@ -159,7 +173,32 @@ impl FileHealthStore {
     pub fn new(home: &Path) -> Self {
         Self {
             path: home.join("health.json"),
+            revalidate_after: Duration::ZERO,
+            last_read: Arc::default(),
         }
+    }
+
+    /// Answers a load from the health last read, without touching the file, for up to
+    /// `interval` after that read (zero, the default: every load reads the file). Health is a
+    /// hint: what another process records meanwhile is seen up to `interval` late (a request
+    /// may then spend one attempt learning a cooldown again). This store's own records are
+    /// seen at once.
+    pub fn with_revalidate_after(mut self, interval: Duration) -> Self {
+        self.revalidate_after = interval;
+        self
+    }
+
+    fn last_read(&self) -> std::sync::MutexGuard<'_, LastRead> {
+        self.last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the health last read: this store is changing the file.
+    fn forget(&self) {
+        let mut last = self.last_read();
+        last.records += 1;
+        last.read = None;
     }
 
     fn io(&self, path: &Path, error: impl std::fmt::Display) -> PersistenceError {
@@ -215,23 +254,42 @@ impl FileHealthStore {
 #[async_trait]
 impl HealthStore for FileHealthStore {
     async fn load(&self) -> Result<HashMap<BucketId, BucketHealth>, PersistenceError> {
+        let records = {
+            let last = self.last_read();
+            if let Some((read, health)) = &last.read {
+                if read.elapsed() < self.revalidate_after {
+                    return Ok(health.clone());
+                }
+            }
+            last.records
+        };
         let store = self.clone();
+        let began = Instant::now();
         let file = tokio::task::spawn_blocking(move || store.read())
             .await
             .map_err(|e| self.io(&self.path, e))??;
-        Ok(file
+        let health: HealthMap = file
             .buckets
             .into_iter()
             .filter_map(|(key, entry)| Some((parse_bucket_key(&key)?, entry.health())))
-            .collect())
+            .collect();
+        let mut last = self.last_read();
+        if !self.revalidate_after.is_zero() && last.records == records {
+            last.read = Some((began, health.clone()));
+        }
+        Ok(health)
     }
 
     async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), PersistenceError> {
+        // A read running now may predate this record; the next load reads the file.
+        self.forget();
         let store = self.clone();
         let changes = changes.to_vec();
-        tokio::task::spawn_blocking(move || store.record_blocking(&changes))
+        let recorded = tokio::task::spawn_blocking(move || store.record_blocking(&changes))
             .await
-            .map_err(|e| self.io(&self.path, e))?
+            .map_err(|e| self.io(&self.path, e));
+        self.forget();
+        recorded?
     }
 }
 
@@ -320,5 +378,26 @@ mod tests {
         assert!(err.to_string().contains("health.json"), "{err}");
         store.record(&[(bucket("w1"), REVOKED)]).await.unwrap();
         assert_eq!(store.load().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn with_a_revalidation_interval_its_own_records_show_at_once_and_others_later() {
+        let home = tempfile::tempdir().unwrap();
+        let mine =
+            FileHealthStore::new(home.path()).with_revalidate_after(Duration::from_secs(3600));
+        assert!(mine.load().await.unwrap().is_empty());
+        mine.record(&[(bucket("w1"), COOLING)]).await.unwrap();
+        assert_eq!(
+            mine.load().await.unwrap().get(&bucket("w1")),
+            Some(&COOLING)
+        );
+        // The trade: another process's record is not seen within the interval.
+        FileHealthStore::new(home.path())
+            .record(&[(bucket("w2"), REVOKED)])
+            .await
+            .unwrap();
+        assert_eq!(mine.load().await.unwrap().get(&bucket("w2")), None);
+        let fresh = FileHealthStore::new(home.path()).with_revalidate_after(Duration::ZERO);
+        assert_eq!(fresh.load().await.unwrap().len(), 2);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use llxprt_domain::failover::{BucketHealth, Decision, ExhaustedReport, Outcome};
 use llxprt_domain::loadbalance::MemberFailure;
@@ -181,6 +181,9 @@ pub struct ChatService {
     clock: Arc<dyn Clock>,
     health: Mutex<HashMap<BucketId, BucketHealth>>,
     shared_health: Option<Arc<dyn HealthStore>>,
+    /// The last health record a request left running after its answer; each waits for the one
+    /// before it, so records land in the order the requests learned them.
+    health_record: Mutex<Option<tokio::task::JoinHandle<()>>>,
     stats: StatsSaver,
 }
 
@@ -200,11 +203,8 @@ impl ChatService {
             clock,
             health: Mutex::new(HashMap::new()),
             shared_health: None,
-            stats: StatsSaver {
-                store: stats,
-                unsaved: Arc::default(),
-                running: Mutex::new(None),
-            },
+            health_record: Mutex::new(None),
+            stats: StatsSaver::new(stats),
         }
     }
 
@@ -222,6 +222,10 @@ impl ChatService {
         let Some(store) = &self.shared_health else {
             return;
         };
+        if self.health_record_pending() {
+            // What this process learned is not in the file yet: keep it until it is.
+            return;
+        }
         match store.load().await {
             Ok(stored) => *self.health_map() = stored,
             Err(error) => tracing::warn!(%error, "could not read the buckets' health"),
@@ -253,6 +257,11 @@ impl ChatService {
     /// for other processes).
     pub async fn mark_usable(&self, bucket: &BucketId) {
         self.health_map().remove(bucket);
+        // After any record still running, so that it cannot land on top of this one.
+        let pending = lock(&self.health_record).take();
+        if let Some(pending) = pending {
+            let _ = pending.await;
+        }
         self.save_shared_health(&[(bucket.clone(), BucketHealth::Usable)])
             .await;
     }
@@ -265,7 +274,7 @@ impl ChatService {
     pub async fn statistics(&self) -> Result<StatsTotals, PersistenceError> {
         self.flush_statistics().await;
         let mut totals = self.stats.store.load().await?;
-        totals.apply(&lock(&self.stats.unsaved).delta);
+        totals.apply(lock(&self.stats.unsaved).pending());
         Ok(totals)
     }
 
@@ -274,6 +283,42 @@ impl ChatService {
     /// for the next save (and logged), never lost silently.
     pub async fn flush_statistics(&self) {
         self.stats.flush().await;
+        // And the health a request learned: answers do not wait for it either.
+        let record = lock(&self.health_record).take();
+        if let Some(record) = record {
+            if let Err(error) = record.await {
+                tracing::warn!(%error, "a bucket health record did not finish");
+            }
+        }
+    }
+
+    /// Records changed health for other processes after the answer (the file store's record
+    /// is a locked, fsynced write: milliseconds on a busy disk). Flushed with the statistics.
+    fn record_health_in_background(&self, changes: Vec<(BucketId, BucketHealth)>) {
+        let Some(store) = self.shared_health.clone() else {
+            return;
+        };
+        if changes.is_empty() {
+            return;
+        }
+        let mut last = lock(&self.health_record);
+        let previous = last.take();
+        *last = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            if let Err(error) = store.record(&changes).await {
+                tracing::warn!(%error, "could not save the buckets' health");
+            }
+        }));
+    }
+
+    /// Whether a health record of this process has not landed yet: the file may be older than
+    /// what this process knows.
+    fn health_record_pending(&self) -> bool {
+        lock(&self.health_record)
+            .as_ref()
+            .is_some_and(|record| !record.is_finished())
     }
 
     /// Sends `request` to `target`, with failover over the buckets when it uses OAuth. Pieces of
@@ -374,7 +419,7 @@ impl ChatService {
         } = run;
         // The request is over: its counts go to the statistics now.
         drop(tally);
-        self.save_shared_health(&changes).await;
+        self.record_health_in_background(changes);
         match (reply, decision) {
             (Some(reply), _) => Ok(reply),
             (None, _) if streaming.shown.load(Ordering::SeqCst) => {
@@ -413,7 +458,7 @@ impl ChatService {
         let (mut machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
         machine.treat_repeated_unauthorized_as(provider.refusal_on_repeated_unauthorized());
         let mut tally = Tally {
-            unsaved: &self.stats.unsaved,
+            handoff: &self.stats.handoff,
             clock: self.clock.as_ref(),
             provider,
             machine,
@@ -641,7 +686,7 @@ fn token_outcome(bucket: &BucketId, error: TokenError) -> (Outcome, String) {
 /// or earlier when the request is cancelled (Ctrl-C drops it). A cancelled request still counts
 /// what it sent, the attempt in flight included, since the provider may have counted it too.
 struct Tally<'a> {
-    unsaved: &'a Mutex<Unsaved>,
+    handoff: &'a mpsc::Sender<StatsDelta>,
     clock: &'a dyn Clock,
     provider: OAuthProvider,
     machine: FailoverRequest,
@@ -657,55 +702,100 @@ impl Drop for Tally<'_> {
             return;
         }
         let now = self.clock.now();
-        let mut unsaved = lock(self.unsaved);
-        unsaved
-            .delta
-            .record_failover_request(self.provider, &self.machine, now);
+        let mut delta = StatsDelta::new();
+        delta.record_failover_request(self.provider, &self.machine, now);
         if let Some(bucket) = &self.in_flight {
-            unsaved.delta.record_request(bucket, now);
+            delta.record_request(bucket, now);
         }
+        // Fails only when the service is gone, and its counts with it.
+        let _ = self.handoff.send(delta);
     }
 }
 
 /// This process's request counts on their way to the statistics store, saved after the answers
 /// rather than before them: the file store fsyncs every save, which would otherwise be part of
-/// every answer's wait. At most one save runs at a time; counts made while it runs go with it.
+/// every answer's wait. A request hands its counts over without a lock (a send on `std`'s
+/// lock-free channel); at most one save runs at a time and takes every count handed over
+/// before it saves.
 struct StatsSaver {
     store: Arc<dyn StatsStore>,
+    handoff: mpsc::Sender<StatsDelta>,
+    /// Touched by the saves and the flush only, never by a request.
     unsaved: Arc<Mutex<Unsaved>>,
-    /// The save running in the background, if any. Taken and set only with `unsaved` held, so
-    /// that a flush cannot miss a save that is starting.
+    /// Whether a background save is running (it takes new counts before it ends).
+    saving: Arc<AtomicBool>,
+    /// The save running in the background, if any.
     running: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-#[derive(Default)]
 struct Unsaved {
+    /// Counts a refused save kept, and counts taken from the hand-off and not saved yet.
     delta: StatsDelta,
-    /// Whether a background save is running (it takes new counts before it ends).
-    saving: bool,
+    handed: mpsc::Receiver<StatsDelta>,
+}
+
+impl Unsaved {
+    /// Every count not saved yet.
+    fn pending(&mut self) -> &StatsDelta {
+        while let Ok(delta) = self.handed.try_recv() {
+            self.delta.merge(&delta);
+        }
+        &self.delta
+    }
+
+    fn take(&mut self) -> StatsDelta {
+        self.pending();
+        self.delta.take()
+    }
 }
 
 impl StatsSaver {
+    fn new(store: Arc<dyn StatsStore>) -> Self {
+        let (handoff, handed) = mpsc::channel();
+        Self {
+            store,
+            handoff,
+            unsaved: Arc::new(Mutex::new(Unsaved {
+                delta: StatsDelta::new(),
+                handed,
+            })),
+            saving: Arc::default(),
+            running: Mutex::new(None),
+        }
+    }
+
     fn save_in_background(&self) {
-        let mut unsaved = lock(&self.unsaved);
-        if unsaved.saving || unsaved.delta.is_empty() {
+        if self.saving.swap(true, Ordering::AcqRel) {
             return;
         }
-        unsaved.saving = true;
-        let (store, shared) = (self.store.clone(), self.unsaved.clone());
+        let (store, shared, saving) = (
+            self.store.clone(),
+            self.unsaved.clone(),
+            self.saving.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let delta = {
-                    let mut unsaved = lock(&shared);
-                    let delta = unsaved.delta.take();
-                    if delta.is_empty() {
-                        unsaved.saving = false;
+                let delta = lock(&shared).take();
+                if delta.is_empty() {
+                    saving.store(false, Ordering::Release);
+                    // Counts handed over after the take and before the flag fell would wait for
+                    // the next request: take them now, unless a new save already runs.
+                    let late = lock(&shared).take();
+                    if late.is_empty() {
                         return;
                     }
-                    delta
-                };
+                    if saving.swap(true, Ordering::AcqRel) {
+                        lock(&shared).delta.merge(&late);
+                        return;
+                    }
+                    if !save(store.as_ref(), &shared, late).await {
+                        saving.store(false, Ordering::Release);
+                        return;
+                    }
+                    continue;
+                }
                 if !save(store.as_ref(), &shared, delta).await {
-                    lock(&shared).saving = false;
+                    saving.store(false, Ordering::Release);
                     return;
                 }
             }
@@ -715,17 +805,14 @@ impl StatsSaver {
 
     async fn flush(&self) {
         loop {
-            let running = {
-                let _unsaved = lock(&self.unsaved);
-                lock(&self.running).take()
-            };
+            let running = lock(&self.running).take();
             let Some(task) = running else { break };
             if let Err(error) = task.await {
                 tracing::warn!(%error, "a statistics save did not finish");
             }
         }
         // What a failed save put back, or what no save has taken yet.
-        let delta = lock(&self.unsaved).delta.take();
+        let delta = lock(&self.unsaved).take();
         if !delta.is_empty() {
             save(self.store.as_ref(), &self.unsaved, delta).await;
         }
@@ -1222,6 +1309,8 @@ mod tests {
         let prompt = RecordingPrompt::default();
         let reply = first_service.send(&t, &hello(), &prompt).await.unwrap();
         assert_eq!(reply.text, "ok:at-w2");
+        // The health is recorded after the answer; the process flushes it before it exits.
+        first_service.flush_statistics().await;
 
         // "Another process": its own service and client, the same tokens and health.
         let second = fixture(MockOAuthFlow::new());

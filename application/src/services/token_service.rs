@@ -1,11 +1,11 @@
 //! Keeping the user signed in: a valid token for a bucket, refreshed by exactly one caller.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use llxprt_domain::{BucketId, OAuthProvider, Secret, Token};
+use llxprt_domain::{BucketId, OAuthProvider, Secret, Token, UnixSeconds};
+use tokio::sync::watch;
 
 use crate::ports::{Clock, OAuthFlow, RefreshError, StoreError, TokenStore};
 
@@ -77,10 +77,12 @@ impl FlowRegistry {
 
 /// Hands out valid tokens, refreshing them when they are about to expire or were rejected.
 ///
-/// Exactly one refresh per bucket runs at a time: callers in this process queue on a per-bucket
-/// mutex (single flight), and across processes the store's lock is held from the re-read through
-/// the write, so a rotating refresh token is never spent twice. Callers that queued while a
-/// refresh ran take its token without reading the store again.
+/// Exactly one refresh per bucket runs at a time. In this process, the first caller to find a
+/// bucket's token stale starts the refresh as a task of its own, and every caller that finds it
+/// stale while that task runs waits on the task's one published result (a `watch` per refresh)
+/// instead of queuing for a lock; callers that come after it read the saved token from the
+/// store, which has it in memory. Across processes, the task holds the store's lock from the
+/// re-read through the write, so a rotating refresh token is never spent twice.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -126,35 +128,38 @@ pub struct TokenService {
     flows: FlowRegistry,
     clock: Arc<dyn Clock>,
     lock_timeout: Duration,
-    in_flight: Mutex<HashMap<BucketId, Arc<Flight>>>,
+    in_flight: Arc<InFlight>,
 }
 
-/// One bucket's single flight.
-#[derive(Default)]
-struct Flight {
-    /// Held by the caller that may refresh, and by its refresh task until the token is saved.
-    turn: Arc<tokio::sync::Mutex<()>>,
-    /// How many refreshes this process has completed for the bucket.
-    refreshes: AtomicU64,
-    /// The token the last of them produced, with its number.
-    last: Mutex<Option<(u64, Token)>>,
+/// The refresh each bucket has running, if any.
+type InFlight = RwLock<HashMap<BucketId, Running>>;
+
+/// A running refresh, as its waiters see it.
+#[derive(Clone)]
+struct Running {
+    /// Where its result is published, as soon as the provider answers.
+    answer: watch::Receiver<Option<TokenResult>>,
+    /// Closed when it has ended: the token saved (or the save failed) and the lock released.
+    ended: watch::Receiver<()>,
 }
 
-impl Flight {
-    /// The token of a refresh completed after `arrived` (a count of refreshes read before
-    /// queuing): it is at least as new as anything the caller had seen.
-    fn refreshed_since(&self, arrived: u64) -> Option<Token> {
-        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*last {
-            Some((number, token)) if *number > arrived => Some(token.clone()),
-            _ => None,
+type TokenResult = Result<Token, TokenError>;
+
+/// What a refresh checks, under the store's lock, before spending the refresh token.
+#[derive(Clone)]
+enum Want {
+    /// A token that is not about to expire.
+    Fresh,
+    /// Any token but the one the API rejected.
+    Not(Secret),
+}
+
+impl Want {
+    fn met_by(&self, token: &Token, now: UnixSeconds) -> bool {
+        match self {
+            Self::Fresh => !token.needs_refresh(now),
+            Self::Not(rejected) => &token.access_token != rejected,
         }
-    }
-
-    fn record(&self, token: &Token) {
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let number = self.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
-        *last = Some((number, token.clone()));
     }
 }
 
@@ -166,7 +171,7 @@ impl TokenService {
             flows,
             clock,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Arc::default(),
         }
     }
 
@@ -184,12 +189,16 @@ impl TokenService {
     /// refresh is rejected, [`TokenError::Transient`] when it cannot be done now, and
     /// [`TokenError::Store`] when storage fails.
     pub async fn valid_token(&self, bucket: &BucketId) -> Result<Token, TokenError> {
+        // A refresh already running is joined before the store is asked: its result is newer
+        // than anything the store holds now.
+        if let Some(running) = self.running(bucket) {
+            return self.wait_for(bucket, running.answer, Want::Fresh).await;
+        }
         let token = self.load(bucket).await?;
         if !token.needs_refresh(self.clock.now()) {
             return Ok(token);
         }
-        self.refresh_unless(bucket, |stored| !stored.needs_refresh(self.clock.now()))
-            .await
+        self.refresh_unless(bucket, Want::Fresh).await
     }
 
     /// Refreshes `bucket` after the API rejected `rejected` (a 401), unless another caller has
@@ -202,38 +211,168 @@ impl TokenService {
         bucket: &BucketId,
         rejected: &Secret,
     ) -> Result<Token, TokenError> {
-        self.refresh_unless(bucket, |stored| &stored.access_token != rejected)
+        self.refresh_unless(bucket, Want::Not(rejected.clone()))
             .await
     }
 
     async fn load(&self, bucket: &BucketId) -> Result<Token, TokenError> {
-        self.store
-            .load(bucket)
-            .await?
-            .ok_or_else(|| TokenError::NotLoggedIn(bucket.clone()))
+        load(self.store.as_ref(), bucket).await
     }
 
-    /// Refreshes the bucket's token unless, once this caller holds both locks, the stored token
-    /// already satisfies `good_enough` (another task or process refreshed it meanwhile).
-    async fn refresh_unless(
+    /// Waits until every refresh running now has ended, its token saved: a refresh publishes
+    /// its token before the save ends, so the process calls this before it exits.
+    pub async fn finish_refreshes(&self) {
+        loop {
+            let running: Vec<Running> = read(&self.in_flight).values().cloned().collect();
+            if running.is_empty() {
+                return;
+            }
+            for mut refresh in running {
+                // Ends with an error once the refresh's task has dropped its end of the channel.
+                while refresh.ended.changed().await.is_ok() {}
+            }
+        }
+    }
+
+    /// The refresh running for `bucket`, if any.
+    fn running(&self, bucket: &BucketId) -> Option<Running> {
+        read(&self.in_flight).get(bucket).cloned()
+    }
+
+    /// Joins the bucket's running refresh, or starts one, until a token satisfies `want`.
+    async fn refresh_unless(&self, bucket: &BucketId, want: Want) -> TokenResult {
+        loop {
+            let (running, mine) = self.join_or_start(bucket, &want);
+            if mine {
+                return result_of(bucket, running).await;
+            }
+            // Another caller's refresh may have been content with a token this caller cannot
+            // use (the one its request was refused with): then it refreshes in turn.
+            match result_of(bucket, running).await {
+                Ok(token) if !want.met_by(&token, self.clock.now()) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits for a running refresh; falls back to a refresh of its own when the one joined
+    /// produced a token that does not satisfy `want`.
+    async fn wait_for(
         &self,
         bucket: &BucketId,
-        good_enough: impl Fn(&Token) -> bool,
-    ) -> Result<Token, TokenError> {
-        let flight = self.flight(bucket);
-        let arrived = flight.refreshes.load(Ordering::SeqCst);
-        let in_process = flight.turn.clone().lock_owned().await;
-        // A storm of callers would otherwise read the store one after another here.
-        if let Some(token) = flight.refreshed_since(arrived).filter(|t| good_enough(t)) {
-            return Ok(token);
+        running: watch::Receiver<Option<TokenResult>>,
+        want: Want,
+    ) -> TokenResult {
+        match result_of(bucket, running).await {
+            Ok(token) if !want.met_by(&token, self.clock.now()) => {
+                self.refresh_unless(bucket, want).await
+            }
+            other => other,
         }
-        let stored = self.load(bucket).await?;
-        if good_enough(&stored) {
-            return Ok(stored);
+    }
+
+    /// The running refresh of `bucket`, or a new one started for `want`; `true` when this
+    /// caller started it.
+    fn join_or_start(
+        &self,
+        bucket: &BucketId,
+        want: &Want,
+    ) -> (watch::Receiver<Option<TokenResult>>, bool) {
+        if let Some(running) = self.running(bucket) {
+            return (running.answer, false);
         }
-        let across_processes = self.store.lock(bucket, self.lock_timeout).await?;
-        let stored = self.load(bucket).await?;
-        if good_enough(&stored) {
+        let mut in_flight = write(&self.in_flight);
+        if let Some(running) = in_flight.get(bucket) {
+            return (running.answer.clone(), false);
+        }
+        let (publish, result) = watch::channel(None);
+        let (end, ended) = watch::channel(());
+        in_flight.insert(
+            bucket.clone(),
+            Running {
+                answer: result.clone(),
+                ended,
+            },
+        );
+        drop(in_flight);
+        let refresh = Refresh {
+            store: self.store.clone(),
+            flow: self.flows.get(bucket.provider),
+            clock: self.clock.clone(),
+            lock_timeout: self.lock_timeout,
+            bucket: bucket.clone(),
+            want: want.clone(),
+        };
+        let done = Done {
+            in_flight: self.in_flight.clone(),
+            bucket: bucket.clone(),
+            publish,
+            _end: end,
+        };
+        // Once a rotating refresh token is sent, the provider forgets it: the answer must reach
+        // the store even if every caller gives up (Ctrl-C drops their futures), or the bucket
+        // would need a new login. So the re-read, the exchange and the write run as a task of
+        // their own, holding the store's lock until the new token is saved.
+        tokio::spawn(async move {
+            let result = refresh.run(&done.publish).await;
+            done.publish(result);
+        });
+        (result, true)
+    }
+}
+
+/// The stored token of a bucket, or why there is none.
+async fn load(store: &dyn TokenStore, bucket: &BucketId) -> TokenResult {
+    store
+        .load(bucket)
+        .await?
+        .ok_or_else(|| TokenError::NotLoggedIn(bucket.clone()))
+}
+
+/// The published result of a refresh; a refresh task that ended without publishing (it
+/// panicked, or the runtime shut down) is a transient failure.
+async fn result_of(
+    bucket: &BucketId,
+    mut running: watch::Receiver<Option<TokenResult>>,
+) -> TokenResult {
+    match running.wait_for(Option::is_some).await {
+        Ok(result) => result.clone().unwrap_or_else(|| Err(task_failed(bucket))),
+        Err(_) => Err(task_failed(bucket)),
+    }
+}
+
+fn task_failed(bucket: &BucketId) -> TokenError {
+    TokenError::Transient {
+        bucket: bucket.clone(),
+        message: "the refresh task ended without an answer".to_owned(),
+    }
+}
+
+/// One refresh of one bucket, as the task that runs it sees it.
+struct Refresh {
+    store: Arc<dyn TokenStore>,
+    flow: Option<Arc<dyn OAuthFlow>>,
+    clock: Arc<dyn Clock>,
+    lock_timeout: Duration,
+    bucket: BucketId,
+    want: Want,
+}
+
+impl Refresh {
+    /// Under the store's lock: re-reads the token, and refreshes and saves it unless it already
+    /// satisfies what the caller wanted (another process refreshed it meanwhile).
+    ///
+    ///
+    /// The refreshed token is published to the waiters as soon as the provider answers: they do
+    /// not wait for the save (a write and two fsyncs, milliseconds on a busy disk), which still
+    /// runs to its end under the lock. Every other writer of the bucket (a refresh in another
+    /// process, a login, a logout) takes that lock first, so none can come between; callers of
+    /// this process that arrive before the save ends still find this refresh and take its token.
+    async fn run(self, publish: &watch::Sender<Option<TokenResult>>) -> TokenResult {
+        let bucket = &self.bucket;
+        let _across_processes = self.store.lock(bucket, self.lock_timeout).await?;
+        let stored = load(self.store.as_ref(), bucket).await?;
+        if self.want.met_by(&stored, self.clock.now()) {
             tracing::debug!(%bucket, "another process refreshed the token");
             return Ok(stored);
         }
@@ -244,53 +383,81 @@ impl TokenService {
                 bucket: bucket.clone(),
                 reason: "no refresh token was issued".to_owned(),
             })?;
-        let flow = self
-            .flows
-            .get(bucket.provider)
-            .ok_or(TokenError::NoFlow(bucket.provider))?;
-        let store = self.store.clone();
-        let owned_bucket = bucket.clone();
-        // Once a rotating refresh token is sent, the provider forgets it: the answer must reach
-        // the store even if the caller gives up (Ctrl-C drops its future), or the bucket would
-        // need a new login. So the exchange and the write run as a task of their own, holding
-        // both locks until the new token is saved.
-        let exchange = tokio::spawn(async move {
-            let _locks = (in_process, across_processes);
-            let bucket = owned_bucket;
-            tracing::info!(%bucket, "refreshing the access token");
-            let refreshed = flow.refresh(&refresh_token).await.map_err(|e| match e {
-                RefreshError::NeedsLogin(reason) => TokenError::NeedsLogin {
-                    bucket: bucket.clone(),
-                    reason,
-                },
-                RefreshError::Transient(message) => TokenError::Transient {
-                    bucket: bucket.clone(),
-                    message,
-                },
-            })?;
-            let merged = stored.merge_refresh(refreshed);
-            store.save(&bucket, &merged).await?;
-            flight.record(&merged);
-            Ok(merged)
-        });
-        exchange.await.unwrap_or_else(|e| {
-            Err(TokenError::Transient {
+        let flow = self.flow.ok_or(TokenError::NoFlow(bucket.provider))?;
+        tracing::info!(%bucket, "refreshing the access token");
+        let refreshed = flow.refresh(&refresh_token).await.map_err(|e| match e {
+            RefreshError::NeedsLogin(reason) => TokenError::NeedsLogin {
                 bucket: bucket.clone(),
-                message: format!("the refresh task failed: {e}"),
-            })
-        })
+                reason,
+            },
+            RefreshError::Transient(message) => TokenError::Transient {
+                bucket: bucket.clone(),
+                message,
+            },
+        })?;
+        let merged = stored.merge_refresh(refreshed);
+        publish.send_replace(Some(Ok(merged.clone())));
+        if let Err(error) = self.store.save(bucket, &merged).await {
+            // The access token in hand is good until it expires; the refresh token that came
+            // with it is not stored, so the bucket will need a login then.
+            tracing::warn!(
+                %bucket,
+                %error,
+                "could not save the refreshed token of {bucket}; run `/auth {} login{}` before it expires",
+                bucket.provider,
+                login_suffix(bucket)
+            );
+        }
+        Ok(merged)
     }
+}
 
-    /// The in-process single flight of a bucket.
-    fn flight(&self, bucket: &BucketId) -> Arc<Flight> {
-        // A poisoned map only means another thread panicked while inserting; the map itself is
-        // still a valid map of mutexes.
-        let mut map = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        map.entry(bucket.clone()).or_default().clone()
+/// Ends a bucket's refresh: no longer in flight, its result published to every waiter. Dropped
+/// without publishing (the task panicked or was dropped by a runtime shutting down), it still
+/// ends the refresh, and the waiters learn that it failed.
+struct Done {
+    in_flight: Arc<InFlight>,
+    bucket: BucketId,
+    publish: watch::Sender<Option<TokenResult>>,
+    /// Dropped last, after the refresh left the map: tells [`TokenService::finish_refreshes`].
+    _end: watch::Sender<()>,
+}
+
+impl Done {
+    fn publish(self, result: TokenResult) {
+        // Waiters that have gone away are no error; a token published before the save stays.
+        self.publish.send_if_modified(|answer| {
+            let unanswered = answer.is_none();
+            if unanswered {
+                *answer = Some(result);
+            }
+            unanswered
+        });
     }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        // Removed after the result is published: a caller that still finds this refresh gets
+        // its result at once, one that does not reads the saved token from the store.
+        let mut in_flight = write(&self.in_flight);
+        if in_flight
+            .get(&self.bucket)
+            .is_some_and(|running| running.answer.same_channel(&self.publish.subscribe()))
+        {
+            in_flight.remove(&self.bucket);
+        }
+    }
+}
+
+/// A poisoned map only means a thread panicked while changing it with a single insert or
+/// remove; the map itself is still whole.
+fn read(in_flight: &InFlight) -> RwLockReadGuard<'_, HashMap<BucketId, Running>> {
+    in_flight.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(in_flight: &InFlight) -> RwLockWriteGuard<'_, HashMap<BucketId, Running>> {
+    in_flight.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -298,6 +465,7 @@ mod tests {
     use super::*;
     use crate::test_support::{flow_with, token, FixedClock, MapStore, MockOAuthFlow, NOW};
     use llxprt_domain::BucketName;
+    use std::sync::atomic::Ordering;
 
     fn bucket() -> BucketId {
         BucketId::new(OAuthProvider::Anthropic, BucketName::parse("work").unwrap())
@@ -361,20 +529,13 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn callers_queued_behind_a_refresh_take_its_token_without_reading_the_store_again() {
+    async fn callers_that_find_a_refresh_running_wait_for_it_without_reading_the_store() {
         const CALLERS: usize = 1000;
         let store = store_with(token("at-1", Some("rt-1"), NOW - 5));
         let mut flow = MockOAuthFlow::new();
-        let seen = store.clone();
         flow.expect_refresh().times(1).returning(move |_| {
-            // Hold the refresh until every other caller has read the expired token and queued:
-            // every caller's first read, and the refresher's two re-reads.
-            for _ in 0..10_000 {
-                if seen.loads.load(Ordering::SeqCst) >= CALLERS + 2 {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            // A slow provider: every caller arrives while the refresh runs.
+            std::thread::sleep(Duration::from_millis(50));
             Ok(token("at-2", Some("rt-2"), NOW + 3600))
         });
         let svc = Arc::new(service(store.clone(), flow));
@@ -387,7 +548,46 @@ mod tests {
         for task in tasks {
             assert_eq!(task.await.unwrap().unwrap().access_token.expose(), "at-2");
         }
-        assert_eq!(store.loads.load(Ordering::SeqCst), CALLERS + 2);
+        // At most: each caller's first read, and the refresh's re-read under the lock.
+        let loads = store.loads.load(Ordering::SeqCst);
+        assert!(loads <= CALLERS + 1, "{loads} loads");
+        assert_eq!(store.saves.load(Ordering::SeqCst), 1);
+        // A caller that comes after the refresh reads the saved token.
+        let after = svc.valid_token(&bucket()).await.unwrap();
+        assert_eq!(after.access_token.expose(), "at-2");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_refresh_is_one_failure_for_every_caller_waiting_on_it() {
+        let refreshes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut flow = MockOAuthFlow::new();
+        let counted = refreshes.clone();
+        flow.expect_refresh().returning(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            // A slow provider: the callers arrive while it runs.
+            std::thread::sleep(Duration::from_millis(50));
+            Err(RefreshError::NeedsLogin("invalid_grant".into()))
+        });
+        let store = store_with(token("at-1", Some("rt-1"), NOW - 5));
+        let svc = Arc::new(service(store.clone(), flow));
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let svc = svc.clone();
+                tokio::spawn(async move { svc.valid_token(&bucket()).await })
+            })
+            .collect();
+        let mut refused = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Err(TokenError::NeedsLogin { .. }) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(refused, 100);
+        // A caller that comes after a refusal may try again; callers waiting on one do not.
+        let refreshes = refreshes.load(Ordering::SeqCst);
+        assert!(refreshes < 100, "{refreshes} refreshes");
+        assert_eq!(store.saves.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
