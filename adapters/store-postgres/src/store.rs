@@ -311,16 +311,19 @@ async fn prepare(options: &PostgresOptions) -> Result<(), OpenError> {
             newer @ MigrationError::Newer { .. } => schema(&newer),
         })?;
         let mine = options.sealer.check_value();
-        let row = client
-            .query_one(
-                "WITH new AS (
-                     INSERT INTO llxprt_key_check (id, check_value) VALUES (1, $1)
-                     ON CONFLICT (id) DO NOTHING RETURNING check_value)
-                 SELECT check_value FROM new
-                 UNION ALL SELECT check_value FROM llxprt_key_check WHERE id = 1
-                 LIMIT 1",
+        // Two statements, not one: a machine starting at the same moment may insert first, and
+        // a single statement's snapshot would see neither its row nor ours. The insert waits for
+        // the other's to commit; the select that follows sees whichever row won.
+        client
+            .execute(
+                "INSERT INTO llxprt_key_check (id, check_value) VALUES (1, $1)
+                 ON CONFLICT (id) DO NOTHING",
                 &[&mine],
             )
+            .await
+            .map_err(|e| schema(&Failure::Database(e)))?;
+        let row = client
+            .query_one("SELECT check_value FROM llxprt_key_check WHERE id = 1", &[])
             .await
             .map_err(|e| schema(&Failure::Database(e)))?;
         let theirs: Vec<u8> = row.try_get(0).map_err(|e| schema(&e))?;
