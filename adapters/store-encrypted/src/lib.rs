@@ -21,7 +21,7 @@ use llxprt_application::ports::{BucketLock, StoreError, TokenStore};
 use llxprt_domain::{BucketId, BucketName, OAuthProvider, Token};
 use llxprt_seal::{OpenError, StorageKey};
 use llxprt_store_file::json::{token_from_json, token_to_json};
-use llxprt_store_file::{FileTokenStore, MAX_TOKEN_FILE_BYTES};
+use llxprt_store_file::{blocking, io_error, FileTokenStore, MAX_TOKEN_FILE_BYTES};
 
 /// The ending of every sealed token file.
 pub const SEALED_SUFFIX: &str = ".json.enc";
@@ -218,29 +218,4 @@ fn make_private_dir(dir: &Path) -> Result<(), StoreError> {
         fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(|e| io_error(dir, e))?;
     }
     Ok(())
-}
-
-async fn blocking<T: Send + 'static>(
-    path: &Path,
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(StoreError::Io {
-            path: path.display().to_string(),
-            message: "the runtime shut down before the work could run".to_owned(),
-        }),
-    }
-}
-
-fn io_error(path: &Path, err: io::Error) -> StoreError {
-    let path = path.display().to_string();
-    match err.kind() {
-        io::ErrorKind::PermissionDenied => StoreError::PermissionDenied { path },
-        _ => StoreError::Io {
-            path,
-            message: err.to_string(),
-        },
-    }
 }

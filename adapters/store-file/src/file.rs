@@ -438,8 +438,11 @@ impl Drop for FileBucketLock {
 }
 
 /// Runs file-system work on `path` off the async threads. A panic in it is a bug and is passed
-/// on.
-async fn blocking<T: Send + 'static>(
+/// on. Shared with the stores built on these files (encrypted, keyring).
+///
+/// # Errors
+/// What `work` returns; [`StoreError::Io`] when the runtime shut down before it could run.
+pub async fn blocking<T: Send + 'static>(
     path: &Path,
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -453,7 +456,9 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn io_error(path: &Path, err: io::Error) -> StoreError {
+/// A file-system failure on `path` as the token-store port's error: a refusal of permission is
+/// told apart, since the user can fix it.
+pub fn io_error(path: &Path, err: io::Error) -> StoreError {
     let path = path.display().to_string();
     match err.kind() {
         io::ErrorKind::PermissionDenied => StoreError::PermissionDenied { path },

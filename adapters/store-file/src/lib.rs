@@ -13,7 +13,8 @@ use std::io;
 use std::path::Path;
 
 pub use file::{
-    FileTokenStore, DEFAULT_REVALIDATE_AFTER, DEFAULT_SETTLE_TIME, MAX_TOKEN_FILE_BYTES,
+    blocking, io_error, FileTokenStore, DEFAULT_REVALIDATE_AFTER, DEFAULT_SETTLE_TIME,
+    MAX_TOKEN_FILE_BYTES,
 };
 pub use health::{health_entry_from_json, health_entry_to_json, FileHealthStore};
 pub use stats::FileStatsStore;
