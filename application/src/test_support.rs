@@ -246,7 +246,7 @@ impl crate::ports::ChatClient for ScriptedClient {
         }
         let text = next?;
         on_text(&text);
-        Ok(crate::ports::ChatReply { text })
+        Ok(crate::ports::ChatReply::new(text))
     }
 }
 

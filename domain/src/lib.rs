@@ -30,7 +30,9 @@ pub use loadbalance::{moves_on, LoadBalancePolicy, LoadBalancer, MemberFailure, 
 pub use precedence::{resolve_credential, Credential, CredentialSources, KeySource, OAuthPlan};
 pub use profile::{InvalidProfile, InvalidProfileName, Profile, ProfileName};
 pub use provider::{ChatProvider, OAuthProvider, UnknownProvider};
-pub use quota::{health_with_limits, QuotaWindow, ReportedLimits, WindowName};
+pub use quota::{
+    cooldown_until, health_with_limits, Credits, Limits, QuotaWindow, ReportedLimits, WindowName,
+};
 pub use secret::Secret;
 pub use stats::{BucketStats, StatsDelta, StatsTotals};
 pub use time::UnixSeconds;

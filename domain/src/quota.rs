@@ -78,23 +78,97 @@ impl QuotaWindow {
     }
 }
 
-/// The latest limits a provider reported for a bucket, and when they were seen.
+/// What a Codex answer says of the account's credits (`x-codex-credits-*`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct ReportedLimits {
+pub struct Credits {
+    /// Whether the account has credits to draw on once its windows are used up.
+    pub has_credits: bool,
+    /// Whether its credits are unlimited.
+    pub unlimited: bool,
+    /// The balance as the provider wrote it (a decimal), when given.
+    pub balance: Option<String>,
+}
+
+impl fmt::Display for Credits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.unlimited, self.has_credits, &self.balance) {
+            (true, _, _) => f.write_str("credits unlimited"),
+            (false, true, Some(balance)) => write!(f, "credits {balance}"),
+            (false, true, None) => f.write_str("credits left"),
+            (false, false, _) => f.write_str("no credits"),
+        }
+    }
+}
+
+/// What one answer of a provider reported of the account's limits: empty when it reported
+/// none (an API key, a provider that reports nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Limits {
     /// Every window the provider reported, in the order it reported them.
     pub windows: Vec<QuotaWindow>,
+    /// The account's credits, where the provider reports them (Codex).
+    pub credits: Option<Credits>,
+}
+
+impl Limits {
+    /// Whether the answer reported nothing.
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty() && self.credits.is_none()
+    }
+
+    /// These limits as seen at `at`.
+    pub fn seen_at(self, at: UnixSeconds) -> ReportedLimits {
+        ReportedLimits {
+            limits: self,
+            seen_at: at,
+        }
+    }
+
+    /// The latest reset among the windows used up (at 100 %) whose reset is still to come:
+    /// when a refused bucket can be served again, as far as its windows say.
+    pub fn used_up_until(&self, now: UnixSeconds) -> Option<UnixSeconds> {
+        self.windows
+            .iter()
+            .filter(|w| w.used_percent >= 100)
+            .filter_map(|w| w.resets_at)
+            .filter(|at| *at > now)
+            .max()
+    }
+
+    /// The figures as the end of a status line shows them: `5h 72%, 7d 31%`.
+    pub fn percentages(&self) -> String {
+        let shown: Vec<String> = self
+            .windows
+            .iter()
+            .map(|w| format!("{} {}%", w.name, w.used_percent))
+            .collect();
+        shown.join(", ")
+    }
+}
+
+/// The latest limits a provider reported for a bucket, and when they were seen.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReportedLimits {
+    /// What the provider reported.
+    pub limits: Limits,
     /// When the answer that carried them arrived.
     pub seen_at: UnixSeconds,
 }
 
 impl ReportedLimits {
+    /// Whether `newer` says the same as these figures (the same windows, shares, resets and
+    /// credits), whenever each was seen.
+    pub fn says_the_same_as(&self, newer: &Limits) -> bool {
+        self.limits == *newer
+    }
+
     /// The window that holds the bucket back at `now` under a threshold of `switch_at_percent`:
     /// of the windows used at or above it whose reset is still to come, the one that resets
     /// last. A window without a reset time cannot say when the bucket rejoins, so it holds
     /// nothing back (the provider's own refusal will).
     pub fn binding_window(&self, switch_at_percent: u8, now: UnixSeconds) -> Option<QuotaWindow> {
-        self.windows
+        self.limits
+            .windows
             .iter()
             .filter(|w| w.used_percent >= switch_at_percent)
             .filter(|w| w.resets_at.is_some_and(|at| at > now))
@@ -160,13 +234,15 @@ mod tests {
 
     #[test]
     fn a_bucket_at_96_percent_of_its_5h_window_waits_for_that_window_under_a_90_threshold() {
-        let limits = ReportedLimits {
+        let limits = Limits {
             windows: vec![
                 window(WindowName::FiveHour, 96.0, 3600),
                 window(WindowName::SevenDay, 31.0, 86_400),
             ],
-            seen_at: NOW,
-        };
+            credits: None,
+        }
+        .seen_at(NOW);
+        assert_eq!(limits.limits.percentages(), "5h 96%, 7d 31%");
         let health = health_with_limits(BucketHealth::Usable, Some(&limits), 90, NOW);
         assert_eq!(
             health,
@@ -234,9 +310,12 @@ mod tests {
 
     fn any_limits() -> impl Strategy<Value = Option<ReportedLimits>> {
         proptest::option::of(
-            proptest::collection::vec(any_window(), 0..3).prop_map(|windows| ReportedLimits {
-                windows,
-                seen_at: NOW,
+            proptest::collection::vec(any_window(), 0..3).prop_map(|windows| {
+                Limits {
+                    windows,
+                    credits: None,
+                }
+                .seen_at(NOW)
             }),
         )
     }
@@ -244,7 +323,8 @@ mod tests {
     /// Over the threshold: some window with a reset still to come is used at or above it.
     fn over(limits: &Option<ReportedLimits>, threshold: u8) -> bool {
         limits.as_ref().is_some_and(|l| {
-            l.windows
+            l.limits
+                .windows
                 .iter()
                 .any(|w| w.used_percent >= threshold && w.resets_at.is_some_and(|at| at > NOW))
         })
@@ -280,7 +360,7 @@ mod tests {
             windows in proptest::collection::vec(any_window(), 1..3),
             threshold in 1u8..=100,
         ) {
-            let limits = ReportedLimits { windows, seen_at: NOW };
+            let limits = Limits { windows, credits: None }.seen_at(NOW);
             let held = health_with_limits(BucketHealth::Usable, Some(&limits), threshold, NOW);
             if let BucketHealth::CoolingUntil { until, .. } = held {
                 prop_assert!(until > NOW);

@@ -28,7 +28,7 @@ use crate::failover::{BucketHealth, CooldownCause, LoginCause, Outcome, RefusalC
 use crate::loadbalance::LoadBalancePolicy;
 use crate::profile::{Profile, ProfileName};
 use crate::provider::{ChatProvider, OAuthProvider};
-use crate::quota::{QuotaWindow, ReportedLimits, WindowName};
+use crate::quota::{Limits, QuotaWindow, ReportedLimits, WindowName};
 use crate::secret::Secret;
 use crate::stats::StatsDelta;
 use crate::time::UnixSeconds;
@@ -285,9 +285,12 @@ pub fn limits_around(now: UnixSeconds) -> impl Strategy<Value = ReportedLimits> 
     let resets = proptest::option::of((-600i64..86_400).prop_map(move |offset| now + offset));
     let window = (name, 0u8..=100, resets)
         .prop_map(|(name, used, resets_at)| QuotaWindow::new(name, f64::from(used), resets_at));
-    (vec(window, 0..3), -300i64..=0).prop_map(move |(windows, ago)| ReportedLimits {
-        windows,
-        seen_at: now + ago,
+    (vec(window, 0..3), -300i64..=0).prop_map(move |(windows, ago)| {
+        Limits {
+            windows,
+            credits: None,
+        }
+        .seen_at(now + ago)
     })
 }
 

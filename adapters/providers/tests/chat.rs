@@ -270,6 +270,7 @@ async fn rate_limits_are_classified_with_their_waits() {
         let ChatError::RateLimited {
             retry_after_secs,
             reset_at,
+            ..
         } = error
         else {
             panic!("{provider}: {error:?}");
@@ -316,7 +317,8 @@ async fn codex_usage_limit_reached_gives_resets_in_seconds() {
         result,
         Err(ChatError::RateLimited {
             retry_after_secs: Some(4242),
-            reset_at: None
+            reset_at: None,
+            limits: Default::default(),
         })
     );
     assert!(pieces.is_empty(), "no text of a refused request is shown");

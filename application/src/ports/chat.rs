@@ -1,7 +1,7 @@
 //! The chat port: sending a message to a provider's API.
 
 use async_trait::async_trait;
-use llxprt_domain::{BucketId, ChatProvider, RefusalCause, Secret, Token};
+use llxprt_domain::{BucketId, ChatProvider, Limits, RefusalCause, Secret, Token};
 
 /// Who wrote a message of the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,19 @@ pub enum ChatAuth<'a> {
 pub struct ChatReply {
     /// The whole text of the reply.
     pub text: String,
+    /// What the answer reported of the account's limits (Anthropic's unified windows, Codex's
+    /// primary and secondary windows and credits); empty when it reported none.
+    pub limits: Limits,
+}
+
+impl ChatReply {
+    /// A reply that reported no limits.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            limits: Limits::default(),
+        }
+    }
 }
 
 /// Why a message got no answer, classified for the failover decision.
@@ -63,6 +76,8 @@ pub enum ChatError {
         retry_after_secs: Option<u64>,
         /// The Unix second the limit resets (`anthropic-ratelimit-unified-reset`), when given.
         reset_at: Option<i64>,
+        /// What the refusal reported of the account's windows (empty when nothing).
+        limits: Limits,
     },
     /// `402`: payment or quota problem on the account.
     #[error("the provider reports a payment or quota problem: {message}")]

@@ -10,7 +10,8 @@ use llxprt_domain::loadbalance::MemberFailure;
 use llxprt_domain::precedence::{Credential, OAuthPlan};
 use llxprt_domain::stats::{StatsDelta, StatsTotals};
 use llxprt_domain::{
-    BucketId, BucketName, ChatProvider, FailoverRequest, OAuthProvider, Secret, UnixSeconds,
+    cooldown_until, BucketId, BucketName, ChatProvider, FailoverRequest, OAuthProvider, Secret,
+    UnixSeconds,
 };
 
 use crate::ports::{
@@ -147,7 +148,11 @@ impl ChatClients {
 ///     let token = flow.login(&prompt).await.unwrap();
 ///     store.save(&BucketId::new(OAuthProvider::Anthropic, bucket.clone()), &token).await.unwrap();
 /// }
-/// let limited = ChatError::RateLimited { retry_after_secs: Some(60), reset_at: None };
+/// let limited = ChatError::RateLimited {
+///     retry_after_secs: Some(60),
+///     reset_at: None,
+///     limits: Default::default(),
+/// };
 /// claude.refuse_next("anthropic/work1", 1, limited);
 ///
 /// let credential = resolve_credential(CredentialSources {
@@ -843,18 +848,26 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The failover outcome of a provider's refusal at `now`.
 fn classify(error: &ChatError, now: UnixSeconds) -> Outcome {
+    let after =
+        |retry_after: Option<u64>| retry_after.map(|s| now + i64::try_from(s).unwrap_or(i64::MAX));
     let reset = |retry_after: Option<u64>, reset_at: Option<i64>| {
-        reset_at
-            .map(UnixSeconds)
-            .or_else(|| retry_after.map(|s| now + i64::try_from(s).unwrap_or(i64::MAX)))
+        reset_at.map(UnixSeconds).or_else(|| after(retry_after))
     };
     match error {
         ChatError::RateLimited {
             retry_after_secs,
             reset_at,
-        } => Outcome::RateLimited {
-            reset_at: reset(*retry_after_secs, *reset_at),
-        },
+            limits,
+        } => {
+            // The largest of the signals, but never past the reset of the window that binds
+            // (a `retry-after` of a day and a half has been seen on a 5-hour window).
+            let used_up = limits.used_up_until(now);
+            let window_reset = reset_at.map(UnixSeconds).or(used_up);
+            let signals = [after(*retry_after_secs), reset_at.map(UnixSeconds), used_up];
+            Outcome::RateLimited {
+                reset_at: cooldown_until(signals.into_iter().flatten(), window_reset, now),
+            }
+        }
         ChatError::PaymentRequired {
             retry_after_secs, ..
         } => Outcome::PaymentRequired {
@@ -996,6 +1009,7 @@ mod tests {
         Err(ChatError::RateLimited {
             retry_after_secs: Some(seconds),
             reset_at: None,
+            limits: Default::default(),
         })
     }
 
@@ -1108,6 +1122,7 @@ mod tests {
                     return Err(ChatError::RateLimited {
                         retry_after_secs: Some(60),
                         reset_at: None,
+                        limits: Default::default(),
                     });
                 }
             }

@@ -94,6 +94,6 @@ impl ChatClient for FakeChatClient {
         let said = request.messages.last().map_or("", |m| m.text.as_str());
         let text = format!("[{sender}] you said: {said}");
         on_text(&text);
-        Ok(ChatReply { text })
+        Ok(ChatReply::new(text))
     }
 }

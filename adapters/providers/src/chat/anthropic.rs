@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use llxprt_application::ports::{ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Role};
-use llxprt_domain::ChatProvider;
+use llxprt_domain::{ChatProvider, Limits};
 use serde_json::json;
 use url::Url;
 
@@ -66,6 +66,7 @@ impl AnthropicChat {
         }
         Ok(ChatReply {
             text: streamed.text,
+            limits: Limits::default(),
         })
     }
 }

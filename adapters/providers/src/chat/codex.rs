@@ -2,7 +2,7 @@
 //! events.
 
 use llxprt_application::ports::{ChatError, ChatReply, ChatRequest, Role};
-use llxprt_domain::Token;
+use llxprt_domain::{Limits, Token};
 use serde_json::{json, Value};
 use url::Url;
 
@@ -62,6 +62,7 @@ pub(crate) async fn read_stream(
     }
     Ok(ChatReply {
         text: streamed.text,
+        limits: Limits::default(),
     })
 }
 
@@ -165,6 +166,7 @@ fn stream_error(error: &Value, status: u16) -> ChatError {
         return ChatError::RateLimited {
             retry_after_secs: error.get("resets_in_seconds").and_then(http::json_seconds),
             reset_at: None,
+            limits: Limits::default(),
         };
     }
     let message = field("message").filter(|m| !m.is_empty()).unwrap_or(code);
@@ -256,7 +258,8 @@ mod tests {
             ),
             StreamStep::Failed(ChatError::RateLimited {
                 retry_after_secs: Some(90),
-                reset_at: None
+                reset_at: None,
+                limits: Default::default(),
             })
         );
         assert_eq!(

@@ -2,7 +2,7 @@
 //! portal and DashScope's compatible mode).
 
 use llxprt_application::ports::{ChatError, ChatReply, ChatRequest, Role};
-use llxprt_domain::Secret;
+use llxprt_domain::{Limits, Secret};
 use serde_json::{json, Value};
 use url::Url;
 
@@ -43,6 +43,7 @@ pub(crate) async fn send(
     }
     Ok(ChatReply {
         text: streamed.text,
+        limits: Limits::default(),
     })
 }
 

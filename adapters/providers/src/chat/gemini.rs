@@ -95,7 +95,7 @@ impl GeminiChat {
                 result
             }
         }
-        .map(|text| ChatReply { text })
+        .map(ChatReply::new)
     }
 
     async fn code_assist(

@@ -5,7 +5,7 @@
 //! property-tested: whatever a provider (or a proxy in front of it) answers, they never panic.
 
 use llxprt_application::ports::ChatError;
-use llxprt_domain::{RefusalCause, Secret};
+use llxprt_domain::{Limits, RefusalCause, Secret};
 use reqwest::{RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -174,6 +174,7 @@ pub(crate) fn classify(
         return ChatError::RateLimited {
             retry_after_secs: retry_after_secs.or(resets_in),
             reset_at,
+            limits: Limits::default(),
         };
     }
     if status == 403 && is_html(body) {
@@ -222,6 +223,7 @@ pub(crate) fn classify(
         429 => ChatError::RateLimited {
             retry_after_secs,
             reset_at,
+            limits: Limits::default(),
         },
         402 => ChatError::PaymentRequired {
             message: message(),
@@ -458,13 +460,15 @@ mod tests {
             ChatError::RateLimited {
                 retry_after_secs: Some(17),
                 reset_at: Some(1_767_225_600),
+                limits: Default::default(),
             }
         );
         assert_eq!(
             classify(429, None, None, ""),
             ChatError::RateLimited {
                 retry_after_secs: None,
-                reset_at: None
+                reset_at: None,
+                limits: Default::default(),
             }
         );
     }
@@ -477,7 +481,8 @@ mod tests {
                 classify(status, None, None, body),
                 ChatError::RateLimited {
                     retry_after_secs: Some(1234),
-                    reset_at: None
+                    reset_at: None,
+                    limits: Default::default(),
                 },
                 "status {status}"
             );
@@ -486,7 +491,8 @@ mod tests {
             classify(429, Some("5"), None, body),
             ChatError::RateLimited {
                 retry_after_secs: Some(5),
-                reset_at: None
+                reset_at: None,
+                limits: Default::default(),
             },
             "the header wins over the body"
         );
@@ -626,14 +632,16 @@ mod tests {
             classify(429, None, None, retry),
             ChatError::RateLimited {
                 retry_after_secs: Some(42),
-                reset_at: None
+                reset_at: None,
+                limits: Default::default(),
             }
         );
         assert_eq!(
             classify(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"), None, ""),
             ChatError::RateLimited {
                 retry_after_secs: None,
-                reset_at: Some(1_445_412_480)
+                reset_at: Some(1_445_412_480),
+                limits: Default::default(),
             }
         );
     }
@@ -734,7 +742,7 @@ mod tests {
             let body = format!(r#"{{"error":{{"type":"usage_limit_reached","resets_in_seconds":{resets}}}}}"#);
             prop_assert_eq!(
                 classify(status, None, None, &body),
-                ChatError::RateLimited { retry_after_secs: Some(resets), reset_at: None }
+                ChatError::RateLimited { retry_after_secs: Some(resets), reset_at: None, limits: Default::default() }
             );
         }
     }

@@ -175,7 +175,8 @@ async fn a_codex_error_event_is_classified() {
         result,
         Err(ChatError::RateLimited {
             retry_after_secs: Some(120),
-            reset_at: None
+            reset_at: None,
+            limits: Default::default(),
         })
     );
     let result = codex_answering(
@@ -210,7 +211,8 @@ async fn a_codex_usage_limit_is_a_rate_limit_even_as_a_404() {
         result,
         Err(ChatError::RateLimited {
             retry_after_secs: Some(3600),
-            reset_at: None
+            reset_at: None,
+            limits: Default::default(),
         })
     );
 }
@@ -254,7 +256,8 @@ async fn anthropic_rate_limit_headers_are_read_and_an_echoed_key_never_leaves() 
         result,
         Err(ChatError::RateLimited {
             retry_after_secs: Some(42),
-            reset_at: Some(1_767_225_600)
+            reset_at: Some(1_767_225_600),
+            limits: Default::default(),
         })
     );
     let wrong = Secret::new("sk-ant-simulated-wrong");
