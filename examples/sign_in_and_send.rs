@@ -66,10 +66,7 @@ async fn main() -> anyhow::Result<()> {
         oauth_enabled: false,
         profile_buckets: buckets.to_vec(),
     });
-    let target = SendTarget {
-        provider: ChatProvider::Gemini,
-        credential,
-    };
+    let target = SendTarget::new(ChatProvider::Gemini, credential);
     let request = ChatRequest {
         model: ChatProvider::Gemini.default_model().to_owned(),
         messages: vec![ChatMessage {

@@ -54,6 +54,8 @@ pub enum Command {
     ProfileSetDefault(String),
     /// `/stats buckets`.
     StatsBuckets,
+    /// `/stats quota`.
+    StatsQuota,
     /// `/storage`: where tokens are kept.
     Storage,
     /// `/storage migrate BACKEND`.
@@ -199,7 +201,8 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "profile" => parse_profile(args),
         "stats" => match args {
             ["buckets"] => Ok(Command::StatsBuckets),
-            _ => Err(err("usage: /stats buckets")),
+            ["quota"] => Ok(Command::StatsQuota),
+            _ => Err(err("usage: /stats buckets|quota")),
         },
         "storage" => match args {
             [] => Ok(Command::Storage),
@@ -452,6 +455,7 @@ mod tests {
         );
         assert_eq!(parse("/profile list"), Ok(Command::ProfileList));
         assert_eq!(parse("/stats buckets"), Ok(Command::StatsBuckets));
+        assert_eq!(parse("/stats quota"), Ok(Command::StatsQuota));
         assert_eq!(parse("/quit"), Ok(Command::Quit));
     }
 }

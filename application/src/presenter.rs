@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use llxprt_domain::failover::{BucketStatus, ExhaustedReport, SkipReason};
 use llxprt_domain::precedence::Credential;
 use llxprt_domain::time::{humanize_ago, humanize_seconds};
-use llxprt_domain::{BucketId, BucketName, OAuthProvider, Profile, ProfileName, Secret};
+use llxprt_domain::{
+    BucketId, BucketName, OAuthProvider, Profile, ProfileName, ReportedLimits, Secret,
+};
 
 use crate::commands::{self, Command, LogoutTarget, COMMANDS};
 use crate::ports::{Clock, LoginMethod, UserPrompt};
@@ -274,8 +276,52 @@ async fn run(
                 ));
             }
         }
+        Command::StatsQuota => {
+            let lines = session.quota().await;
+            prompt.show("OAuth Bucket Quota:");
+            if lines.is_empty() {
+                prompt
+                    .show("  (no bucket has reported its limits yet; they come with each answer)");
+            }
+            for line in lines {
+                prompt.show(&format!(
+                    "  {}: {}",
+                    line.bucket,
+                    render_quota(&line.limits, session.clock().as_ref())
+                ));
+            }
+        }
     }
     Ok(())
+}
+
+/// A bucket's reported limits as `/stats quota` shows them: `5h 72% (resets 18:00), 7d 31%
+/// (resets Fri 09:00)`, the credits where reported, and when the figures were seen once that
+/// is more than a minute ago.
+pub fn render_quota(reported: &ReportedLimits, clock: &dyn Clock) -> String {
+    let now = clock.now();
+    let mut parts: Vec<String> = reported
+        .limits
+        .windows
+        .iter()
+        .map(|w| {
+            let reset = match w.resets_at {
+                Some(at) if at > now => format!(" (resets {})", clock.when(at)),
+                // The figure predates the reset: the window has started again since.
+                Some(at) => format!(" (reset at {})", clock.time_of_day(at)),
+                None => String::new(),
+            };
+            format!("{} {}%{reset}", w.name, w.used_percent)
+        })
+        .collect();
+    if let Some(credits) = &reported.limits.credits {
+        parts.push(credits.to_string());
+    }
+    let mut text = parts.join(", ");
+    if now.seconds_since(reported.seen_at) >= 60 {
+        text.push_str(&format!(" (seen {})", humanize_ago(now, reported.seen_at)));
+    }
+    text
 }
 
 async fn login(
@@ -355,18 +401,28 @@ async fn auth_status(
     }
     for line in lines {
         let name = &line.name;
+        // The latest figures end the line: `(expires in 59 minutes; 5h 72%, 7d 31%)`.
+        let figures = line
+            .limits
+            .as_ref()
+            .map(|l| l.limits.percentages())
+            .filter(|p| !p.is_empty());
+        let with_figures = |state: &str, detail: Option<String>| match (detail, &figures) {
+            (Some(detail), Some(figures)) => format!("  [{state}] {name} ({detail}; {figures})"),
+            (Some(detail), None) => format!("  [{state}] {name} ({detail})"),
+            (None, Some(figures)) => format!("  [{state}] {name} ({figures})"),
+            (None, None) => format!("  [{state}] {name}"),
+        };
         prompt.show(&match line.status {
             Err(error) => format!("  [needs login] {name} ({error})"),
-            Ok(BucketStatus::Ok { seconds_left }) => {
-                format!(
-                    "  [ok] {name} (expires in {})",
-                    humanize_seconds(seconds_left)
-                )
-            }
-            Ok(BucketStatus::Expired) => format!("  [expired] {name}"),
-            Ok(BucketStatus::Cooldown { until }) => format!(
-                "  [cooldown] {name} (until {})",
-                session.clock().time_of_day(until)
+            Ok(BucketStatus::Ok { seconds_left }) => with_figures(
+                "ok",
+                Some(format!("expires in {}", humanize_seconds(seconds_left))),
+            ),
+            Ok(BucketStatus::Expired) => with_figures("expired", None),
+            Ok(BucketStatus::Cooldown { until }) => with_figures(
+                "cooldown",
+                Some(format!("until {}", session.clock().when(until))),
             ),
             Ok(BucketStatus::NeedsLogin) => format!("  [needs login] {name}"),
             Ok(BucketStatus::Refused { cause }) => format!("  [refused] {name} ({cause})"),
@@ -420,6 +476,7 @@ fn help(prompt: &dyn UserPrompt) {
         "  /profile save loadbalancer NAME failover|roundrobin PROFILE...",
         "  /profile load|delete|set-default NAME, /profile list",
         "  /stats buckets                          requests per bucket",
+        "  /stats quota                            each bucket's reported limits and resets",
         "  /storage [migrate BACKEND]              where tokens are kept; move them (file, keyring, encrypted, auto)",
         "  /help, /quit",
         "Anything else is a message to the active provider.",

@@ -16,7 +16,7 @@ use llxprt_domain::precedence::Credential;
 use llxprt_domain::stats::StatsTotals;
 use llxprt_domain::{
     bucket_status, BucketId, BucketName, ChatProvider, InvalidProfileName, OAuthProvider, Profile,
-    ProfileName, Secret, UnixSeconds,
+    ProfileName, ReportedLimits, Secret, UnixSeconds,
 };
 
 use crate::commands::{self, LogoutTarget};
@@ -221,6 +221,18 @@ pub struct BucketLine {
     pub name: BucketName,
     /// Its status, or why its token could not be read.
     pub status: Result<BucketStatus, String>,
+    /// The latest limits its provider reported, when it reported any.
+    pub limits: Option<ReportedLimits>,
+}
+
+/// One bucket of `/stats quota`: the latest limits its provider reported.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct QuotaLine {
+    /// The bucket.
+    pub bucket: BucketId,
+    /// What its provider reported, and when.
+    pub limits: ReportedLimits,
 }
 
 /// A finished sign-in.
@@ -583,19 +595,44 @@ impl Session {
         provider: OAuthProvider,
     ) -> Result<Vec<BucketLine>, SessionError> {
         let names = self.services.auth.buckets(provider).await?;
+        let switch_at_percent = self.settings()?.switch_at_percent();
         self.services.chat.load_shared_health().await;
         let now = self.services.clock.now();
         let mut lines = Vec::new();
         for name in names {
             let bucket = BucketId::new(provider, name.clone());
-            let health = self.services.chat.health(&bucket);
+            // As the next request will see it: a bucket its figures hold back is cooling.
+            let health = self
+                .services
+                .chat
+                .health_for_next_request(&bucket, switch_at_percent);
             let status = match self.services.auth.stored_token(&bucket).await {
                 Err(error) => Err(error.to_string()),
                 Ok(token) => Ok(bucket_status(token.as_ref(), &health, now)),
             };
-            lines.push(BucketLine { name, status });
+            let limits = self.services.chat.limits(&bucket);
+            lines.push(BucketLine {
+                name,
+                status,
+                limits,
+            });
         }
         Ok(lines)
+    }
+
+    /// The latest limits every bucket's provider reported (`/stats quota`), by provider and
+    /// bucket.
+    pub async fn quota(&self) -> Vec<QuotaLine> {
+        self.services.chat.load_shared_health().await;
+        let mut lines: Vec<QuotaLine> = self
+            .services
+            .chat
+            .all_limits()
+            .into_iter()
+            .map(|(bucket, limits)| QuotaLine { bucket, limits })
+            .collect();
+        lines.sort_by(|a, b| a.bucket.cmp(&b.bucket));
+        lines
     }
 
     /// Runs `bucket`'s login flow now (`/auth P login`, `--device` for the device login),

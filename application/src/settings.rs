@@ -26,6 +26,9 @@ pub struct Settings {
     pub idle_timeout_secs: Option<u64>,
     /// Where tokens are kept (`storage.*`).
     pub storage: StorageSettings,
+    /// `failover.switch_at_percent`: a bucket whose provider reports any of its windows at or
+    /// above this share used is passed over until that window resets; 100 when unset.
+    pub switch_at_percent: Option<u8>,
 }
 
 /// `storage`: which token store, and its key and address.
@@ -407,7 +410,14 @@ impl Settings {
         "storage.backend",
         "storage.key_file",
         "storage.url",
+        "failover.switch_at_percent",
     ];
+
+    /// The share of a window at which requests move on to another bucket
+    /// (`failover.switch_at_percent`, default 100).
+    pub fn switch_at_percent(&self) -> u8 {
+        self.switch_at_percent.unwrap_or(100)
+    }
 
     /// Whether lazy OAuth is enabled for a provider.
     pub fn is_oauth_enabled(&self, provider: OAuthProvider) -> bool {
@@ -489,6 +499,9 @@ impl Settings {
             }
             "storage.key_file" => self.storage.key_file = Some(text(name, value)?),
             "storage.url" => self.storage.url = Some(text(name, value)?),
+            "failover.switch_at_percent" => {
+                self.switch_at_percent = Some(parse_percent(value).map_err(|e| bad(name, e))?);
+            }
             "idle_timeout_secs" => {
                 self.idle_timeout_secs = Some(
                     value
@@ -577,6 +590,22 @@ fn unknown(name: &str) -> SettingError {
     }
 }
 
+/// A `failover.switch_at_percent` value: a whole share from 1 to 100 (a `%` after it is
+/// allowed).
+///
+/// # Errors
+/// What the value should have been.
+pub fn parse_percent(value: &str) -> Result<u8, &'static str> {
+    value
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or("expected a whole percentage from 1 to 100")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,6 +663,7 @@ mod tests {
                 "providers.codex.oauth.callback_port" => "1457",
                 "default_profile" => "team-claude",
                 "storage.backend" => "keyring",
+                "failover.switch_at_percent" => "90",
                 _ => "http://127.0.0.1:9/x",
             };
             let mut s = Settings::default();
@@ -695,7 +725,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown setting 'colour'; valid names are: auth-key, default_profile, \
-             oauth_enabled.…, providers.…, storage.…"
+             oauth_enabled.…, providers.…, storage.…, failover.…"
         );
         let err = s.apply("oauth_enabled.openai", "true").unwrap_err();
         assert!(

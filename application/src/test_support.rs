@@ -158,35 +158,7 @@ impl crate::ports::StatsStore for MemoryStats {
     }
 }
 
-/// Bucket health kept in memory, shared by services that play separate processes.
-#[derive(Default)]
-pub struct MemoryHealth(pub Mutex<HashMap<BucketId, llxprt_domain::failover::BucketHealth>>);
-
-#[async_trait]
-impl crate::ports::HealthStore for MemoryHealth {
-    async fn load(
-        &self,
-    ) -> Result<
-        HashMap<BucketId, llxprt_domain::failover::BucketHealth>,
-        crate::ports::PersistenceError,
-    > {
-        Ok(self.0.lock().unwrap().clone())
-    }
-    async fn record(
-        &self,
-        changes: &[(BucketId, llxprt_domain::failover::BucketHealth)],
-    ) -> Result<(), crate::ports::PersistenceError> {
-        let mut stored = self.0.lock().unwrap();
-        for (bucket, health) in changes {
-            if *health == llxprt_domain::failover::BucketHealth::Usable {
-                stored.remove(bucket);
-            } else {
-                stored.insert(bucket.clone(), *health);
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::testkit::MemoryHealthStore as MemoryHealth;
 
 /// A chat client that answers from a script per access token (or key) and records every call.
 #[derive(Default)]
@@ -196,6 +168,8 @@ pub struct ScriptedClient {
     pub calls: Mutex<Vec<String>>,
     /// A piece streamed before each scripted failure, per credential: a reply cut short.
     pub partial: Mutex<HashMap<String, String>>,
+    /// The limits every answer for a credential reports.
+    pub reports: Mutex<HashMap<String, llxprt_domain::Limits>>,
 }
 
 impl ScriptedClient {
@@ -205,6 +179,14 @@ impl ScriptedClient {
             .lock()
             .unwrap()
             .insert(credential.to_owned(), piece.to_owned());
+    }
+
+    /// Makes every answer for `credential` report `limits`.
+    pub fn report(&self, credential: &str, limits: llxprt_domain::Limits) {
+        self.reports
+            .lock()
+            .unwrap()
+            .insert(credential.to_owned(), limits);
     }
 
     /// The next answers for requests sent with `credential`; once used up, it answers `ok:CRED`.
@@ -246,7 +228,11 @@ impl crate::ports::ChatClient for ScriptedClient {
         }
         let text = next?;
         on_text(&text);
-        Ok(crate::ports::ChatReply::new(text))
+        let mut reply = crate::ports::ChatReply::new(text);
+        if let Some(limits) = self.reports.lock().unwrap().get(&credential) {
+            reply.limits = limits.clone();
+        }
+        Ok(reply)
     }
 }
 

@@ -139,9 +139,9 @@ impl Rig {
     /// (none: the default bucket), decided by the real precedence rules.
     pub(crate) fn target(&self, buckets: &[&str]) -> SendTarget {
         let provider = ChatProvider::Anthropic;
-        SendTarget {
+        SendTarget::new(
             provider,
-            credential: resolve_credential(CredentialSources {
+            resolve_credential(CredentialSources {
                 provider,
                 command_line: None,
                 profile_key: None,
@@ -154,7 +154,7 @@ impl Rig {
                 oauth_enabled: true,
                 profile_buckets: buckets.iter().map(|b| name(b)).collect(),
             }),
-        }
+        )
     }
 
     /// `POST {base}/v1/messages` with the body and headers Anthropic's chat client sends, on a

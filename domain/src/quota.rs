@@ -156,10 +156,10 @@ pub struct ReportedLimits {
 }
 
 impl ReportedLimits {
-    /// Whether `newer` says the same as these figures (the same windows, shares, resets and
-    /// credits), whenever each was seen.
-    pub fn says_the_same_as(&self, newer: &Limits) -> bool {
-        self.limits == *newer
+    /// Whether these figures take the place of the ones `kept` for the same bucket: figures
+    /// seen earlier (an answer that arrived late, another machine's older record) do not.
+    pub fn replaces(&self, kept: Option<&ReportedLimits>) -> bool {
+        kept.is_none_or(|kept| kept.seen_at <= self.seen_at)
     }
 
     /// The window that holds the bucket back at `now` under a threshold of `switch_at_percent`:

@@ -69,6 +69,16 @@ impl Clock for LocalClock {
             Err(_) => SystemClock.time_of_day(at),
         }
     }
+
+    fn day_and_time(&self, at: UnixSeconds) -> String {
+        match Timestamp::from_second(at.0) {
+            Ok(moment) => moment
+                .to_zoned_datetime(self.zone().clone())
+                .strftime("%a %H:%M")
+                .to_string(),
+            Err(_) => SystemClock.day_and_time(at),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -92,6 +102,13 @@ mod tests {
         assert_eq!(
             LocalClock::in_zone(TimeZone::UTC).time_of_day(UnixSeconds(i64::MAX)),
             SystemClock.time_of_day(UnixSeconds(i64::MAX))
+        );
+        // A Thursday in UTC is already Friday fourteen hours east.
+        let thursday_evening = UnixSeconds(1_767_304_800); // 2026-01-01T22:00:00Z
+        assert_eq!(SystemClock.day_and_time(thursday_evening), "Thu 22:00");
+        assert_eq!(
+            LocalClock::in_zone(TimeZone::fixed(offset(14))).day_and_time(thursday_evening),
+            "Fri 12:00"
         );
     }
 }

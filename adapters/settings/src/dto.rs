@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use llxprt_application::settings::Settings;
+use llxprt_application::settings::{parse_percent, Settings};
 use llxprt_domain::{
     BucketName, ChatProvider, LoadBalancePolicy, OAuthProvider, Profile, ProfileName, Secret,
     UnknownProvider,
@@ -25,6 +25,14 @@ pub(super) struct SettingsDto {
     providers: Option<ProvidersDto>,
     idle_timeout_secs: Option<u64>,
     storage: Option<StorageDto>,
+    failover: Option<FailoverDto>,
+}
+
+/// `failover`.
+#[derive(Debug, Default, Deserialize)]
+struct FailoverDto {
+    /// A number in the file; text when it comes from the environment.
+    switch_at_percent: Option<serde_json::Value>,
 }
 
 /// `storage`.
@@ -133,6 +141,14 @@ impl SettingsDto {
         settings.storage.key_file = storage.key_file.filter(|f| !f.trim().is_empty());
         settings.storage.url = storage.url.filter(|u| !u.trim().is_empty());
 
+        if let Some(value) = self.failover.and_then(|f| f.switch_at_percent) {
+            let text = match &value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            settings.switch_at_percent =
+                Some(parse_percent(&text).map_err(|e| format!("failover.switch_at_percent: {e}"))?);
+        }
         settings.idle_timeout_secs = match self.idle_timeout_secs {
             Some(0) => return Err("idle_timeout_secs: expected seconds above 0".to_owned()),
             other => other,

@@ -665,6 +665,38 @@ fn the_idle_limit_of_a_reply_comes_from_the_file_the_environment_or_set() {
     ));
 }
 
+#[test]
+fn the_switch_threshold_comes_from_the_file_the_environment_or_set_and_defaults_to_100() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    assert_eq!(
+        store(home).load_settings().unwrap().switch_at_percent(),
+        100
+    );
+    write_settings(home, &json!({ "failover": { "switch_at_percent": 90 } }));
+    assert_eq!(store(home).load_settings().unwrap().switch_at_percent(), 90);
+    let env = store_with(home, &[("LLXPRT_FAILOVER__SWITCH_AT_PERCENT", "80")], &[]);
+    assert_eq!(env.load_settings().unwrap().switch_at_percent(), 80);
+    let set = store_with(home, &[], &[("failover.switch_at_percent", "75%")]);
+    assert_eq!(set.load_settings().unwrap().switch_at_percent(), 75);
+    for bad in ["0", "101", "most", ""] {
+        let set = store_with(home, &[], &[("failover.switch_at_percent", bad)]);
+        assert!(
+            matches!(
+                set.load_settings(),
+                Err(ConfigError::InvalidOverride(SettingError::BadValue { .. }))
+            ),
+            "{bad:?}"
+        );
+    }
+    write_settings(home, &json!({ "failover": { "switch_at_percent": 250 } }));
+    let error = store(home).load_settings().unwrap_err();
+    assert!(
+        error.to_string().contains("failover.switch_at_percent"),
+        "{error}"
+    );
+}
+
 /// The configuration contract of `llxprt_application::testkit::config_store`, against the
 /// files and against the memory double.
 mod contract {

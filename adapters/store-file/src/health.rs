@@ -7,9 +7,16 @@
 //!
 //! ```json
 //! { "buckets": {
-//!   "anthropic/work1": { "state": "cooling", "until": 1767225600, "cause": "rate_limited" },
-//!   "anthropic/work2": { "state": "needs_login", "cause": "forbidden" } } }
+//!     "anthropic/work1": { "state": "cooling", "until": 1767225600, "cause": "rate_limited" },
+//!     "anthropic/work2": { "state": "needs_login", "cause": "forbidden" } },
+//!   "limits": {
+//!     "anthropic/work3": { "seen_at": 1767220000, "windows": [
+//!       { "name": "5h", "used_percent": 72, "resets_at": 1767225600 },
+//!       { "name": "7d", "used_percent": 31, "resets_at": 1767600000 } ] } } }
 //! ```
+//!
+//! `limits` holds the latest figures each bucket's provider reported, with when they were seen
+//! (`/stats quota`, `failover.switch_at_percent`).
 //!
 //! The file is a cache of hints: one that cannot be parsed is replaced at the next change.
 
@@ -21,7 +28,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use llxprt_application::ports::{HealthStore, PersistenceError};
 use llxprt_domain::failover::{BucketHealth, CooldownCause, LoginCause, RefusalCause};
-use llxprt_domain::{BucketId, UnixSeconds};
+use llxprt_domain::{
+    BucketId, Credits, Limits, QuotaWindow, ReportedLimits, UnixSeconds, WindowName,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::stats::parse_bucket_key;
@@ -34,6 +43,114 @@ const MAX_HEALTH_FILE_BYTES: u64 = 1024 * 1024;
 struct HealthFile {
     #[serde(default)]
     buckets: BTreeMap<String, Entry>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    limits: BTreeMap<String, LimitsEntry>,
+}
+
+/// A bucket's latest reported limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LimitsEntry {
+    seen_at: i64,
+    #[serde(default)]
+    windows: Vec<WindowEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credits: Option<CreditsEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WindowEntry {
+    name: Window,
+    used_percent: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resets_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Window {
+    #[serde(rename = "5h")]
+    FiveHour,
+    #[serde(rename = "7d")]
+    SevenDay,
+    #[serde(rename = "weekly")]
+    Weekly,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CreditsEntry {
+    has_credits: bool,
+    unlimited: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    balance: Option<String>,
+}
+
+impl LimitsEntry {
+    fn from_limits(reported: &ReportedLimits) -> Self {
+        Self {
+            seen_at: reported.seen_at.0,
+            windows: reported
+                .limits
+                .windows
+                .iter()
+                .map(|w| WindowEntry {
+                    name: match w.name {
+                        WindowName::FiveHour => Window::FiveHour,
+                        WindowName::SevenDay => Window::SevenDay,
+                        WindowName::Weekly => Window::Weekly,
+                    },
+                    used_percent: w.used_percent,
+                    resets_at: w.resets_at.map(|at| at.0),
+                })
+                .collect(),
+            credits: reported.limits.credits.as_ref().map(|c| CreditsEntry {
+                has_credits: c.has_credits,
+                unlimited: c.unlimited,
+                balance: c.balance.clone(),
+            }),
+        }
+    }
+
+    fn limits(self) -> ReportedLimits {
+        Limits {
+            windows: self
+                .windows
+                .into_iter()
+                .map(|w| {
+                    let name = match w.name {
+                        Window::FiveHour => WindowName::FiveHour,
+                        Window::SevenDay => WindowName::SevenDay,
+                        Window::Weekly => WindowName::Weekly,
+                    };
+                    QuotaWindow::new(
+                        name,
+                        f64::from(w.used_percent),
+                        w.resets_at.map(UnixSeconds),
+                    )
+                })
+                .collect(),
+            credits: self.credits.map(|c| Credits {
+                has_credits: c.has_credits,
+                unlimited: c.unlimited,
+                balance: c.balance,
+            }),
+        }
+        .seen_at(UnixSeconds(self.seen_at))
+    }
+}
+
+/// A bucket's latest limits as JSON text (`{"seen_at":…,"windows":[…]}`), the document the team
+/// store keeps per bucket too.
+pub fn limits_entry_to_json(limits: &ReportedLimits) -> Option<String> {
+    serde_json::to_string(&LimitsEntry::from_limits(limits)).ok()
+}
+
+/// A bucket's latest limits read from their JSON document.
+///
+/// # Errors
+/// What is wrong with the document, when it is not one.
+pub fn limits_entry_from_json(text: &str) -> Result<ReportedLimits, String> {
+    serde_json::from_str::<LimitsEntry>(text)
+        .map(LimitsEntry::limits)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -151,12 +268,20 @@ pub fn health_entry_from_json(text: &str) -> Result<BucketHealth, String> {
 }
 
 type HealthMap = HashMap<BucketId, BucketHealth>;
+type LimitsMap = HashMap<BucketId, ReportedLimits>;
+
+/// What the file holds, parsed.
+#[derive(Debug, Default)]
+struct Parsed {
+    health: HealthMap,
+    limits: LimitsMap,
+}
 
 #[derive(Debug, Default)]
 struct LastRead {
     /// Counts the records begun and ended, so that a read that overlapped one is not kept.
     records: u64,
-    read: Option<(Instant, HealthMap)>,
+    read: Option<(Instant, Arc<Parsed>)>,
 }
 
 /// Bucket health kept in a JSON file.
@@ -226,10 +351,7 @@ impl FileHealthStore {
         serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&e.to_string()))
     }
 
-    fn record_blocking(
-        &self,
-        changes: &[(BucketId, BucketHealth)],
-    ) -> Result<(), PersistenceError> {
+    fn update_blocking(&self, change: impl Fn(&mut HealthFile)) -> Result<(), PersistenceError> {
         update_json_locked(
             &self.path,
             ".health-",
@@ -238,12 +360,7 @@ impl FileHealthStore {
                     tracing::warn!(%error, "replacing an unreadable bucket health file");
                     HealthFile::default()
                 });
-                for (bucket, health) in changes {
-                    match Entry::from_health(*health) {
-                        Some(entry) => file.buckets.insert(bucket.to_string(), entry),
-                        None => file.buckets.remove(&bucket.to_string()),
-                    };
-                }
+                change(&mut file);
                 Ok(file)
             },
             |(p, e)| self.io(&p, e),
@@ -251,14 +368,14 @@ impl FileHealthStore {
     }
 }
 
-#[async_trait]
-impl HealthStore for FileHealthStore {
-    async fn load(&self) -> Result<HashMap<BucketId, BucketHealth>, PersistenceError> {
+impl FileHealthStore {
+    /// What the file holds: from the last read while it is fresh enough, else read now.
+    async fn parsed(&self) -> Result<Arc<Parsed>, PersistenceError> {
         let records = {
             let last = self.last_read();
-            if let Some((read, health)) = &last.read {
+            if let Some((read, parsed)) = &last.read {
                 if read.elapsed() < self.revalidate_after {
-                    return Ok(health.clone());
+                    return Ok(parsed.clone());
                 }
             }
             last.records
@@ -268,28 +385,86 @@ impl HealthStore for FileHealthStore {
         let file = tokio::task::spawn_blocking(move || store.read())
             .await
             .map_err(|e| self.io(&self.path, e))??;
-        let health: HealthMap = file
-            .buckets
-            .into_iter()
-            .filter_map(|(key, entry)| Some((parse_bucket_key(&key)?, entry.health())))
-            .collect();
+        let parsed = Arc::new(Parsed {
+            health: file
+                .buckets
+                .into_iter()
+                .filter_map(|(key, entry)| Some((parse_bucket_key(&key)?, entry.health())))
+                .collect(),
+            limits: file
+                .limits
+                .into_iter()
+                .filter_map(|(key, entry)| Some((parse_bucket_key(&key)?, entry.limits())))
+                .collect(),
+        });
         let mut last = self.last_read();
         if !self.revalidate_after.is_zero() && last.records == records {
-            last.read = Some((began, health.clone()));
+            last.read = Some((began, parsed.clone()));
         }
-        Ok(health)
+        Ok(parsed)
     }
 
-    async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), PersistenceError> {
+    /// Changes the file under its lock, off the async threads.
+    async fn update(
+        &self,
+        change: impl Fn(&mut HealthFile) + Send + 'static,
+    ) -> Result<(), PersistenceError> {
         // A read running now may predate this record; the next load reads the file.
         self.forget();
         let store = self.clone();
-        let changes = changes.to_vec();
-        let recorded = tokio::task::spawn_blocking(move || store.record_blocking(&changes))
+        let updated = tokio::task::spawn_blocking(move || store.update_blocking(change))
             .await
             .map_err(|e| self.io(&self.path, e));
         self.forget();
-        recorded?
+        updated?
+    }
+}
+
+#[async_trait]
+impl HealthStore for FileHealthStore {
+    async fn load(&self) -> Result<HashMap<BucketId, BucketHealth>, PersistenceError> {
+        Ok(self.parsed().await?.health.clone())
+    }
+
+    async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), PersistenceError> {
+        let changes = changes.to_vec();
+        self.update(move |file| {
+            for (bucket, health) in &changes {
+                match Entry::from_health(*health) {
+                    Some(entry) => file.buckets.insert(bucket.to_string(), entry),
+                    None => file.buckets.remove(&bucket.to_string()),
+                };
+            }
+        })
+        .await
+    }
+
+    async fn load_limits(&self) -> Result<LimitsMap, PersistenceError> {
+        Ok(self.parsed().await?.limits.clone())
+    }
+
+    async fn record_limits(
+        &self,
+        latest: &[(BucketId, Option<ReportedLimits>)],
+    ) -> Result<(), PersistenceError> {
+        let latest = latest.to_vec();
+        self.update(move |file| {
+            for (bucket, limits) in &latest {
+                let key = bucket.to_string();
+                match limits {
+                    None => {
+                        file.limits.remove(&key);
+                    }
+                    Some(limits) => {
+                        let kept = file.limits.get(&key).cloned().map(LimitsEntry::limits);
+                        if limits.replaces(kept.as_ref()) {
+                            file.limits.insert(key, LimitsEntry::from_limits(limits));
+                        }
+                    }
+                }
+            }
+        })
+        .await
     }
 }
 

@@ -16,7 +16,10 @@ pub use file::{
     blocking, io_error, FileTokenStore, DEFAULT_REVALIDATE_AFTER, DEFAULT_SETTLE_TIME,
     MAX_TOKEN_FILE_BYTES,
 };
-pub use health::{health_entry_from_json, health_entry_to_json, FileHealthStore};
+pub use health::{
+    health_entry_from_json, health_entry_to_json, limits_entry_from_json, limits_entry_to_json,
+    FileHealthStore,
+};
 pub use stats::FileStatsStore;
 
 use llxprt_fs::{write_atomically, FileLock, PathError};

@@ -12,7 +12,7 @@ const MIGRATION_LOCK: i64 = 0x6c6c_7870_7274;
 
 /// The migrations, in order; the version of `MIGRATIONS[i]` is `i + 1`. Never edit one that has
 /// shipped: add the next.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 1: tokens (sealed), the key's check value, bucket health and statistics.
     "CREATE TABLE llxprt_key_check (
          id smallint PRIMARY KEY CHECK (id = 1),
@@ -41,6 +41,14 @@ const MIGRATIONS: [&str; 1] = [
          last_used bigint,
          rate_limits bigint NOT NULL DEFAULT 0,
          failovers bigint NOT NULL DEFAULT 0,
+         PRIMARY KEY (provider, bucket)
+     );",
+    // 2: the latest limits each bucket's provider reported (`/stats quota`).
+    "CREATE TABLE llxprt_limits (
+         provider text NOT NULL,
+         bucket text NOT NULL,
+         seen_at bigint NOT NULL,
+         document jsonb NOT NULL,
          PRIMARY KEY (provider, bucket)
      );",
 ];

@@ -11,9 +11,11 @@ use llxprt_application::ports::{
 };
 use llxprt_domain::failover::BucketHealth;
 use llxprt_domain::stats::{BucketStats, StatsDelta, StatsTotals};
-use llxprt_domain::{BucketId, BucketName, OAuthProvider, Token, UnixSeconds};
+use llxprt_domain::{BucketId, BucketName, OAuthProvider, ReportedLimits, Token, UnixSeconds};
 use llxprt_store_file::json::{token_from_json, token_to_json};
-use llxprt_store_file::{health_entry_from_json, health_entry_to_json};
+use llxprt_store_file::{
+    health_entry_from_json, health_entry_to_json, limits_entry_from_json, limits_entry_to_json,
+};
 use sha2::{Digest as _, Sha256};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
@@ -715,6 +717,82 @@ impl HealthStore for PostgresStore {
                     transaction
                         .execute(
                             "DELETE FROM llxprt_health WHERE provider = $1 AND bucket = $2",
+                            &[&provider, &name],
+                        )
+                        .await
+                }
+            }
+            .map_err(|e| failed(e.into()))?;
+        }
+        transaction.commit().await.map_err(|e| failed(e.into()))
+    }
+
+    async fn load_limits(&self) -> Result<HashMap<BucketId, ReportedLimits>, PersistenceError> {
+        let failed = |e: Failure| self.persistence_error("bucket limits", e);
+        let client = self.client().await.map_err(failed)?;
+        let rows = client
+            .query(
+                "SELECT provider, bucket, document::text FROM llxprt_limits",
+                &[],
+            )
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let mut limits = HashMap::new();
+        for row in rows {
+            let read = || -> Option<(BucketId, ReportedLimits)> {
+                let provider: String = row.try_get(0).ok()?;
+                let bucket: String = row.try_get(1).ok()?;
+                let document: String = row.try_get(2).ok()?;
+                let bucket =
+                    BucketId::new(provider.parse().ok()?, BucketName::parse(&bucket).ok()?);
+                Some((bucket, limits_entry_from_json(&document).ok()?))
+            };
+            // Figures are a hint, like health: a row this llxprt cannot read is skipped.
+            match read() {
+                Some((bucket, reported)) => {
+                    limits.insert(bucket, reported);
+                }
+                None => tracing::warn!("skipping an unreadable bucket limits row"),
+            }
+        }
+        Ok(limits)
+    }
+
+    async fn record_limits(
+        &self,
+        latest: &[(BucketId, Option<ReportedLimits>)],
+    ) -> Result<(), PersistenceError> {
+        let failed = |e: Failure| self.persistence_error("bucket limits", e);
+        let mut client = self.client().await.map_err(failed)?;
+        let transaction = client.transaction().await.map_err(|e| failed(e.into()))?;
+        // One order for every writer, as for the health.
+        let ordered: BTreeMap<&BucketId, &Option<ReportedLimits>> =
+            latest.iter().map(|(b, l)| (b, l)).collect();
+        for (bucket, reported) in ordered {
+            let (provider, name) = (bucket.provider.as_str(), bucket.bucket.as_str());
+            match reported {
+                // Figures seen before the ones kept (another machine's later answer landed
+                // first) leave the row as it is.
+                Some(reported) => {
+                    let seen_at = reported.seen_at.0;
+                    let Some(document) = limits_entry_to_json(reported) else {
+                        continue;
+                    };
+                    transaction
+                        .execute(
+                            "INSERT INTO llxprt_limits (provider, bucket, seen_at, document)
+                         VALUES ($1, $2, $3, $4::text::jsonb)
+                         ON CONFLICT (provider, bucket) DO UPDATE
+                         SET seen_at = excluded.seen_at, document = excluded.document
+                         WHERE llxprt_limits.seen_at <= excluded.seen_at",
+                            &[&provider, &name, &seen_at, &document],
+                        )
+                        .await
+                }
+                None => {
+                    transaction
+                        .execute(
+                            "DELETE FROM llxprt_limits WHERE provider = $1 AND bucket = $2",
                             &[&provider, &name],
                         )
                         .await

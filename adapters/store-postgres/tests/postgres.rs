@@ -91,6 +91,11 @@ mod contract {
         break_saves = break_saves
     );
 
+    mod health {
+        use super::*;
+        llxprt_application::health_store_contract_tests!(|| open(&fresh_database()));
+    }
+
     /// Makes the store's saves fail: a trigger in its database refuses every write of a token
     /// row, as a database that stopped accepting writes would.
     fn break_saves(store: &PostgresStore, broken: bool) {

@@ -77,7 +77,7 @@ fn options_after(previous: &[&str], data: &CompletionData) -> Vec<String> {
             .collect(),
         ["/profile", "save", "loadbalancer", _name] => owned(&["failover", "roundrobin"]),
         ["/profile", "save", "loadbalancer", _name, _policy, ..] => profiles(),
-        ["/stats"] => owned(&["buckets"]),
+        ["/stats"] => owned(&["buckets", "quota"]),
         _ => Vec::new(),
     }
 }
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn stats_completes_buckets() {
-        assert_eq!(at_end("/stats ").1, vec!["buckets"]);
+        assert_eq!(at_end("/stats ").1, vec!["buckets", "quota"]);
     }
 
     #[test]

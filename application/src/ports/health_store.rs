@@ -1,5 +1,6 @@
 //! The bucket health port: what one process learned about a bucket (a rate limit until some
-//! time, a revoked grant) kept where the next process, and `/auth P status`, can see it.
+//! time, a revoked grant, the latest limits the provider reported) kept where the next process,
+//! and `/auth P status`, can see it.
 
 use std::collections::HashMap;
 
@@ -7,7 +8,7 @@ use async_trait::async_trait;
 
 use super::PersistenceError;
 use llxprt_domain::failover::BucketHealth;
-use llxprt_domain::BucketId;
+use llxprt_domain::{BucketId, ReportedLimits};
 
 /// Where bucket health persists between processes.
 #[async_trait]
@@ -26,4 +27,23 @@ pub trait HealthStore: Send + Sync {
     /// # Errors
     /// [`PersistenceError`] when the health cannot be written; what was stored is then unchanged.
     async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), PersistenceError>;
+
+    /// The latest limits each bucket's provider reported, with when they were seen (a bucket
+    /// missing reported none, or they were forgotten).
+    ///
+    /// # Errors
+    /// [`PersistenceError`] when they cannot be read.
+    async fn load_limits(&self) -> Result<HashMap<BucketId, ReportedLimits>, PersistenceError>;
+
+    /// Keeps the latest limits of these buckets in place of what was kept for each (`None`
+    /// forgets a bucket's, after a login or `/auth P clear`), and leaves every other bucket's as
+    /// stored, safely when several processes record at once. Limits seen before the ones kept
+    /// do not replace them.
+    ///
+    /// # Errors
+    /// [`PersistenceError`] when they cannot be written; what was stored is then unchanged.
+    async fn record_limits(
+        &self,
+        latest: &[(BucketId, Option<ReportedLimits>)],
+    ) -> Result<(), PersistenceError>;
 }

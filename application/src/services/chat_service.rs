@@ -10,8 +10,8 @@ use llxprt_domain::loadbalance::MemberFailure;
 use llxprt_domain::precedence::{Credential, OAuthPlan};
 use llxprt_domain::stats::{StatsDelta, StatsTotals};
 use llxprt_domain::{
-    cooldown_until, BucketId, BucketName, ChatProvider, FailoverRequest, OAuthProvider, Secret,
-    UnixSeconds,
+    cooldown_until, health_with_limits, BucketId, BucketName, ChatProvider, CooldownCause,
+    FailoverRequest, Limits, OAuthProvider, ReportedLimits, Secret, UnixSeconds,
 };
 
 use crate::ports::{
@@ -90,6 +90,21 @@ pub struct SendTarget {
     pub provider: ChatProvider,
     /// The credential to use (from `resolve_credential`).
     pub credential: Credential,
+    /// `failover.switch_at_percent`: a bucket whose latest reported figures put a window at or
+    /// above this share is passed over until that window resets (100 moves on only from a
+    /// window used up).
+    pub switch_at_percent: u8,
+}
+
+impl SendTarget {
+    /// A target with the default threshold: only a used-up window holds a bucket back.
+    pub fn new(provider: ChatProvider, credential: Credential) -> Self {
+        Self {
+            provider,
+            credential,
+            switch_at_percent: 100,
+        }
+    }
 }
 
 /// The chat client of each provider.
@@ -164,7 +179,7 @@ impl ChatClients {
 ///     oauth_enabled: false,
 ///     profile_buckets: buckets,
 /// });
-/// let target = SendTarget { provider: ChatProvider::Anthropic, credential };
+/// let target = SendTarget::new(ChatProvider::Anthropic, credential);
 /// let request = ChatRequest {
 ///     model: "claude-sonnet-4-5".to_owned(),
 ///     messages: vec![ChatMessage { role: Role::User, text: "hello".to_owned() }],
@@ -185,6 +200,8 @@ pub struct ChatService {
     clients: ChatClients,
     clock: Arc<dyn Clock>,
     health: Mutex<HashMap<BucketId, BucketHealth>>,
+    /// The latest limits each bucket's provider reported.
+    limits: Mutex<HashMap<BucketId, ReportedLimits>>,
     shared_health: Option<Arc<dyn HealthStore>>,
     /// The last health record a request left running after its answer; each waits for the one
     /// before it, so records land in the order the requests learned them.
@@ -207,6 +224,7 @@ impl ChatService {
             clients,
             clock,
             health: Mutex::new(HashMap::new()),
+            limits: Mutex::new(HashMap::new()),
             shared_health: None,
             health_record: Mutex::new(None),
             stats: StatsSaver::new(stats),
@@ -235,6 +253,12 @@ impl ChatService {
             Ok(stored) => *self.health_map() = stored,
             Err(error) => tracing::warn!(%error, "could not read the buckets' health"),
         }
+        // Like the health: this process's own records have landed (checked above), so the
+        // store's figures are at least as new as this process's.
+        match store.load_limits().await {
+            Ok(stored) => *lock(&self.limits) = stored,
+            Err(error) => tracing::warn!(%error, "could not read the buckets' limits"),
+        }
     }
 
     /// Records changed health for other processes; a failure only loses the hint.
@@ -258,10 +282,42 @@ impl ChatService {
             .unwrap_or(BucketHealth::Usable)
     }
 
-    /// Forgets what was known against a bucket, after the user logged it in again (here and
-    /// for other processes).
+    /// A bucket's health for the next request: what is known against it, and, when nothing
+    /// is, whether its latest reported figures hold it back under `switch_at_percent`
+    /// (`[cooldown]` until the binding window resets).
+    pub fn health_for_next_request(
+        &self,
+        bucket: &BucketId,
+        switch_at_percent: u8,
+    ) -> BucketHealth {
+        let known = self.health(bucket);
+        let limits = lock(&self.limits);
+        health_with_limits(
+            known,
+            limits.get(bucket),
+            switch_at_percent,
+            self.clock.now(),
+        )
+    }
+
+    /// The latest limits the provider reported for a bucket, with when they were seen.
+    pub fn limits(&self, bucket: &BucketId) -> Option<ReportedLimits> {
+        lock(&self.limits).get(bucket).cloned()
+    }
+
+    /// The latest limits of every bucket whose provider reported any.
+    pub fn all_limits(&self) -> Vec<(BucketId, ReportedLimits)> {
+        lock(&self.limits)
+            .iter()
+            .map(|(bucket, limits)| (bucket.clone(), limits.clone()))
+            .collect()
+    }
+
+    /// Forgets what was known against a bucket, its cooldown and its reported figures, after
+    /// the user logged it in again or lifted it by hand (here and for other processes).
     pub async fn mark_usable(&self, bucket: &BucketId) {
         self.health_map().remove(bucket);
+        lock(&self.limits).remove(bucket);
         // After any record still running, so that it cannot land on top of this one.
         let pending = lock(&self.health_record).take();
         if let Some(pending) = pending {
@@ -269,6 +325,11 @@ impl ChatService {
         }
         self.save_shared_health(&[(bucket.clone(), BucketHealth::Usable)])
             .await;
+        if let Some(store) = &self.shared_health {
+            if let Err(error) = store.record_limits(&[(bucket.clone(), None)]).await {
+                tracing::warn!(%error, "could not forget the bucket's limits");
+            }
+        }
     }
 
     /// The statistics of every bucket: the stored totals, once this process's counts are saved,
@@ -297,13 +358,18 @@ impl ChatService {
         }
     }
 
-    /// Records changed health for other processes after the answer (the file store's record
-    /// is a locked, fsynced write: milliseconds on a busy disk). Flushed with the statistics.
-    fn record_health_in_background(&self, changes: Vec<(BucketId, BucketHealth)>) {
+    /// Records changed health and new figures for other processes after the answer (the file
+    /// store's record is a locked, fsynced write: milliseconds on a busy disk). Flushed with the
+    /// statistics.
+    fn record_health_in_background(
+        &self,
+        changes: Vec<(BucketId, BucketHealth)>,
+        limits: Vec<(BucketId, Option<ReportedLimits>)>,
+    ) {
         let Some(store) = self.shared_health.clone() else {
             return;
         };
-        if changes.is_empty() {
+        if changes.is_empty() && limits.is_empty() {
             return;
         }
         let mut last = lock(&self.health_record);
@@ -312,8 +378,15 @@ impl ChatService {
             if let Some(previous) = previous {
                 let _ = previous.await;
             }
-            if let Err(error) = store.record(&changes).await {
-                tracing::warn!(%error, "could not save the buckets' health");
+            if !changes.is_empty() {
+                if let Err(error) = store.record(&changes).await {
+                    tracing::warn!(%error, "could not save the buckets' health");
+                }
+            }
+            if !limits.is_empty() {
+                if let Err(error) = store.record_limits(&limits).await {
+                    tracing::warn!(%error, "could not save the buckets' limits");
+                }
             }
         }));
     }
@@ -360,7 +433,11 @@ impl ChatService {
                     on_text: &on_text,
                     shown: &shown,
                 };
-                self.send_with_failover(client.as_ref(), plan, request, prompt, streaming)
+                let run = RunOf {
+                    plan,
+                    switch_at_percent: target.switch_at_percent,
+                };
+                self.send_with_failover(client.as_ref(), run, request, prompt, streaming)
                     .await
             }
         };
@@ -374,15 +451,16 @@ impl ChatService {
     async fn send_with_failover(
         &self,
         client: &dyn ChatClient,
-        plan: &OAuthPlan,
+        of: RunOf<'_>,
         request: &ChatRequest,
         prompt: &dyn UserPrompt,
         streaming: Streaming<'_>,
     ) -> Result<ChatReply, SendError> {
         // The failover reads each bucket's token anyway, so whether anything is logged in is
         // only asked again when it found no token at all: a request then reads its token once.
+        let plan = of.plan;
         let mut first = self
-            .run_failover(client, plan, request, prompt, streaming, true)
+            .run_failover(client, of, request, prompt, streaming, true)
             .await;
         let run = if first.found_only_missing_tokens()
             && self
@@ -393,7 +471,7 @@ impl ChatService {
             // the login had come before it.
             first.tally.discarded = true;
             drop(first);
-            self.run_failover(client, plan, request, prompt, streaming, false)
+            self.run_failover(client, of, request, prompt, streaming, false)
                 .await
         } else {
             for skipped in first.deferred_skips.iter().flatten() {
@@ -409,6 +487,18 @@ impl ChatService {
         {
             let mut health = self.health_map();
             for (name, state) in run.tally.machine.health() {
+                // Held back by its figures: that follows from the figures kept with the
+                // health, so it is not recorded as a cooldown of its own (an early reset, a new
+                // threshold or new figures end it at once).
+                if matches!(
+                    state,
+                    BucketHealth::CoolingUntil {
+                        cause: CooldownCause::NearLimit,
+                        ..
+                    }
+                ) {
+                    continue;
+                }
                 let before = health.insert(id(name), *state);
                 if before.unwrap_or(BucketHealth::Usable) != *state {
                     changes.push((id(name), *state));
@@ -420,11 +510,12 @@ impl ChatService {
             decision,
             reply,
             last_error,
+            learned,
             ..
         } = run;
         // The request is over: its counts go to the statistics now.
         drop(tally);
-        self.record_health_in_background(changes);
+        self.record_health_in_background(changes, learned);
         match (reply, decision) {
             (Some(reply), _) => Ok(reply),
             (None, _) if streaming.shown.load(Ordering::SeqCst) => {
@@ -445,20 +536,24 @@ impl ChatService {
     async fn run_failover(
         &self,
         client: &dyn ChatClient,
-        plan: &OAuthPlan,
+        of: RunOf<'_>,
         request: &ChatRequest,
         prompt: &dyn UserPrompt,
         streaming: Streaming<'_>,
         defer_skips: bool,
     ) -> FailoverRun<'_> {
         let on_text = streaming.on_text;
+        let plan = of.plan;
         let provider = plan.provider();
         let id = |name: &BucketName| BucketId::new(provider, name.clone());
         self.load_shared_health().await;
         let buckets = plan
             .buckets()
             .iter()
-            .map(|name| (name.clone(), self.health(&id(name))))
+            .map(|name| {
+                let health = self.health_for_next_request(&id(name), of.switch_at_percent);
+                (name.clone(), health)
+            })
             .collect();
         let (mut machine, mut decision) = FailoverRequest::start(buckets, self.clock.now());
         machine.treat_repeated_unauthorized_as(provider.refusal_on_repeated_unauthorized());
@@ -473,6 +568,9 @@ impl ChatService {
         let mut last_error: Option<SendError> = None;
         let mut used_token: HashMap<BucketName, Secret> = HashMap::new();
         let mut deferred_skips = defer_skips.then(Vec::new);
+        let mut learned = Vec::new();
+        // How many buckets, in the plan's order, were announced as passed over.
+        let mut announced = 0;
         let reply = loop {
             let (outcome, reply) = match &decision {
                 Decision::Use(name) => {
@@ -480,10 +578,26 @@ impl ChatService {
                     match self.tokens.valid_token(&bucket).await {
                         Ok(token) => {
                             show_all(prompt, deferred_skips.take());
+                            let passed = self.passed_over(
+                                provider,
+                                &tally.machine,
+                                name,
+                                &mut announced,
+                                of.switch_at_percent,
+                            );
+                            show_all(prompt, Some(passed));
                             used_token.insert(name.clone(), token.access_token.clone());
                             tally.in_flight = Some(bucket.clone());
                             let attempted = self
-                                .attempt(client, &bucket, &token, request, on_text, &mut last_error)
+                                .attempt(
+                                    client,
+                                    &bucket,
+                                    &token,
+                                    request,
+                                    on_text,
+                                    &mut last_error,
+                                    &mut learned,
+                                )
                                 .await;
                             tally.in_flight = None;
                             attempted
@@ -511,7 +625,15 @@ impl ChatService {
                         Ok(token) => {
                             tally.in_flight = Some(bucket.clone());
                             let attempted = self
-                                .attempt(client, &bucket, &token, request, on_text, &mut last_error)
+                                .attempt(
+                                    client,
+                                    &bucket,
+                                    &token,
+                                    request,
+                                    on_text,
+                                    &mut last_error,
+                                    &mut learned,
+                                )
                                 .await;
                             tally.in_flight = None;
                             attempted
@@ -556,6 +678,7 @@ impl ChatService {
             reply,
             last_error,
             deferred_skips,
+            learned,
         }
     }
 
@@ -590,7 +713,9 @@ impl ChatService {
     }
 
     /// Sends once with a bucket's token and classifies the result (the request is counted from
-    /// the failover record afterwards).
+    /// the failover record afterwards). The limits the answer reported are kept, and pushed to
+    /// `learned` when other processes should hear of them.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         client: &dyn ChatClient,
@@ -599,10 +724,20 @@ impl ChatService {
         request: &ChatRequest,
         on_text: &(dyn for<'s> Fn(&'s str) + Send + Sync),
         last_error: &mut Option<SendError>,
+        learned: &mut Vec<(BucketId, Option<ReportedLimits>)>,
     ) -> (Outcome, Option<ChatReply>) {
         let now = self.clock.now();
         let auth = ChatAuth::OAuth { bucket, token };
-        match client.send(request, auth, on_text).await {
+        let sent = client.send(request, auth, on_text).await;
+        let reported = match &sent {
+            Ok(reply) => &reply.limits,
+            Err(ChatError::RateLimited { limits, .. }) => limits,
+            Err(_) => &Limits::default(),
+        };
+        if let Some(news) = self.keep_limits(bucket, reported) {
+            learned.push((bucket.clone(), Some(news)));
+        }
+        match sent {
             Ok(reply) => (Outcome::Success, Some(reply)),
             Err(error) => {
                 let outcome = classify(&error, now);
@@ -613,9 +748,85 @@ impl ChatService {
         }
     }
 
+    /// Keeps the limits an answer reported for `bucket`; returns them when other processes
+    /// should hear of them: when they differ from the figures kept, or those are older than
+    /// [`LIMITS_REFRESH_SECS`] (so that the age `/stats quota` shows stays true without a
+    /// write at every answer).
+    fn keep_limits(&self, bucket: &BucketId, reported: &Limits) -> Option<ReportedLimits> {
+        if reported.is_empty() {
+            return None;
+        }
+        let now = self.clock.now();
+        let mut known = lock(&self.limits);
+        let news = match known.get(bucket) {
+            Some(kept) if kept.limits == *reported => {
+                now.seconds_since(kept.seen_at) >= LIMITS_REFRESH_SECS
+            }
+            _ => true,
+        };
+        if !news {
+            return None;
+        }
+        let seen = reported.clone().seen_at(now);
+        known.insert(bucket.clone(), seen.clone());
+        Some(seen)
+    }
+
+    /// The lines telling the user which buckets ahead of `chosen` this request passes over and
+    /// why ("anthropic/work1 at 96% of its 5h window until 18:00; using work2"), each bucket
+    /// once a request; `announced` counts the buckets, in the plan's order, already told of.
+    fn passed_over(
+        &self,
+        provider: OAuthProvider,
+        machine: &FailoverRequest,
+        chosen: &BucketName,
+        announced: &mut usize,
+        switch_at_percent: u8,
+    ) -> Vec<String> {
+        let health = machine.health();
+        let Some(at) = health.iter().position(|(name, _)| name == chosen) else {
+            return Vec::new();
+        };
+        let now = self.clock.now();
+        let mut lines = Vec::new();
+        for (name, state) in health.iter().take(at).skip(*announced) {
+            let BucketHealth::CoolingUntil { until, cause } = *state else {
+                continue;
+            };
+            if until <= now {
+                continue;
+            }
+            let why = match cause {
+                CooldownCause::NearLimit => self
+                    .limits(&BucketId::new(provider, name.clone()))
+                    .and_then(|l| l.binding_window(switch_at_percent, now))
+                    .map(|w| format!("at {}% of its {} window", w.used_percent, w.name))
+                    .unwrap_or_else(|| cause.to_string()),
+                other => other.to_string(),
+            };
+            lines.push(format!(
+                "{provider}/{name} {why} until {}; using {chosen}",
+                self.clock.when(until)
+            ));
+        }
+        *announced = (*announced).max(at + 1);
+        lines
+    }
+
     fn health_map(&self) -> std::sync::MutexGuard<'_, HashMap<BucketId, BucketHealth>> {
         self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// How old the kept figures of a bucket may grow before an answer that reports the same ones
+/// records them again.
+const LIMITS_REFRESH_SECS: i64 = 60;
+
+/// What one request's failover runs over: the plan's buckets and the threshold.
+#[derive(Clone, Copy)]
+struct RunOf<'a> {
+    plan: &'a OAuthPlan,
+    switch_at_percent: u8,
 }
 
 /// Where the pieces of a streamed reply go, and whether one was shown yet.
@@ -633,6 +844,8 @@ struct FailoverRun<'a> {
     last_error: Option<SendError>,
     /// The "Skipping" lines not shown yet: `Some` while every bucket tried had no token.
     deferred_skips: Option<Vec<String>>,
+    /// The figures the answers reported that other processes should hear of.
+    learned: Vec<(BucketId, Option<ReportedLimits>)>,
 }
 
 impl FailoverRun<'_> {
@@ -981,9 +1194,9 @@ mod tests {
     }
 
     fn target(key: Option<&str>, buckets: &[&str]) -> SendTarget {
-        SendTarget {
-            provider: ChatProvider::Anthropic,
-            credential: resolve_credential(CredentialSources {
+        SendTarget::new(
+            ChatProvider::Anthropic,
+            resolve_credential(CredentialSources {
                 provider: ChatProvider::Anthropic,
                 command_line: None,
                 profile_key: None,
@@ -992,7 +1205,7 @@ mod tests {
                 oauth_enabled: true,
                 profile_buckets: buckets.iter().map(|n| b(n)).collect(),
             }),
-        }
+        )
     }
 
     fn hello() -> ChatRequest {
@@ -1352,7 +1565,7 @@ mod tests {
         first_service.mark_usable(&id("w1")).await;
         other.load_shared_health().await;
         assert_eq!(other.health(&id("w1")), BucketHealth::Usable);
-        assert!(shared.0.lock().unwrap().is_empty());
+        assert!(shared.load().await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -1468,5 +1681,166 @@ mod tests {
         assert_eq!(names, ["w1", "w2"], "{report:?}");
         let shown = prompt.0.lock().unwrap().join("\n");
         assert!(!shown.contains("not logged in yet"), "{shown}");
+    }
+
+    fn five_hour_at(percent: f64, resets_in: i64) -> Limits {
+        Limits {
+            windows: vec![llxprt_domain::QuotaWindow::new(
+                llxprt_domain::WindowName::FiveHour,
+                percent,
+                Some(UnixSeconds(NOW + resets_in)),
+            )],
+            credits: None,
+        }
+    }
+
+    fn threshold(mut target: SendTarget, percent: u8) -> SendTarget {
+        target.switch_at_percent = percent;
+        target
+    }
+
+    #[tokio::test]
+    async fn a_bucket_reported_over_the_threshold_is_passed_over_with_a_line_until_its_window_resets(
+    ) {
+        let f = fixture(MockOAuthFlow::new());
+        for n in ["w1", "w2"] {
+            log_in(&f, n).await;
+        }
+        f.client.report("at-w1", five_hour_at(96.0, 1800));
+        let t = threshold(oauth_target(&["w1", "w2"]), 90);
+        let prompt = RecordingPrompt::default();
+        // The first answer tells what w1 has used; the next request moves on without asking it.
+        assert_eq!(
+            f.service.send(&t, &hello(), &prompt).await.unwrap().text,
+            "ok:at-w1"
+        );
+        assert_eq!(
+            f.service.send(&t, &hello(), &prompt).await.unwrap().text,
+            "ok:at-w2"
+        );
+        assert_eq!(*f.client.calls.lock().unwrap(), vec!["at-w1", "at-w2"]);
+        let shown = prompt.0.lock().unwrap().join("\n");
+        let until = f.clock.time_of_day(UnixSeconds(NOW + 1800));
+        assert!(
+            shown.contains(&format!(
+                "anthropic/w1 at 96% of its 5h window until {until}; using w2"
+            )),
+            "{shown}"
+        );
+        // Under the default threshold the same figures hold nothing back.
+        let default = oauth_target(&["w1", "w2"]);
+        assert_eq!(
+            f.service
+                .send(&default, &hello(), &prompt)
+                .await
+                .unwrap()
+                .text,
+            "ok:at-w1"
+        );
+        // At the window's reset, w1 is used again under the threshold too.
+        f.clock.advance(1800);
+        assert_eq!(
+            f.service.send(&t, &hello(), &prompt).await.unwrap().text,
+            "ok:at-w1"
+        );
+    }
+
+    #[tokio::test]
+    async fn figures_are_shared_with_other_processes_and_a_clear_forgets_them() {
+        let first = fixture(MockOAuthFlow::new());
+        let shared = Arc::new(MemoryHealth::default());
+        for n in ["w1", "w2"] {
+            log_in(&first, n).await;
+        }
+        first.client.report("at-w1", five_hour_at(100.0, 600));
+        let first_service = first.service.with_health_store(shared.clone());
+        let t = oauth_target(&["w1", "w2"]);
+        let prompt = RecordingPrompt::default();
+        first_service.send(&t, &hello(), &prompt).await.unwrap();
+        first_service.flush_statistics().await;
+        assert_eq!(
+            shared.load_limits().await.unwrap()[&id("w1")].limits,
+            five_hour_at(100.0, 600)
+        );
+        // Another process, same tokens and health: a used-up window holds w1 back even under
+        // the default threshold, and nothing is sent to it.
+        let other = fixture(MockOAuthFlow::new());
+        for n in ["w1", "w2"] {
+            log_in(&other, n).await;
+        }
+        let other_service = other.service.with_health_store(shared.clone());
+        assert_eq!(
+            other_service
+                .send(&t, &hello(), &prompt)
+                .await
+                .unwrap()
+                .text,
+            "ok:at-w2"
+        );
+        assert_eq!(*other.client.calls.lock().unwrap(), vec!["at-w2"]);
+        // The near-limit hold is not written down as a cooldown of its own.
+        assert!(shared.load().await.unwrap().is_empty());
+        // `/auth P clear` (here: mark_usable) forgets the figures for everyone.
+        first_service.mark_usable(&id("w1")).await;
+        assert!(shared.load_limits().await.unwrap().is_empty());
+        assert_eq!(
+            other_service
+                .send(&t, &hello(), &prompt)
+                .await
+                .unwrap()
+                .text,
+            "ok:at-w1"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_figures_are_not_written_again_within_a_minute() {
+        let f = fixture(MockOAuthFlow::new());
+        let shared = Arc::new(MemoryHealth::default());
+        log_in(&f, "w1").await;
+        f.client.report("at-w1", five_hour_at(40.0, 3600));
+        let service = f.service.with_health_store(shared.clone());
+        let t = oauth_target(&["w1"]);
+        let prompt = RecordingPrompt::default();
+        let writes = || shared.calls(crate::testkit::PersistenceOperation::Write);
+        service.send(&t, &hello(), &prompt).await.unwrap();
+        service.flush_statistics().await;
+        let after_first = writes();
+        service.send(&t, &hello(), &prompt).await.unwrap();
+        service.flush_statistics().await;
+        assert_eq!(writes(), after_first, "the same figures were written again");
+        f.clock.advance(61);
+        service.send(&t, &hello(), &prompt).await.unwrap();
+        service.flush_statistics().await;
+        assert_eq!(writes(), after_first + 1);
+        assert_eq!(
+            shared.load_limits().await.unwrap()[&id("w1")].seen_at,
+            UnixSeconds(NOW + 61)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_of_days_cools_a_bucket_only_until_its_windows_reset() {
+        let f = fixture(MockOAuthFlow::new());
+        log_in(&f, "w1").await;
+        log_in(&f, "w2").await;
+        f.client.answer(
+            "at-w1",
+            vec![Err(ChatError::RateLimited {
+                retry_after_secs: Some(124_633),
+                reset_at: None,
+                limits: five_hour_at(100.0, 1200),
+            })],
+        );
+        let t = oauth_target(&["w1", "w2"]);
+        let prompt = RecordingPrompt::default();
+        f.service.send(&t, &hello(), &prompt).await.unwrap();
+        assert_eq!(
+            f.service.health(&id("w1")),
+            BucketHealth::CoolingUntil {
+                until: UnixSeconds(NOW + 1200),
+                cause: CooldownCause::RateLimited
+            }
+        );
     }
 }

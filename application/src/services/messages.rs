@@ -195,6 +195,7 @@ impl MessageService {
                 &SendTarget {
                     provider,
                     credential,
+                    switch_at_percent: target.settings.switch_at_percent(),
                 },
                 &request,
                 &streaming,

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 use llxprt_domain::failover::BucketHealth;
 use llxprt_domain::stats::{StatsDelta, StatsTotals};
-use llxprt_domain::BucketId;
+use llxprt_domain::{BucketId, ReportedLimits};
 
 use super::faults::Faults;
 use crate::ports::{HealthStore, PersistenceError, StatsStore};
@@ -15,9 +15,9 @@ use crate::ports::{HealthStore, PersistenceError, StatsStore};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PersistenceOperation {
-    /// [`StatsStore::load`] or [`HealthStore::load`].
+    /// [`StatsStore::load`], [`HealthStore::load`] or [`HealthStore::load_limits`].
     Load,
-    /// [`StatsStore::add`] or [`HealthStore::record`].
+    /// [`StatsStore::add`], [`HealthStore::record`] or [`HealthStore::record_limits`].
     Write,
 }
 
@@ -88,6 +88,7 @@ impl StatsStore for MemoryStatsStore {
 #[derive(Debug, Default)]
 pub struct MemoryHealthStore {
     health: Mutex<HashMap<BucketId, BucketHealth>>,
+    limits: Mutex<HashMap<BucketId, ReportedLimits>>,
     faults: Faults<PersistenceOperation, PersistenceError>,
 }
 
@@ -137,6 +138,35 @@ impl HealthStore for MemoryHealthStore {
                 stored.remove(bucket);
             } else {
                 stored.insert(bucket.clone(), *health);
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_limits(&self) -> Result<HashMap<BucketId, ReportedLimits>, PersistenceError> {
+        self.faults.check(PersistenceOperation::Load)?;
+        Ok(self
+            .limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
+    }
+
+    async fn record_limits(
+        &self,
+        latest: &[(BucketId, Option<ReportedLimits>)],
+    ) -> Result<(), PersistenceError> {
+        self.faults.check(PersistenceOperation::Write)?;
+        let mut stored = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        for (bucket, limits) in latest {
+            match limits {
+                None => {
+                    stored.remove(bucket);
+                }
+                Some(limits) if limits.replaces(stored.get(bucket)) => {
+                    stored.insert(bucket.clone(), limits.clone());
+                }
+                Some(_) => {}
             }
         }
         Ok(())

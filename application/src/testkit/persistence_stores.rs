@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use llxprt_domain::failover::{BucketHealth, CooldownCause, LoginCause};
 use llxprt_domain::stats::StatsDelta;
-use llxprt_domain::{BucketId, BucketName, OAuthProvider, UnixSeconds};
+use llxprt_domain::{
+    BucketId, BucketName, Credits, Limits, OAuthProvider, QuotaWindow, ReportedLimits, UnixSeconds,
+    WindowName,
+};
 
 use crate::ports::{HealthStore, StatsStore};
 
@@ -39,7 +42,9 @@ macro_rules! health_store_contract_tests {
             health_starts_usable,
             every_health_comes_back_as_recorded,
             usable_clears_a_bucket_and_nothing_else,
-            concurrent_health_records_all_land
+            concurrent_health_records_all_land,
+            limits_come_back_as_recorded_and_none_forgets_one_bucket,
+            older_limits_never_replace_newer_ones
         );
     };
 }
@@ -284,4 +289,80 @@ pub async fn concurrent_health_records_all_land<S: HealthStore + 'static>(store:
             "the record of {id} was lost"
         );
     }
+}
+
+fn reported(five_hour: f64, weekly: f64, seen_at: i64) -> ReportedLimits {
+    Limits {
+        windows: vec![
+            QuotaWindow::new(
+                WindowName::FiveHour,
+                five_hour,
+                Some(UnixSeconds(seen_at + 3600)),
+            ),
+            QuotaWindow::new(WindowName::Weekly, weekly, None),
+        ],
+        credits: Some(Credits {
+            has_credits: true,
+            unlimited: false,
+            balance: Some("12.50".to_owned()),
+        }),
+    }
+    .seen_at(UnixSeconds(seen_at))
+}
+
+/// Recorded limits come back whole (windows, shares, resets, credits, when seen); `None`
+/// forgets one bucket's and leaves the others'; limits and health do not touch each other.
+pub async fn limits_come_back_as_recorded_and_none_forgets_one_bucket<S: HealthStore + 'static>(
+    store: S,
+) {
+    assert!(store.load_limits().await.unwrap().is_empty());
+    let (a, b) = (
+        bucket(OAuthProvider::Anthropic, "work1"),
+        bucket(OAuthProvider::Codex, "work1"),
+    );
+    let (first, second) = (reported(72.0, 31.0, 1_000), reported(96.0, 5.0, 1_000));
+    store
+        .record_limits(&[
+            (a.clone(), Some(first.clone())),
+            (b.clone(), Some(second.clone())),
+        ])
+        .await
+        .unwrap();
+    let stored = store.load_limits().await.unwrap();
+    assert_eq!(stored.get(&a), Some(&first));
+    assert_eq!(stored.get(&b), Some(&second));
+    assert!(
+        store.load().await.unwrap().is_empty(),
+        "limits showed up as health"
+    );
+    store.record_limits(&[(a.clone(), None)]).await.unwrap();
+    let stored = store.load_limits().await.unwrap();
+    assert_eq!(stored.get(&a), None, "forgotten limits are still listed");
+    assert_eq!(
+        stored.get(&b),
+        Some(&second),
+        "forgetting one bucket changed another"
+    );
+}
+
+/// Limits seen before the ones kept (a late answer, another machine's older figures) do not
+/// replace them; newer ones do.
+pub async fn older_limits_never_replace_newer_ones<S: HealthStore + 'static>(store: S) {
+    let a = bucket(OAuthProvider::Anthropic, "work1");
+    let newer = reported(80.0, 40.0, 2_000);
+    store
+        .record_limits(&[(a.clone(), Some(newer.clone()))])
+        .await
+        .unwrap();
+    store
+        .record_limits(&[(a.clone(), Some(reported(10.0, 1.0, 1_500)))])
+        .await
+        .unwrap();
+    assert_eq!(store.load_limits().await.unwrap().get(&a), Some(&newer));
+    let newest = reported(90.0, 41.0, 2_100);
+    store
+        .record_limits(&[(a.clone(), Some(newest.clone()))])
+        .await
+        .unwrap();
+    assert_eq!(store.load_limits().await.unwrap().get(&a), Some(&newest));
 }
