@@ -1,7 +1,7 @@
 //! Sending one message: credential → buckets in priority order → a valid token → the provider's
 //! API → the outcome classified → the domain's next decision.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
@@ -569,8 +569,8 @@ impl ChatService {
         let mut used_token: HashMap<BucketName, Secret> = HashMap::new();
         let mut deferred_skips = defer_skips.then(Vec::new);
         let mut learned = Vec::new();
-        // How many buckets, in the plan's order, were announced as passed over.
-        let mut announced = 0;
+        // The buckets this request already said it passed over.
+        let mut announced = HashSet::new();
         let reply = loop {
             let (outcome, reply) = match &decision {
                 Decision::Use(name) => {
@@ -772,15 +772,15 @@ impl ChatService {
         Some(seen)
     }
 
-    /// The lines telling the user which buckets ahead of `chosen` this request passes over and
-    /// why ("anthropic/work1 at 96% of its 5h window until 18:00; using work2"), each bucket
-    /// once a request; `announced` counts the buckets, in the plan's order, already told of.
+    /// The lines telling the user which buckets ahead of `chosen` this request skips or leaves
+    /// and why ("anthropic/work1 at 96% of its 5h window until 18:00; using work2"), each
+    /// bucket once a request; `announced` holds the buckets already told of.
     fn passed_over(
         &self,
         provider: OAuthProvider,
         machine: &FailoverRequest,
         chosen: &BucketName,
-        announced: &mut usize,
+        announced: &mut HashSet<BucketName>,
         switch_at_percent: u8,
     ) -> Vec<String> {
         let health = machine.health();
@@ -789,11 +789,11 @@ impl ChatService {
         };
         let now = self.clock.now();
         let mut lines = Vec::new();
-        for (name, state) in health.iter().take(at).skip(*announced) {
+        for (name, state) in health.iter().take(at) {
             let BucketHealth::CoolingUntil { until, cause } = *state else {
                 continue;
             };
-            if until <= now {
+            if until <= now || !announced.insert(name.clone()) {
                 continue;
             }
             let why = match cause {
@@ -809,7 +809,6 @@ impl ChatService {
                 self.clock.when(until)
             ));
         }
-        *announced = (*announced).max(at + 1);
         lines
     }
 
@@ -1247,6 +1246,11 @@ mod tests {
             *f.client.calls.lock().unwrap(),
             vec!["at-w1", "at-w2", "at-w2", "at-w1"]
         );
+        // Leaving w1, then skipping it, each said in one line.
+        let until = f.clock.time_of_day(UnixSeconds(NOW + 120));
+        let line = format!("anthropic/w1 rate limited until {until}; using w2");
+        let shown = prompt.0.lock().unwrap().clone();
+        assert_eq!(shown.iter().filter(|l| **l == line).count(), 2, "{shown:?}");
         f.service.flush_statistics().await;
         let totals = f.stats.0.lock().unwrap().clone();
         let w1 = totals.get(&id("w1")).unwrap();
