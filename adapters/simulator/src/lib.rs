@@ -152,6 +152,7 @@ mod identity;
 mod oauth;
 pub mod sandbox;
 mod state;
+mod usage;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -166,6 +167,7 @@ use tokio::task::JoinHandle;
 
 pub use browser::{BrowseError, Consent, Page};
 pub use identity::SeenRequest;
+pub use usage::{usage_windows, UsageError, UsageSetting, WARNING_PERCENT};
 
 use state::State;
 
@@ -499,6 +501,10 @@ pub struct Counters {
     pub load_code_assist: u64,
     /// Device polls answered `slow_down` (`429` at Qwen).
     pub device_slow_downs: u64,
+    /// Chat requests refused with `429` because a usage window of the account was used up
+    /// (see [`SimulatorHandle::set_usage`]); each is counted in `chat_requests` too.
+    #[serde(default)]
+    pub usage_limit_refusals: u64,
 }
 
 impl Counters {
@@ -514,6 +520,7 @@ impl Counters {
         self.rejected_chat_requests += other.rejected_chat_requests;
         self.load_code_assist += other.load_code_assist;
         self.device_slow_downs += other.device_slow_downs;
+        self.usage_limit_refusals += other.usage_limit_refusals;
     }
 }
 
@@ -713,6 +720,29 @@ impl SimulatorHandle {
         self.shared
             .lock()
             .slow_next(provider, account, count, state::SlowReply { delay, pause });
+    }
+
+    /// Sets how much of the account's usage windows is used, as its subscription's answers
+    /// report it from now on (Anthropic's `anthropic-ratelimit-unified-*` headers, Codex's
+    /// `x-codex-*`); a window not given keeps its figures. Each setting is
+    /// `(window, percent, resets_in)`: the share used in percent (100 or more: the provider
+    /// refuses the account's chat requests with a `429` until the window resets), and when the
+    /// window resets from now (`None`: its reset stays, by default the simulator's start plus
+    /// the window's length). Once its reset has passed a window starts again at 0 %.
+    ///
+    /// The windows are [`usage_windows`]: Anthropic `5h` and `7d`, Codex `5h` and `weekly`.
+    /// API keys report none.
+    ///
+    /// # Errors
+    /// [`UsageError`] when a window is not one the provider reports or a share is negative or
+    /// not finite; then nothing is set.
+    pub fn set_usage(
+        &self,
+        provider: OAuthProvider,
+        account: &str,
+        windows: &[UsageSetting],
+    ) -> Result<(), UsageError> {
+        self.shared.lock().set_usage(provider, account, windows)
     }
 
     /// What was counted for one account.
