@@ -494,3 +494,124 @@ impl Shell for SandboxShell {
         self.inner.completion_data().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Simulator;
+    use llxprt_domain::WindowName;
+
+    /// What a `/sandbox` line showed, each line marked `out` or `err`.
+    #[derive(Default)]
+    struct Shown(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl UserPrompt for Shown {
+        fn show(&self, line: &str) {
+            self.0.lock().unwrap().push(format!("out {line}"));
+        }
+        fn show_error(&self, line: &str) {
+            self.0.lock().unwrap().push(format!("err {line}"));
+        }
+        fn waiting(&self, _what: &str, _done: bool) {}
+        async fn ask(&self, _question: &str) -> Result<String, PromptError> {
+            Err(PromptError::Cancelled)
+        }
+    }
+
+    struct NoShell;
+
+    #[async_trait]
+    impl Shell for NoShell {
+        async fn run_line(&self, _line: &str, _prompt: &dyn UserPrompt) -> LineOutcome {
+            LineOutcome::Succeeded
+        }
+        async fn completion_data(&self) -> CompletionData {
+            CompletionData::default()
+        }
+    }
+
+    async fn run(sim: &SimulatorHandle, line: &str) -> (LineOutcome, Vec<String>) {
+        let shell = SandboxShell::new(Arc::new(NoShell), sim.clone(), None);
+        let shown = Shown::default();
+        let outcome = shell.run_line(line, &shown).await;
+        let lines = shown.0.into_inner().unwrap();
+        (outcome, lines)
+    }
+
+    #[tokio::test]
+    async fn sandbox_usage_sets_the_reported_percentages() {
+        let sim = Simulator::start().await.unwrap();
+        let (outcome, lines) = run(&sim, "/sandbox usage anthropic work 5h=96@45m 7d=31").await;
+        assert_eq!(outcome, LineOutcome::Succeeded, "{lines:?}");
+        assert_eq!(
+            lines,
+            ["out anthropic/work: its answers report 5h 96% (resets in 2700 s), 7d 31%"]
+        );
+        let windows = sim.shared.lock().usage(OAuthProvider::Anthropic, "work");
+        assert_eq!(windows[0].percent, 96.0);
+        assert_eq!(windows[1].percent, 31.0);
+        let (outcome, _) = run(&sim, "/sandbox usage codex work weekly=100@2h 5h=3").await;
+        assert_eq!(outcome, LineOutcome::Succeeded);
+        let windows = sim.shared.lock().usage(OAuthProvider::Codex, "work");
+        assert_eq!(
+            (windows[0].name, windows[0].percent),
+            (WindowName::FiveHour, 3.0)
+        );
+        assert_eq!(
+            (windows[1].name, windows[1].percent),
+            (WindowName::Weekly, 100.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn sandbox_usage_explains_bad_input_in_one_line_naming_the_windows() {
+        let sim = Simulator::start().await.unwrap();
+        for (line, says) in [
+            (
+                "/sandbox usage codex work 7d=31",
+                "Error: codex reports no '7d' window (its windows: 5h, weekly)",
+            ),
+            (
+                "/sandbox usage anthropic work 5h",
+                "Error: '5h' is not WINDOW=PERCENT[@RESETS_IN] (its windows: 5h, 7d)",
+            ),
+            (
+                "/sandbox usage anthropic work 5h=lots",
+                "Error: 'lots' is not a percentage (write 5h=96)",
+            ),
+            (
+                "/sandbox usage anthropic work 5h=96@soon",
+                "Error: 'soon' is not a time from now (write 5h=96@45m; s, m, h or d)",
+            ),
+            (
+                "/sandbox usage anthropic work",
+                "Error: name a window and its share, e.g. /sandbox usage anthropic BUCKET 5h=96@45m (its windows: 5h, 7d)",
+            ),
+            (
+                "/sandbox usage gemini work 5h=50",
+                "Error: gemini reports no usage windows",
+            ),
+        ] {
+            let (outcome, lines) = run(&sim, line).await;
+            assert_eq!(outcome, LineOutcome::Failed, "{line}");
+            assert_eq!(lines, [format!("err {says}")], "{line}");
+        }
+        // Nothing was set by the bad lines.
+        let windows = sim.shared.lock().usage(OAuthProvider::Anthropic, "work");
+        assert!(windows.iter().all(|w| w.percent == 0.0));
+    }
+
+    #[tokio::test]
+    async fn the_sandbox_help_lists_usage_and_keeps_quota() {
+        let sim = Simulator::start().await.unwrap();
+        let (outcome, lines) = run(&sim, "/sandbox").await;
+        assert_eq!(outcome, LineOutcome::Succeeded);
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("out /sandbox usage P BUCKET W=PCT[@IN]")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("out /sandbox quota P BUCKET")));
+    }
+}
