@@ -64,7 +64,10 @@ impl AnthropicChat {
         };
         let response = http::send_reading(builder, read_limits).await?;
         let limits = read_limits(response.headers());
-        let streamed = sse::read_stream(response, on_text, interpret).await?;
+        // A limit reached mid-stream is reported with the windows the answer's headers gave.
+        let streamed = sse::read_stream(response, on_text, interpret)
+            .await
+            .map_err(|e| http::with_limits(e, limits.clone()))?;
         if !streamed.done {
             return Err(ChatError::Network(
                 "the event stream ended before message_stop".to_owned(),

@@ -58,7 +58,9 @@ pub(crate) async fn read_stream(
             StreamStep::Other => Ok(Step::Other),
         }
     })
-    .await?;
+    .await
+    // A limit reached mid-stream is reported with the windows the answer's headers gave.
+    .map_err(|e| http::with_limits(e, limits.clone()))?;
     if !streamed.done {
         return Err(ChatError::Network(
             "the event stream ended before response.completed".to_owned(),

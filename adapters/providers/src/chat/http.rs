@@ -78,25 +78,32 @@ pub(crate) async fn send_reading(
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
-    Err(
-        match classify(
+    Err(with_limits(
+        classify(
             status,
             retry_after.as_deref(),
             unified_reset.as_deref(),
             &body,
-        ) {
-            ChatError::RateLimited {
-                retry_after_secs,
-                reset_at,
-                ..
-            } => ChatError::RateLimited {
-                retry_after_secs,
-                reset_at,
-                limits,
-            },
-            other => other,
+        ),
+        limits,
+    ))
+}
+
+/// A rate limit that carries no limits of its own takes `limits` (those its answer's headers
+/// reported); any other error stands as it is.
+pub(crate) fn with_limits(error: ChatError, limits: Limits) -> ChatError {
+    match error {
+        ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+            limits: own,
+        } => ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+            limits: if own.is_empty() { limits } else { own },
         },
-    )
+        other => other,
+    }
 }
 
 /// Reads a successful answer's JSON body.

@@ -594,3 +594,26 @@ async fn garbage_limit_headers_give_no_limits_and_do_not_spoil_the_reply() {
     assert_eq!(reply.text, "hi");
     assert!(reply.limits.is_empty(), "{:?}", reply.limits);
 }
+
+#[tokio::test]
+async fn a_codex_usage_limit_mid_stream_carries_the_windows_of_the_answers_headers() {
+    let base = answering(
+        "/responses",
+        StatusCode::OK,
+        CODEX_LIMITS.to_vec(),
+        "data: {\"type\":\"error\",\"code\":\"usage_limit_reached\",\"resets_at\":1767225600,\"resets_in_seconds\":60}\n\n",
+    )
+    .await;
+    match codex_send(base).await {
+        Err(ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+            limits,
+        }) => {
+            assert_eq!(retry_after_secs, Some(60));
+            assert_eq!(reset_at, Some(1_767_225_600));
+            assert_eq!(limits.percentages(), "5h 72%, weekly 13%");
+        }
+        other => panic!("not a rate limit: {other:?}"),
+    }
+}
