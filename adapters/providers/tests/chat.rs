@@ -313,14 +313,17 @@ async fn codex_usage_limit_reached_gives_resets_in_seconds() {
         },
     )
     .await;
-    assert_eq!(
-        result,
-        Err(ChatError::RateLimited {
-            retry_after_secs: Some(4242),
-            reset_at: None,
-            limits: Default::default(),
-        })
-    );
+    let Err(ChatError::RateLimited {
+        retry_after_secs,
+        reset_at,
+        limits,
+    }) = result
+    else {
+        panic!("not a rate limit: {result:?}");
+    };
+    assert_eq!((retry_after_secs, reset_at), (Some(4242), None));
+    // Like every answer of the subscription, the refusal reports the account's windows.
+    assert_eq!(limits.percentages(), "5h 0%, weekly 0%");
     assert!(pieces.is_empty(), "no text of a refused request is shown");
 }
 
@@ -553,4 +556,74 @@ async fn an_unknown_key_is_refused_without_showing_it() {
         let shown = format!("{error} {error:?}");
         assert!(!shown.contains(wrong.expose()), "{shown}");
     }
+}
+
+/// The figures the simulator reports reach the reply and the `429` as the user will read them.
+#[tokio::test]
+async fn the_windows_the_simulator_reports_reach_the_reply_and_the_429() {
+    use llxprt_domain::WindowName;
+    let sim = Simulator::start().await.unwrap();
+    let clients = clients(&sim);
+    for (chat, oauth, windows) in [
+        (
+            ChatProvider::Anthropic,
+            OAuthProvider::Anthropic,
+            [WindowName::FiveHour, WindowName::SevenDay],
+        ),
+        (
+            ChatProvider::OpenAi,
+            OAuthProvider::Codex,
+            [WindowName::FiveHour, WindowName::Weekly],
+        ),
+    ] {
+        let client = clients.get(chat).unwrap();
+        let token = login(&sim, oauth).await;
+        let reply = send_oauth(client.as_ref(), oauth, &token).await.unwrap();
+        assert_eq!(
+            reply.limits.percentages(),
+            format!("{} 0%, {} 0%", windows[0], windows[1]),
+            "{oauth}"
+        );
+        assert!(reply.limits.windows.iter().all(|w| w.resets_at.is_some()));
+
+        sim.set_usage(
+            oauth,
+            "user1",
+            &[
+                (windows[0], 72.0, None),
+                (windows[1], 31.0, Some(Duration::from_secs(3600))),
+            ],
+        )
+        .unwrap();
+        let reply = send_oauth(client.as_ref(), oauth, &token).await.unwrap();
+        let expected = format!("{} 72%, {} 31%", windows[0], windows[1]);
+        assert_eq!(reply.limits.percentages(), expected, "{oauth}");
+
+        sim.set_usage(oauth, "user1", &[(windows[1], 100.0, None)])
+            .unwrap();
+        let error = send_oauth(client.as_ref(), oauth, &token)
+            .await
+            .unwrap_err();
+        let ChatError::RateLimited {
+            reset_at, limits, ..
+        } = error
+        else {
+            panic!("{oauth}: not a rate limit: {error:?}");
+        };
+        assert_eq!(
+            limits.percentages(),
+            format!("{} 72%, {} 100%", windows[0], windows[1]),
+            "{oauth}"
+        );
+        // The refusal names the used-up window's reset, about an hour away.
+        let reset = reset_at.unwrap();
+        assert_eq!(Some(UnixSeconds(reset)), limits.windows[1].resets_at);
+        assert!((now() + 3000..=now() + 3600).contains(&reset), "{oauth}");
+        assert_eq!(sim.counters(oauth, "user1").usage_limit_refusals, 1);
+    }
+    // An API key reports no windows.
+    let key = SimulatorConfig::default_api_key(ChatProvider::Anthropic);
+    let client = clients.get(ChatProvider::Anthropic).unwrap();
+    let (reply, _) = send(client.as_ref(), ChatAuth::ApiKey(&key)).await;
+    assert!(reply.unwrap().limits.is_empty());
 }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::state::{self, Rejection, SlowReply, State};
-use super::wire;
+use super::{usage, wire};
 use super::{CodeAssistAccount, ForcedFailure, Pause, Shared, Sim};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -354,6 +354,51 @@ impl Api {
         }
     }
 
+    /// The provider's `429` when one of the account's usage windows is used up (counted as a
+    /// usage-limit refusal): Anthropic's `rate_limit_error` with `retry-after` until that
+    /// window resets, Codex's `usage_limit_reached` with `resets_at` and `resets_in_seconds`.
+    fn refuse_if_used_up(
+        self,
+        state: &mut State,
+        account: &str,
+        slow: Option<SlowReply>,
+    ) -> Result<(), Response> {
+        let windows = state.usage(self.provider(), account);
+        let Some(window) = usage::refusing(&windows) else {
+            return Ok(());
+        };
+        state.count_usage_refusal(self.provider(), account);
+        let now = wire::now_unix();
+        let mut refusal = match self {
+            Self::Codex => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": {
+                    "type": "usage_limit_reached",
+                    "message": "The usage limit has been reached",
+                    "plan_type": "plus",
+                    "resets_at": window.resets_at,
+                    "resets_in_seconds": window.resets_at.saturating_sub(now),
+                }})),
+            )
+                .into_response(),
+            _ => {
+                let mut refusal = self.error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Kind::RateLimited,
+                    "This request would exceed your account's rate limit. Please try again later.",
+                );
+                usage::add_retry_after(window, now, &mut refusal);
+                refusal.headers_mut().insert(
+                    "anthropic-ratelimit-unified-reset",
+                    HeaderValue::from(window.resets_at),
+                );
+                refusal
+            }
+        };
+        refusal = delayed(refusal, slow);
+        Err(refusal)
+    }
+
     fn reply(self, account: &str, said: &str) -> String {
         format!(
             "[simulated {}/{account}] you said: {said}",
@@ -391,19 +436,40 @@ async fn anthropic_messages(
     let api = Api::Anthropic;
     let body = api.body(&headers, &body)?;
     let mut state = sim.lock();
-    let account = anthropic_account(&mut state, &headers)?;
-    let model = model_of(api, &body)?;
+    let (account, subscription) = anthropic_account(&mut state, &headers)?;
+    let answer = anthropic_answer(&sim, &mut state, &account, subscription, &body);
+    if !subscription {
+        // An API key has no unified windows.
+        return answer;
+    }
+    Ok(with_usage(&mut state, api, &account, answer))
+}
+
+/// Answers an authenticated Messages request; a subscription's is refused once one of its
+/// usage windows is used up.
+fn anthropic_answer(
+    sim: &Shared,
+    state: &mut State,
+    account: &str,
+    subscription: bool,
+    body: &Value,
+) -> Result<Response, Response> {
+    let api = Api::Anthropic;
+    let model = model_of(api, body)?;
     if !body.get("max_tokens").is_some_and(Value::is_u64) {
         return Err(api.invalid("max_tokens: field required"));
     }
     let said = last_user_text(body.get("messages"), "content")
         .ok_or_else(|| api.invalid("messages: at least one user message is required"))?;
-    let slow = api.admit(&mut state, &account)?;
-    let text = api.reply(&account, &said);
+    let slow = api.admit(state, account)?;
+    if subscription {
+        api.refuse_if_used_up(state, account, slow)?;
+    }
+    let text = api.reply(account, &said);
     let id = format!("msg_sim_{}", wire::random_token(20));
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        state.count_streamed_reply(api.provider(), &account);
-        return Ok(anthropic_stream(&sim, &id, &model, &text, slow));
+        state.count_streamed_reply(api.provider(), account);
+        return Ok(anthropic_stream(sim, &id, &model, &text, slow));
     }
     let reply = Json(json!({
         "id": id,
@@ -418,8 +484,9 @@ async fn anthropic_messages(
     Ok(delayed(reply.into_response(), slow))
 }
 
-/// Anthropic's two ways in: an OAuth token with the oauth beta, or an API key without it.
-fn anthropic_account(state: &mut State, headers: &HeaderMap) -> Result<String, Response> {
+/// Anthropic's two ways in: an OAuth token with the oauth beta, or an API key without it. The
+/// account, and whether it came in with its subscription's token.
+fn anthropic_account(state: &mut State, headers: &HeaderMap) -> Result<(String, bool), Response> {
     let api = Api::Anthropic;
     match wire::header_str(headers, "anthropic-version") {
         Some("2023-06-01") => {}
@@ -441,6 +508,7 @@ fn anthropic_account(state: &mut State, headers: &HeaderMap) -> Result<String, R
             }
             state
                 .authenticate_bearer(OAuthProvider::Anthropic, token)
+                .map(|account| (account, true))
                 .map_err(|rejection| api.rejected(rejection))
         }
         (None, Some(key)) => {
@@ -451,6 +519,7 @@ fn anthropic_account(state: &mut State, headers: &HeaderMap) -> Result<String, R
             }
             state
                 .authenticate_key(ChatProvider::Anthropic, key)
+                .map(|account| (account, false))
                 .ok_or_else(|| api.unauthenticated("invalid x-api-key"))
         }
         (None, None) => Err(api.unauthenticated("x-api-key header is required")),
@@ -842,9 +911,22 @@ async fn codex_responses(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Re
     let body = api.body(&headers, &body)?;
     let mut state = sim.lock();
     let account = api.bearer_account(&mut state, &headers)?;
-    match wire::header_str(&headers, "chatgpt-account-id") {
+    let answer = codex_answer(&sim, &mut state, &account, &headers, &body);
+    Ok(with_usage(&mut state, api, &account, answer))
+}
+
+/// Answers an authenticated Responses request; refused once a usage window is used up.
+fn codex_answer(
+    sim: &Shared,
+    state: &mut State,
+    account: &str,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Result<Response, Response> {
+    let api = Api::Codex;
+    match wire::header_str(headers, "chatgpt-account-id") {
         None => return Err(api.invalid("chatgpt-account-id header is required")),
-        Some(id) if id != state::codex_account_id(&account) => {
+        Some(id) if id != state::codex_account_id(account) => {
             return Err(api.error(
                 StatusCode::FORBIDDEN,
                 Kind::Forbidden,
@@ -853,10 +935,10 @@ async fn codex_responses(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Re
         }
         Some(_) => {}
     }
-    if wire::header_str(&headers, "originator") != Some("codex_cli_rs") {
+    if wire::header_str(headers, "originator") != Some("codex_cli_rs") {
         return Err(api.invalid("originator header must be codex_cli_rs"));
     }
-    let model = model_of(api, &body)?;
+    let model = model_of(api, body)?;
     if !state.cfg().codex_models.contains(&model) {
         return Err((
             StatusCode::BAD_REQUEST,
@@ -871,14 +953,23 @@ async fn codex_responses(sim: Sim, headers: HeaderMap, body: Bytes) -> Result<Re
     }
     let said = codex_user_text(body.get("input"))
         .ok_or_else(|| api.invalid("input: at least one user message is required"))?;
-    let slow = api.admit(&mut state, &account)?;
-    state.count_streamed_reply(api.provider(), &account);
-    Ok(codex_stream(
-        &sim,
-        &model,
-        &api.reply(&account, &said),
-        slow,
-    ))
+    let slow = api.admit(state, account)?;
+    api.refuse_if_used_up(state, account, slow)?;
+    state.count_streamed_reply(api.provider(), account);
+    Ok(codex_stream(sim, &model, &api.reply(account, &said), slow))
+}
+
+/// An answer of a subscription with the account's usage headers, refusal or not.
+fn with_usage(
+    state: &mut State,
+    api: Api,
+    account: &str,
+    answer: Result<Response, Response>,
+) -> Response {
+    let mut answer = answer.unwrap_or_else(|refusal| refusal);
+    let windows = state.usage(api.provider(), account);
+    usage::add_headers(api.provider(), &windows, &mut answer);
+    answer
 }
 
 fn codex_user_text(input: Option<&Value>) -> Option<String> {

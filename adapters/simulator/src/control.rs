@@ -65,6 +65,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             "/_sim/{provider}/accounts/{account}/counters",
             get(counters),
         )
+        .route("/_sim/{provider}/accounts/{account}/usage", put(set_usage))
         .route(
             "/_sim/{provider}/api-keys",
             post(add_api_key).delete(remove_api_key),
@@ -210,6 +211,46 @@ async fn slow_next(
         pause: b.pause,
     };
     sim.lock().slow_next(parse(&p)?, &account, b.count, slow);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct UsageBody {
+    windows: Vec<UsageWindowBody>,
+}
+
+/// `{"window": "5h", "percent": 96, "resets_in_secs": 2700}` (`resets_in_secs` optional).
+#[derive(Deserialize)]
+struct UsageWindowBody {
+    window: String,
+    percent: f64,
+    #[serde(default)]
+    resets_in_secs: Option<u64>,
+}
+
+/// `PUT /_sim/{provider}/accounts/{account}/usage`: an unknown window or a bad share is a `400`
+/// saying why.
+async fn set_usage(
+    sim: Sim,
+    Path((p, account)): Path<(String, String)>,
+    Json(b): Json<UsageBody>,
+) -> Done {
+    let provider: OAuthProvider = parse(&p)?;
+    let mut settings = Vec::with_capacity(b.windows.len());
+    for w in b.windows {
+        let Some(window) = super::usage::window_named(provider, &w.window) else {
+            let why = format!(
+                "{provider} reports no {} window ({})",
+                w.window,
+                super::usage::known_windows(provider)
+            );
+            return Err(wire::json_error(StatusCode::BAD_REQUEST, &why));
+        };
+        settings.push((window, w.percent, w.resets_in_secs.map(Duration::from_secs)));
+    }
+    sim.lock()
+        .set_usage(provider, &account, &settings)
+        .map_err(|e| wire::json_error(StatusCode::BAD_REQUEST, &e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -104,6 +104,23 @@
 //! `anthropic`, `gemini`, `qwen`, `codex` or `openai`). Unknown, expired or revoked tokens get
 //! `401` (Anthropic: `403` for revoked).
 //!
+//! # Usage windows
+//!
+//! Every answer to a subscription's chat request (Anthropic with an OAuth token, Codex)
+//! reports the account's usage windows as the real service does, refusals included:
+//! Anthropic's `anthropic-ratelimit-unified-{5h,7d}-utilization` (fractions) and `-reset` (Unix
+//! seconds), `-reset` (the binding window: a used-up one, else the most used) and `-status`
+//! (`rejected` when a window is at 100 %, `allowed_warning` from [`WARNING_PERCENT`], else
+//! `allowed`); Codex's `x-codex-{primary,secondary}-used-percent`, `-window-minutes` (300,
+//! 10080), `-reset-at`, and `x-codex-credits-has-credits: false`, `-unlimited: false`,
+//! `-balance: 0`. API keys, Gemini and Qwen report none. Each window is 0 % used and resets at
+//! the simulator's start plus its length until [`SimulatorHandle::set_usage`] says otherwise,
+//! so the figures do not move between answers. A window at 100 % or more refuses the request
+//! after counting it (`chat_requests` and [`Counters::usage_limit_refusals`]): Anthropic `429`
+//! `rate_limit_error` with `retry-after` and `-reset` at that window's reset; Codex `429`
+//! `{"error":{"type":"usage_limit_reached","resets_at":…,"resets_in_seconds":…}}`. A forced
+//! failure queued for the account comes first.
+//!
 //! # Controls
 //!
 //! Methods of [`SimulatorHandle`], and the same over HTTP under [`Endpoints::controls`]
@@ -125,6 +142,7 @@
 //! | [`revoke`](SimulatorHandle::revoke) | `POST /_sim/{p}/accounts/{a}/revoke` |
 //! | [`fail_next_chat_requests`](SimulatorHandle::fail_next_chat_requests) | `POST /_sim/{p}/accounts/{a}/fail-next` `{"count":2,"failure":{"kind":"rate_limited","retry_after_secs":30}}` |
 //! | [`slow_next_chat_replies`](SimulatorHandle::slow_next_chat_replies) | `POST /_sim/{p}/accounts/{a}/slow-next` `{"count":1,"seconds":30,"pause":"after_first_delta"}` (`pause`: `before_reply` by default, `after_first_delta`, `between_pieces`, `fail_after_first_delta`) |
+//! | [`set_usage`](SimulatorHandle::set_usage) | `PUT /_sim/{p}/accounts/{a}/usage` `{"windows":[{"window":"5h","percent":96,"resets_in_secs":2700}]}` (`resets_in_secs` optional) |
 //! | [`counters`](SimulatorHandle::counters) | `GET /_sim/{p}/accounts/{a}/counters` |
 //! | [`provider_counters`](SimulatorHandle::provider_counters) | `GET /_sim/{p}/counters` |
 //! | [`add_api_key`](SimulatorHandle::add_api_key) / [`remove_api_key`](SimulatorHandle::remove_api_key) | `POST` / `DELETE /_sim/{chat}/api-keys` `{"key":"k","account":"a"}` |
@@ -152,6 +170,7 @@ mod identity;
 mod oauth;
 pub mod sandbox;
 mod state;
+mod usage;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -166,6 +185,7 @@ use tokio::task::JoinHandle;
 
 pub use browser::{BrowseError, Consent, Page};
 pub use identity::SeenRequest;
+pub use usage::{usage_windows, UsageError, UsageSetting, WARNING_PERCENT};
 
 use state::State;
 
@@ -499,6 +519,10 @@ pub struct Counters {
     pub load_code_assist: u64,
     /// Device polls answered `slow_down` (`429` at Qwen).
     pub device_slow_downs: u64,
+    /// Chat requests refused with `429` because a usage window of the account was used up
+    /// (see [`SimulatorHandle::set_usage`]); each is counted in `chat_requests` too.
+    #[serde(default)]
+    pub usage_limit_refusals: u64,
 }
 
 impl Counters {
@@ -514,6 +538,7 @@ impl Counters {
         self.rejected_chat_requests += other.rejected_chat_requests;
         self.load_code_assist += other.load_code_assist;
         self.device_slow_downs += other.device_slow_downs;
+        self.usage_limit_refusals += other.usage_limit_refusals;
     }
 }
 
@@ -713,6 +738,29 @@ impl SimulatorHandle {
         self.shared
             .lock()
             .slow_next(provider, account, count, state::SlowReply { delay, pause });
+    }
+
+    /// Sets how much of the account's usage windows is used, as its subscription's answers
+    /// report it from now on (Anthropic's `anthropic-ratelimit-unified-*` headers, Codex's
+    /// `x-codex-*`); a window not given keeps its figures. Each setting is
+    /// `(window, percent, resets_in)`: the share used in percent (100 or more: the provider
+    /// refuses the account's chat requests with a `429` until the window resets), and when the
+    /// window resets from now (`None`: its reset stays, by default the simulator's start plus
+    /// the window's length). Once its reset has passed a window starts again at 0 %.
+    ///
+    /// The windows are [`usage_windows`]: Anthropic `5h` and `7d`, Codex `5h` and `weekly`.
+    /// API keys report none.
+    ///
+    /// # Errors
+    /// [`UsageError`] when a window is not one the provider reports or a share is negative or
+    /// not finite; then nothing is set.
+    pub fn set_usage(
+        &self,
+        provider: OAuthProvider,
+        account: &str,
+        windows: &[UsageSetting],
+    ) -> Result<(), UsageError> {
+        self.shared.lock().set_usage(provider, account, windows)
     }
 
     /// What was counted for one account.

@@ -15,6 +15,7 @@ use llxprt_application::shell::{CompletionData, LineOutcome, Shell};
 use llxprt_domain::{ChatProvider, OAuthProvider, Secret};
 use tokio::sync::Notify;
 
+use crate::usage::{self, UsageSetting};
 use crate::{Consent, ForcedFailure, Pause, SimulatorConfig, SimulatorHandle};
 
 /// The settings that point every provider at the simulator, as `NAME=VALUE` overrides.
@@ -235,6 +236,7 @@ impl SandboxShell {
         let usage = [
             "/sandbox limit P BUCKET [SECONDS]   the bucket's next request gets 429 (retry-after SECONDS, 60 by default)",
             "/sandbox quota P BUCKET             the bucket's next request gets 402",
+            "/sandbox usage P BUCKET W=PCT[@IN]  the bucket's answers report window W PCT % used (anthropic: 5h, 7d; codex: 5h, weekly), resetting IN from now (30s, 45m, 2h, 3d); at 100 the provider refuses with 429",
             "/sandbox revoke P BUCKET            revoke the bucket's tokens (403/refresh rejected)",
             "/sandbox expire P BUCKET            the simulator expires the bucket's access token now (llxprt finds out at its next request: 401, then a refresh)",
             "/sandbox lifetime P SECONDS         lifetime of tokens issued from now on (0: issued already expired)",
@@ -264,6 +266,24 @@ impl SandboxShell {
                     .fail_next_chat_requests(p, bucket, 1, ForcedFailure::PaymentRequired);
                 format!("{p}/{bucket}: the next request will get 402")
             }),
+            ["usage", p, bucket, windows @ ..] => match provider(p) {
+                Ok(p) => match parse_usage(p, windows).and_then(|settings| {
+                    self.sim
+                        .set_usage(p, bucket, &settings)
+                        .map_err(|e| e.to_string())?;
+                    Ok(settings)
+                }) {
+                    Ok(settings) => Ok(format!(
+                        "{p}/{bucket}: its answers report {}",
+                        describe_usage(&settings)
+                    )),
+                    Err(why) => {
+                        prompt.show_error(&format!("Error: {why}"));
+                        return LineOutcome::Failed;
+                    }
+                },
+                Err(e) => Err(e),
+            },
             ["refuse", p, bucket] => provider(p).map(|p| {
                 // Qwen's ended tier refuses the refreshed token too.
                 let count = if p == OAuthProvider::Qwen { 2 } else { 1 };
@@ -356,6 +376,77 @@ impl SandboxShell {
     }
 }
 
+/// The settings of `/sandbox usage P BUCKET W=PCT[@IN] ...`, or what is wrong with them in a
+/// line that says how to write them.
+fn parse_usage(provider: OAuthProvider, words: &[&str]) -> Result<Vec<UsageSetting>, String> {
+    let known = || usage::known_windows(provider);
+    if usage::usage_windows(provider).is_empty() {
+        return Err(format!("{provider} reports no usage windows"));
+    }
+    if words.is_empty() {
+        return Err(format!(
+            "name a window and its share, e.g. /sandbox usage {provider} BUCKET 5h=96@45m ({})",
+            known()
+        ));
+    }
+    words
+        .iter()
+        .map(|word| {
+            let (name, figure) = word
+                .split_once('=')
+                .ok_or_else(|| format!("'{word}' is not WINDOW=PERCENT[@RESETS_IN] ({})", known()))?;
+            let window = usage::window_named(provider, name)
+                .ok_or_else(|| format!("{provider} reports no '{name}' window ({})", known()))?;
+            let (percent, resets_in) = match figure.split_once('@') {
+                Some((percent, resets_in)) => (percent, Some(resets_in)),
+                None => (figure, None),
+            };
+            let percent = percent
+                .parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite() && *p >= 0.0)
+                .ok_or_else(|| format!("'{percent}' is not a percentage (write {name}=96)"))?;
+            let resets_in = resets_in
+                .map(|r| {
+                    duration(r).ok_or_else(|| {
+                        format!("'{r}' is not a time from now (write {name}={percent}@45m; s, m, h or d)")
+                    })
+                })
+                .transpose()?;
+            Ok((window, percent, resets_in))
+        })
+        .collect()
+}
+
+/// `30s`, `45m`, `2h`, `3d`, or plain seconds.
+fn duration(text: &str) -> Option<Duration> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let count: u64 = digits.parse().ok()?;
+    let unit = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    count.checked_mul(unit).map(Duration::from_secs)
+}
+
+/// `5h 96% (resets in 2700 s), 7d 31%`.
+fn describe_usage(settings: &[UsageSetting]) -> String {
+    let parts: Vec<String> = settings
+        .iter()
+        .map(|(window, percent, resets_in)| match resets_in {
+            Some(d) => format!("{window} {percent}% (resets in {} s)", d.as_secs()),
+            None => format!("{window} {percent}%"),
+        })
+        .collect();
+    parts.join(", ")
+}
+
 fn not_seconds(word: &str, prompt: &dyn UserPrompt) -> LineOutcome {
     prompt.show_error(&format!("Error: '{word}' is not a number of seconds"));
     LineOutcome::Failed
@@ -401,5 +492,126 @@ impl Shell for SandboxShell {
 
     async fn completion_data(&self) -> CompletionData {
         self.inner.completion_data().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Simulator;
+    use llxprt_domain::WindowName;
+
+    /// What a `/sandbox` line showed, each line marked `out` or `err`.
+    #[derive(Default)]
+    struct Shown(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl UserPrompt for Shown {
+        fn show(&self, line: &str) {
+            self.0.lock().unwrap().push(format!("out {line}"));
+        }
+        fn show_error(&self, line: &str) {
+            self.0.lock().unwrap().push(format!("err {line}"));
+        }
+        fn waiting(&self, _what: &str, _done: bool) {}
+        async fn ask(&self, _question: &str) -> Result<String, PromptError> {
+            Err(PromptError::Cancelled)
+        }
+    }
+
+    struct NoShell;
+
+    #[async_trait]
+    impl Shell for NoShell {
+        async fn run_line(&self, _line: &str, _prompt: &dyn UserPrompt) -> LineOutcome {
+            LineOutcome::Succeeded
+        }
+        async fn completion_data(&self) -> CompletionData {
+            CompletionData::default()
+        }
+    }
+
+    async fn run(sim: &SimulatorHandle, line: &str) -> (LineOutcome, Vec<String>) {
+        let shell = SandboxShell::new(Arc::new(NoShell), sim.clone(), None);
+        let shown = Shown::default();
+        let outcome = shell.run_line(line, &shown).await;
+        let lines = shown.0.into_inner().unwrap();
+        (outcome, lines)
+    }
+
+    #[tokio::test]
+    async fn sandbox_usage_sets_the_reported_percentages() {
+        let sim = Simulator::start().await.unwrap();
+        let (outcome, lines) = run(&sim, "/sandbox usage anthropic work 5h=96@45m 7d=31").await;
+        assert_eq!(outcome, LineOutcome::Succeeded, "{lines:?}");
+        assert_eq!(
+            lines,
+            ["out anthropic/work: its answers report 5h 96% (resets in 2700 s), 7d 31%"]
+        );
+        let windows = sim.shared.lock().usage(OAuthProvider::Anthropic, "work");
+        assert_eq!(windows[0].percent, 96.0);
+        assert_eq!(windows[1].percent, 31.0);
+        let (outcome, _) = run(&sim, "/sandbox usage codex work weekly=100@2h 5h=3").await;
+        assert_eq!(outcome, LineOutcome::Succeeded);
+        let windows = sim.shared.lock().usage(OAuthProvider::Codex, "work");
+        assert_eq!(
+            (windows[0].name, windows[0].percent),
+            (WindowName::FiveHour, 3.0)
+        );
+        assert_eq!(
+            (windows[1].name, windows[1].percent),
+            (WindowName::Weekly, 100.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn sandbox_usage_explains_bad_input_in_one_line_naming_the_windows() {
+        let sim = Simulator::start().await.unwrap();
+        for (line, says) in [
+            (
+                "/sandbox usage codex work 7d=31",
+                "Error: codex reports no '7d' window (its windows: 5h, weekly)",
+            ),
+            (
+                "/sandbox usage anthropic work 5h",
+                "Error: '5h' is not WINDOW=PERCENT[@RESETS_IN] (its windows: 5h, 7d)",
+            ),
+            (
+                "/sandbox usage anthropic work 5h=lots",
+                "Error: 'lots' is not a percentage (write 5h=96)",
+            ),
+            (
+                "/sandbox usage anthropic work 5h=96@soon",
+                "Error: 'soon' is not a time from now (write 5h=96@45m; s, m, h or d)",
+            ),
+            (
+                "/sandbox usage anthropic work",
+                "Error: name a window and its share, e.g. /sandbox usage anthropic BUCKET 5h=96@45m (its windows: 5h, 7d)",
+            ),
+            (
+                "/sandbox usage gemini work 5h=50",
+                "Error: gemini reports no usage windows",
+            ),
+        ] {
+            let (outcome, lines) = run(&sim, line).await;
+            assert_eq!(outcome, LineOutcome::Failed, "{line}");
+            assert_eq!(lines, [format!("err {says}")], "{line}");
+        }
+        // Nothing was set by the bad lines.
+        let windows = sim.shared.lock().usage(OAuthProvider::Anthropic, "work");
+        assert!(windows.iter().all(|w| w.percent == 0.0));
+    }
+
+    #[tokio::test]
+    async fn the_sandbox_help_lists_usage_and_keeps_quota() {
+        let sim = Simulator::start().await.unwrap();
+        let (outcome, lines) = run(&sim, "/sandbox").await;
+        assert_eq!(outcome, LineOutcome::Succeeded);
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("out /sandbox usage P BUCKET W=PCT[@IN]")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("out /sandbox quota P BUCKET")));
     }
 }

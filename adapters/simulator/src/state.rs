@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use llxprt_domain::{ChatProvider, OAuthProvider};
 use serde_json::{json, Value};
 
+use super::usage::{AccountUsage, UsageError, UsageSetting, WindowReport};
 use super::wire::{self, OAuthError};
 use super::{Counters, Endpoints, ForcedFailure, Pause, SimulatorConfig};
 
@@ -50,6 +51,7 @@ struct Account {
     counters: Counters,
     failures: VecDeque<ForcedFailure>,
     slow: VecDeque<SlowReply>,
+    usage: AccountUsage,
 }
 
 /// A wait imposed on one answer to a chat request.
@@ -189,6 +191,9 @@ pub(super) struct State {
     projects: HashMap<String, String>,
     /// Onboarding operations: name → (account, project, polls left before done).
     operations: HashMap<String, (String, String, u32)>,
+    /// When the simulator started (Unix seconds): the usage windows reset at fixed moments
+    /// after it.
+    started: u64,
 }
 
 impl State {
@@ -212,6 +217,7 @@ impl State {
             code_assist: HashMap::new(),
             projects: HashMap::new(),
             operations: HashMap::new(),
+            started: wire::now_unix(),
         };
         for key in state.cfg.api_keys.clone() {
             state.add_api_key(key.provider, key.key.expose(), &key.account);
@@ -810,6 +816,32 @@ impl State {
             failure: account.failures.pop_front(),
             slow: account.slow.pop_front(),
         }
+    }
+
+    pub(super) fn set_usage(
+        &mut self,
+        provider: OAuthProvider,
+        account: &str,
+        settings: &[UsageSetting],
+    ) -> Result<(), UsageError> {
+        let started = self.started;
+        self.account(provider, account)
+            .usage
+            .set(provider, settings, started, wire::now_unix())
+    }
+
+    /// The account's usage windows as an answer reports them now.
+    pub(super) fn usage(&mut self, provider: OAuthProvider, account: &str) -> Vec<WindowReport> {
+        let started = self.started;
+        self.account(provider, account)
+            .usage
+            .report(provider, started, wire::now_unix())
+    }
+
+    pub(super) fn count_usage_refusal(&mut self, provider: OAuthProvider, account: &str) {
+        self.account(provider, account)
+            .counters
+            .usage_limit_refusals += 1;
     }
 
     pub(super) fn count_streamed_reply(&mut self, provider: OAuthProvider, account: &str) {

@@ -2,11 +2,12 @@
 
 use async_trait::async_trait;
 use llxprt_application::ports::{ChatAuth, ChatClient, ChatError, ChatReply, ChatRequest, Role};
-use llxprt_domain::{ChatProvider, Limits};
+use llxprt_domain::ChatProvider;
 use serde_json::json;
 use url::Url;
 
 use super::http;
+use super::limits::{self, LimitsReader};
 use super::sse::{self, SseEvent, Step};
 
 /// The API version every request names.
@@ -51,14 +52,22 @@ impl AnthropicChat {
             .header("anthropic-version", API_VERSION)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&body(request));
-        let builder = match auth {
-            ChatAuth::ApiKey(key) => builder.header("x-api-key", key.expose()),
-            ChatAuth::OAuth { token, .. } => builder
-                .bearer_auth(token.access_token.expose())
-                .header("anthropic-beta", OAUTH_BETA),
+        // Only a subscription has windows; an API key's rate-limit headers describe no bucket.
+        let (builder, read_limits): (_, LimitsReader) = match auth {
+            ChatAuth::ApiKey(key) => (builder.header("x-api-key", key.expose()), limits::none),
+            ChatAuth::OAuth { token, .. } => (
+                builder
+                    .bearer_auth(token.access_token.expose())
+                    .header("anthropic-beta", OAUTH_BETA),
+                limits::anthropic,
+            ),
         };
-        let response = http::send(builder).await?;
-        let streamed = sse::read_stream(response, on_text, interpret).await?;
+        let response = http::send_reading(builder, read_limits).await?;
+        let limits = read_limits(response.headers());
+        // A limit reached mid-stream is reported with the windows the answer's headers gave.
+        let streamed = sse::read_stream(response, on_text, interpret)
+            .await
+            .map_err(|e| http::with_limits(e, limits.clone()))?;
         if !streamed.done {
             return Err(ChatError::Network(
                 "the event stream ended before message_stop".to_owned(),
@@ -66,7 +75,7 @@ impl AnthropicChat {
         }
         Ok(ChatReply {
             text: streamed.text,
-            limits: Limits::default(),
+            limits,
         })
     }
 }

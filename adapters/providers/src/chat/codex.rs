@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use super::http;
+use super::limits;
 use super::sse::{self, SseEvent, Step, StreamBounds};
 
 /// Who the request says it comes from; the backend expects Codex's own client.
@@ -26,7 +27,7 @@ pub(crate) async fn send(
         ChatError::Forbidden("the Codex token carries no ChatGPT account id".to_owned())
     })?;
     let url = http::endpoint(base, &["responses"])?;
-    let response = http::send(
+    let response = http::send_reading(
         client
             .post(url)
             .bearer_auth(token.access_token.expose())
@@ -34,18 +35,21 @@ pub(crate) async fn send(
             .header("originator", ORIGINATOR)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&body(request)),
+        limits::codex,
     )
     .await?;
     read_stream(response, on_text, StreamBounds::default()).await
 }
 
-/// Reads the events of an answer within `bounds`, passing each text delta to `on_text`.
+/// Reads the events of an answer within `bounds`, passing each text delta to `on_text`; the
+/// reply carries the limits its headers reported.
 pub(crate) async fn read_stream(
     response: reqwest::Response,
     on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
     bounds: StreamBounds,
 ) -> Result<ChatReply, ChatError> {
     let status = response.status().as_u16();
+    let limits = limits::codex(response.headers());
     let streamed = sse::read_stream_within(response, on_text, bounds, |event| {
         match interpret(event, status) {
             StreamStep::Delta(delta) => Ok(Step::Text(delta)),
@@ -54,7 +58,9 @@ pub(crate) async fn read_stream(
             StreamStep::Other => Ok(Step::Other),
         }
     })
-    .await?;
+    .await
+    // A limit reached mid-stream is reported with the windows the answer's headers gave.
+    .map_err(|e| http::with_limits(e, limits.clone()))?;
     if !streamed.done {
         return Err(ChatError::Network(
             "the event stream ended before response.completed".to_owned(),
@@ -62,7 +68,7 @@ pub(crate) async fn read_stream(
     }
     Ok(ChatReply {
         text: streamed.text,
-        limits: Limits::default(),
+        limits,
     })
 }
 
@@ -163,9 +169,10 @@ fn stream_error(error: &Value, status: u16) -> ChatError {
     let field = |name: &str| error.get(name).and_then(Value::as_str);
     let code = field("code").or_else(|| field("type")).unwrap_or_default();
     if matches!(code, "usage_limit_reached" | "rate_limit_exceeded") {
+        let usage = http::usage_limit_of(error);
         return ChatError::RateLimited {
-            retry_after_secs: error.get("resets_in_seconds").and_then(http::json_seconds),
-            reset_at: None,
+            retry_after_secs: usage.resets_in_secs,
+            reset_at: usage.resets_at,
             limits: Limits::default(),
         };
     }
@@ -261,6 +268,20 @@ mod tests {
                 reset_at: None,
                 limits: Default::default(),
             })
+        );
+        assert_eq!(
+            interpret(
+                &event(
+                    r#"{"type":"error","code":"usage_limit_reached","resets_at":1767225600,"resets_in_seconds":90}"#
+                ),
+                200
+            ),
+            StreamStep::Failed(ChatError::RateLimited {
+                retry_after_secs: Some(90),
+                reset_at: Some(1_767_225_600),
+                limits: Default::default(),
+            }),
+            "resets_at is the reset time"
         );
         assert_eq!(
             interpret(

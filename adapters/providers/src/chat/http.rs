@@ -10,6 +10,8 @@ use reqwest::{RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use super::limits::{self, LimitsReader};
+
 /// The longest provider error text carried in a [`ChatError`]; HTML error pages of proxies
 /// would otherwise flood the terminal.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
@@ -43,6 +45,16 @@ pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ChatError> 
 /// Redirects are not followed (the client is built without them): a redirect would carry the
 /// key or token, and the whole conversation, to wherever it points. One is reported instead.
 pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ChatError> {
+    send_reading(request, limits::none).await
+}
+
+/// [`send`] for a provider that reports the account's limits in its headers: a `429` carries
+/// what `read_limits` reads of them. (A successful answer's are read by the caller, from the
+/// response, before its body.)
+pub(crate) async fn send_reading(
+    request: RequestBuilder,
+    read_limits: LimitsReader,
+) -> Result<Response, ChatError> {
     let response = request.send().await.map_err(|e| network(&e))?;
     if response.status().is_success() {
         return Ok(response);
@@ -60,17 +72,38 @@ pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ChatError>
     };
     let retry_after = header("retry-after");
     let unified_reset = header("anthropic-ratelimit-unified-reset");
+    let limits = read_limits(response.headers());
     // A body that cannot be read, or is too large, still leaves the status to classify by.
     let body = read_capped(response, MAX_ERROR_BODY_BYTES)
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
-    Err(classify(
-        status,
-        retry_after.as_deref(),
-        unified_reset.as_deref(),
-        &body,
+    Err(with_limits(
+        classify(
+            status,
+            retry_after.as_deref(),
+            unified_reset.as_deref(),
+            &body,
+        ),
+        limits,
     ))
+}
+
+/// A rate limit that carries no limits of its own takes `limits` (those its answer's headers
+/// reported); any other error stands as it is.
+pub(crate) fn with_limits(error: ChatError, limits: Limits) -> ChatError {
+    match error {
+        ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+            limits: own,
+        } => ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+            limits: if own.is_empty() { limits } else { own },
+        },
+        other => other,
+    }
 }
 
 /// Reads a successful answer's JSON body.
@@ -170,10 +203,10 @@ pub(crate) fn classify(
     let reset_at = unified_reset
         .and_then(parse_unix_seconds)
         .or_else(|| retry_after.and_then(parse_http_date));
-    if let Some(resets_in) = usage_limit_reached(body) {
+    if let Some(usage) = usage_limit_reached(body) {
         return ChatError::RateLimited {
-            retry_after_secs: retry_after_secs.or(resets_in),
-            reset_at,
+            retry_after_secs: retry_after_secs.or(usage.resets_in_secs),
+            reset_at: reset_at.or(usage.resets_at),
             limits: Limits::default(),
         };
     }
@@ -303,9 +336,18 @@ pub(crate) fn parse_unix_seconds(value: &str) -> Option<i64> {
     (secs.is_finite() && (0.0..4.0e12).contains(&secs)).then(|| secs.floor() as i64)
 }
 
-/// Codex's usage limit in a JSON error body: `Some(resets_in_seconds)` when the body says
-/// `usage_limit_reached` (in `error.type`, `error.code` or at the top level), `None` otherwise.
-pub(crate) fn usage_limit_reached(body: &str) -> Option<Option<u64>> {
+/// When Codex's usage limit ends, as its error says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UsageLimit {
+    /// `resets_in_seconds`.
+    pub(crate) resets_in_secs: Option<u64>,
+    /// `resets_at` (Unix seconds).
+    pub(crate) resets_at: Option<i64>,
+}
+
+/// Codex's usage limit in a JSON error body, when the body says `usage_limit_reached` (in
+/// `error.type`, `error.code` or at the top level).
+pub(crate) fn usage_limit_reached(body: &str) -> Option<UsageLimit> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
     let error = match value.get("error") {
         Some(e) if e.is_object() => e,
@@ -315,7 +357,25 @@ pub(crate) fn usage_limit_reached(body: &str) -> Option<Option<u64>> {
     if !(says("type") || says("code")) {
         return None;
     }
-    Some(error.get("resets_in_seconds").and_then(json_seconds))
+    Some(usage_limit_of(error))
+}
+
+/// The reset fields of a usage-limit error object (a `429` body's `error`, or an error event of
+/// the stream).
+pub(crate) fn usage_limit_of(error: &serde_json::Value) -> UsageLimit {
+    UsageLimit {
+        resets_in_secs: error.get("resets_in_seconds").and_then(json_seconds),
+        resets_at: error.get("resets_at").and_then(json_unix_seconds),
+    }
+}
+
+/// A Unix time in seconds in JSON (a number or numeric text), from 1970 on.
+pub(crate) fn json_unix_seconds(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => parse_unix_seconds(&n.to_string()),
+        serde_json::Value::String(s) => parse_unix_seconds(s),
+        _ => None,
+    }
 }
 
 const USAGE_LIMIT: &str = "usage_limit_reached";
@@ -498,7 +558,24 @@ mod tests {
         );
         assert_eq!(
             usage_limit_reached(r#"{"code":"usage_limit_reached"}"#),
-            Some(None)
+            Some(UsageLimit {
+                resets_in_secs: None,
+                resets_at: None
+            })
+        );
+        assert_eq!(
+            classify(
+                429,
+                None,
+                None,
+                r#"{"error":{"type":"usage_limit_reached","resets_at":1767225600,"resets_in_seconds":60}}"#
+            ),
+            ChatError::RateLimited {
+                retry_after_secs: Some(60),
+                reset_at: Some(1_767_225_600),
+                limits: Default::default(),
+            },
+            "resets_at is the reset time"
         );
         assert_eq!(
             usage_limit_reached(r#"{"error":{"code":"rate_limit_exceeded"}}"#),

@@ -11,6 +11,7 @@ pub mod gemini;
 #[cfg(test)]
 mod hostile_tests;
 mod http;
+mod limits;
 pub mod openai;
 pub mod qwen;
 mod sse;

@@ -382,3 +382,238 @@ async fn ask(chat: &GeminiChat, bucket: &BucketId, token: &Token) -> Result<Chat
     chat.send(&hello("gemini-2.5-pro"), auth, &|_: &str| {})
         .await
 }
+
+// ---- the limits a subscription's answers report (issue 16) ----
+
+const ANTHROPIC_STREAM: &str = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+const CODEX_STREAM: &str = "data: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\ndata: {\"type\":\"response.completed\",\"response\":{}}\n\n";
+
+/// A stub answering every request with `status`, `headers` and `body`.
+async fn answering(
+    path: &'static str,
+    status: StatusCode,
+    headers: Vec<(&'static str, &'static str)>,
+    body: &'static str,
+) -> Url {
+    let router = Router::new().route(
+        path,
+        post(move || {
+            let headers = headers.clone();
+            async move {
+                let mut response = (status, body).into_response();
+                for (name, value) in headers {
+                    response.headers_mut().insert(name, value.parse().unwrap());
+                }
+                response
+                    .headers_mut()
+                    .insert("content-type", "text/event-stream".parse().unwrap());
+                response
+            }
+        }),
+    );
+    serve(router).await
+}
+
+const UNIFIED: [(&str, &str); 5] = [
+    ("anthropic-ratelimit-unified-status", "allowed_warning"),
+    ("anthropic-ratelimit-unified-5h-utilization", "0.96"),
+    ("anthropic-ratelimit-unified-5h-reset", "1767225600"),
+    ("anthropic-ratelimit-unified-7d-utilization", "0.31"),
+    ("anthropic-ratelimit-unified-7d-reset", "1767744000"),
+];
+
+async fn anthropic_oauth_send(base: Url) -> Result<ChatReply, ChatError> {
+    let chat = AnthropicChat::new(AnthropicConfig { base_url: base }, client());
+    let token = Token::new(Secret::new("sk-ant-oat-secret"), UnixSeconds(i64::MAX / 2));
+    let bucket = BucketId::new(OAuthProvider::Anthropic, BucketName::parse("work").unwrap());
+    let auth = ChatAuth::OAuth {
+        bucket: &bucket,
+        token: &token,
+    };
+    tokio::time::timeout(WAIT, chat.send(&hello("m"), auth, &|_: &str| {}))
+        .await
+        .unwrap()
+}
+
+async fn codex_send(base: Url) -> Result<ChatReply, ChatError> {
+    let chat = openai(base);
+    let token = codex_token();
+    let auth = ChatAuth::OAuth {
+        bucket: &bucket("default"),
+        token: &token,
+    };
+    tokio::time::timeout(WAIT, chat.send(&hello("m"), auth, &|_: &str| {}))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_anthropic_subscription_reply_carries_its_5h_and_7d_windows() {
+    let base = answering(
+        "/v1/messages",
+        StatusCode::OK,
+        UNIFIED.to_vec(),
+        ANTHROPIC_STREAM,
+    )
+    .await;
+    let reply = anthropic_oauth_send(base).await.unwrap();
+    assert_eq!(reply.text, "hi");
+    assert_eq!(reply.limits.percentages(), "5h 96%, 7d 31%");
+    let resets: Vec<_> = reply.limits.windows.iter().map(|w| w.resets_at).collect();
+    assert_eq!(
+        resets,
+        [
+            Some(UnixSeconds(1_767_225_600)),
+            Some(UnixSeconds(1_767_744_000))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_anthropic_429_carries_the_windows_and_the_binding_reset() {
+    let mut headers = UNIFIED.to_vec();
+    headers[0] = ("anthropic-ratelimit-unified-status", "rejected");
+    headers[1] = ("anthropic-ratelimit-unified-5h-utilization", "1.0");
+    headers.push(("anthropic-ratelimit-unified-reset", "1767225600"));
+    headers.push(("retry-after", "124633"));
+    let base = answering(
+        "/v1/messages",
+        StatusCode::TOO_MANY_REQUESTS,
+        headers,
+        r#"{"type":"error","error":{"type":"rate_limit_error","message":"limited"}}"#,
+    )
+    .await;
+    match anthropic_oauth_send(base).await {
+        Err(ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+            limits,
+        }) => {
+            assert_eq!(retry_after_secs, Some(124_633));
+            assert_eq!(reset_at, Some(1_767_225_600));
+            assert_eq!(limits.percentages(), "5h 100%, 7d 31%");
+        }
+        other => panic!("not a rate limit: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_anthropic_api_key_reply_reports_no_windows() {
+    let base = answering(
+        "/v1/messages",
+        StatusCode::OK,
+        UNIFIED.to_vec(),
+        ANTHROPIC_STREAM,
+    )
+    .await;
+    let chat = AnthropicChat::new(AnthropicConfig { base_url: base }, client());
+    let key = Secret::new("sk-ant-api-secret");
+    let reply = chat
+        .send(&hello("m"), ChatAuth::ApiKey(&key), &|_: &str| {})
+        .await
+        .unwrap();
+    assert!(reply.limits.is_empty(), "{:?}", reply.limits);
+}
+
+const CODEX_LIMITS: [(&str, &str); 9] = [
+    ("x-codex-primary-used-percent", "72"),
+    ("x-codex-primary-window-minutes", "300"),
+    ("x-codex-primary-reset-at", "1767225600"),
+    ("x-codex-secondary-used-percent", "12.5"),
+    ("x-codex-secondary-window-minutes", "10080"),
+    ("x-codex-secondary-reset-at", "1767744000"),
+    ("x-codex-credits-has-credits", "true"),
+    ("x-codex-credits-unlimited", "false"),
+    ("x-codex-credits-balance", "4.20"),
+];
+
+#[tokio::test]
+async fn a_codex_reply_carries_its_windows_and_credits() {
+    let base = answering(
+        "/responses",
+        StatusCode::OK,
+        CODEX_LIMITS.to_vec(),
+        CODEX_STREAM,
+    )
+    .await;
+    let reply = codex_send(base).await.unwrap();
+    assert_eq!(reply.text, "hi");
+    assert_eq!(reply.limits.percentages(), "5h 72%, weekly 13%");
+    let credits = reply.limits.credits.expect("credits");
+    assert_eq!(credits.to_string(), "credits 4.20");
+}
+
+#[tokio::test]
+async fn a_codex_429_carries_the_windows_and_the_usage_limits_reset() {
+    let mut headers = CODEX_LIMITS.to_vec();
+    headers[0] = ("x-codex-primary-used-percent", "100");
+    let base = answering(
+        "/responses",
+        StatusCode::TOO_MANY_REQUESTS,
+        headers,
+        r#"{"error":{"type":"usage_limit_reached","message":"The usage limit has been reached","resets_at":1767225600,"resets_in_seconds":1800}}"#,
+    )
+    .await;
+    match codex_send(base).await {
+        Err(ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+            limits,
+        }) => {
+            assert_eq!(retry_after_secs, Some(1800));
+            assert_eq!(reset_at, Some(1_767_225_600));
+            assert_eq!(limits.percentages(), "5h 100%, weekly 13%");
+        }
+        other => panic!("not a rate limit: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn garbage_limit_headers_give_no_limits_and_do_not_spoil_the_reply() {
+    let garbage = vec![
+        ("anthropic-ratelimit-unified-5h-utilization", "NaN"),
+        ("anthropic-ratelimit-unified-7d-utilization", "a lot"),
+        ("x-codex-primary-used-percent", "inf"),
+        ("x-codex-secondary-used-percent", "-4"),
+        ("x-codex-credits-has-credits", "maybe"),
+        ("x-codex-credits-unlimited", "yes"),
+    ];
+    let base = answering(
+        "/v1/messages",
+        StatusCode::OK,
+        garbage.clone(),
+        ANTHROPIC_STREAM,
+    )
+    .await;
+    let reply = anthropic_oauth_send(base).await.unwrap();
+    assert_eq!(reply.text, "hi");
+    assert!(reply.limits.is_empty(), "{:?}", reply.limits);
+    let base = answering("/responses", StatusCode::OK, garbage, CODEX_STREAM).await;
+    let reply = codex_send(base).await.unwrap();
+    assert_eq!(reply.text, "hi");
+    assert!(reply.limits.is_empty(), "{:?}", reply.limits);
+}
+
+#[tokio::test]
+async fn a_codex_usage_limit_mid_stream_carries_the_windows_of_the_answers_headers() {
+    let base = answering(
+        "/responses",
+        StatusCode::OK,
+        CODEX_LIMITS.to_vec(),
+        "data: {\"type\":\"error\",\"code\":\"usage_limit_reached\",\"resets_at\":1767225600,\"resets_in_seconds\":60}\n\n",
+    )
+    .await;
+    match codex_send(base).await {
+        Err(ChatError::RateLimited {
+            retry_after_secs,
+            reset_at,
+            limits,
+        }) => {
+            assert_eq!(retry_after_secs, Some(60));
+            assert_eq!(reset_at, Some(1_767_225_600));
+            assert_eq!(limits.percentages(), "5h 72%, weekly 13%");
+        }
+        other => panic!("not a rate limit: {other:?}"),
+    }
+}

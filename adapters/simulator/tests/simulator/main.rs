@@ -16,3 +16,4 @@ mod qwen;
 mod slow;
 mod streaming;
 mod support;
+mod usage;
