@@ -13,6 +13,7 @@ mod line_mode;
 mod messaging;
 mod no_leaks;
 mod pty;
+mod quota;
 mod readme;
 mod refresh;
 mod security;

@@ -68,18 +68,46 @@ fn is_ok_line(line: &str, name: &str) -> bool {
     let Some(rest) = line.strip_prefix(&format!("  [ok] {name} (expires in ")) else {
         return false;
     };
+    let rest = without_figures(rest);
     let Some(minutes) = rest.strip_suffix(" minutes)") else {
         return false;
     };
     minutes.parse::<u32>().is_ok_and(|m| (50..=60).contains(&m))
 }
 
-/// Whether `line` is `  [cooldown] NAME (until HH:MM)`.
+/// `rest` without the figures a line may end with once the provider reported the account's
+/// limits (`…; 5h 0%, 7d 0%)`), the closing parenthesis kept.
+fn without_figures(rest: &str) -> String {
+    let Some((detail, figures)) = rest
+        .strip_suffix(')')
+        .and_then(|inner| inner.split_once("; "))
+    else {
+        return rest.to_owned();
+    };
+    let is_figure = |f: &str| {
+        f.split_once(' ').is_some_and(|(window, percent)| {
+            ["5h", "7d", "weekly"].contains(&window)
+                && percent
+                    .strip_suffix('%')
+                    .is_some_and(|p| p.parse::<u8>().is_ok_and(|p| p <= 100))
+        })
+    };
+    if figures.split(", ").all(is_figure) {
+        format!("{detail})")
+    } else {
+        rest.to_owned()
+    }
+}
+
+/// Whether `line` is `  [cooldown] NAME (until HH:MM)`, figures allowed at its end.
 fn is_cooldown_line(line: &str, name: &str) -> bool {
     let Some(time) = line
         .strip_prefix(&format!("  [cooldown] {name} (until "))
-        .and_then(|rest| rest.strip_suffix(')'))
+        .map(without_figures)
     else {
+        return false;
+    };
+    let Some(time) = time.strip_suffix(')') else {
         return false;
     };
     let digits: Vec<bool> = time.chars().map(|c| c.is_ascii_digit()).collect();

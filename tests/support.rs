@@ -256,6 +256,30 @@ impl Lab {
         }
     }
 
+    /// A line-mode session (with `env`) in which the profile `team` over `buckets` of
+    /// `provider` is saved and loaded.
+    pub(crate) async fn team(
+        &self,
+        provider: &str,
+        buckets: &[&str],
+        env: &[(&str, &str)],
+    ) -> Child {
+        let mut child = self.spawn(&[], env);
+        child
+            .command(&format!("/provider {provider}"), "Provider set")
+            .await;
+        child
+            .command(
+                &format!("/profile save model team {}", buckets.join(" ")),
+                "Profile team saved",
+            )
+            .await;
+        child
+            .command("/profile load team", "Profile team loaded")
+            .await;
+        child
+    }
+
     /// Runs `llxprt ARGS` with `input` as its lines and waits for its end.
     pub(crate) async fn run(&self, args: &[&str], env: &[(&str, &str)], input: &[&str]) -> Run {
         let mut child = self.spawn(args, env);
@@ -455,6 +479,12 @@ impl Child {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Types a line and waits for a line containing `expect`, which it returns.
+    pub(crate) async fn command(&mut self, line: &str, expect: &str) -> String {
+        self.send(line).await;
+        self.wait_for(expect).await
     }
 
     /// [`Child::line_where`] for a line containing `needle`.

@@ -18,20 +18,6 @@ async fn command(child: &mut Child, line: &str, expect: &str) {
     child.wait_for(expect).await;
 }
 
-/// A line-mode session with the profile `team` of `provider`'s `buckets` saved and loaded.
-async fn team(lab: &Lab, provider: &str, buckets: &[&str]) -> Child {
-    let mut child = lab.spawn(&[], &[]);
-    command(&mut child, &format!("/provider {provider}"), "Provider set").await;
-    command(
-        &mut child,
-        &format!("/profile save model team {}", buckets.join(" ")),
-        "Profile team saved",
-    )
-    .await;
-    command(&mut child, "/profile load team", "Profile team loaded").await;
-    child
-}
-
 fn health_json(lab: &Lab) -> serde_json::Value {
     let text = std::fs::read_to_string(lab.home().join("health.json")).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -105,7 +91,7 @@ async fn a_policy_refusal_marks_the_bucket_refused_once_hands_over_and_a_login_c
     let lab = Lab::start().await;
     lab.seed(ANTHROPIC, "w1").await;
     lab.seed(ANTHROPIC, "w2").await;
-    let mut child = team(&lab, "anthropic", &["w1", "w2"]).await;
+    let mut child = lab.team("anthropic", &["w1", "w2"], &[]).await;
     lab.sim
         .fail_next_chat_requests(ANTHROPIC, "w1", 1, ForcedFailure::PolicyRefusal);
     let chats = |bucket| lab.counters(ANTHROPIC, bucket).chat_requests;
@@ -141,7 +127,7 @@ async fn a_policy_refusal_marks_the_bucket_refused_once_hands_over_and_a_login_c
     // Another process sees the mark; a new login of the bucket clears it.
     let status = lab.run(&["auth", "anthropic", "status"], &[], &[]).await;
     assert!(status.stdout.contains("[refused] w1"), "{}", status.stdout);
-    let mut child = team(&lab, "anthropic", &["w1", "w2"]).await;
+    let mut child = lab.team("anthropic", &["w1", "w2"], &[]).await;
     lab.sim.set_login_account(ANTHROPIC, "w1");
     child.login(&lab, ANTHROPIC, "w1").await;
     child.ask("third", "anthropic", "w1").await;
@@ -156,7 +142,7 @@ async fn exhausted_extra_usage_is_a_quota_refusal_that_says_what_to_do() {
     let lab = Lab::start().await;
     lab.seed(ANTHROPIC, "w1").await;
     lab.seed(ANTHROPIC, "w2").await;
-    let mut child = team(&lab, "anthropic", &["w1", "w2"]).await;
+    let mut child = lab.team("anthropic", &["w1", "w2"], &[]).await;
     lab.sim
         .fail_next_chat_requests(ANTHROPIC, "w1", 1, ForcedFailure::ExtraUsageExhausted);
     child.ask("hello", "anthropic", "w2").await;
@@ -212,7 +198,7 @@ async fn a_model_refusal_is_the_users_to_fix_and_codex_defaults_to_a_model_it_of
     let lab = Lab::start().await;
     lab.seed(CODEX, "c1").await;
     lab.seed(CODEX, "c2").await;
-    let mut child = team(&lab, "openai", &["c1", "c2"]).await;
+    let mut child = lab.team("openai", &["c1", "c2"], &[]).await;
     // No model chosen: the default is one every ChatGPT plan is offered.
     child.ask("hello", "codex", "c1").await;
     command(&mut child, "/model gpt-5", "gpt-5").await;
@@ -241,7 +227,7 @@ async fn a_cdn_page_and_a_5xx_mark_no_bucket() {
     let lab = Lab::start().await;
     lab.seed(ANTHROPIC, "w1").await;
     lab.seed(ANTHROPIC, "w2").await;
-    let mut child = team(&lab, "anthropic", &["w1", "w2"]).await;
+    let mut child = lab.team("anthropic", &["w1", "w2"], &[]).await;
     lab.sim
         .fail_next_chat_requests(ANTHROPIC, "w1", 1, ForcedFailure::CdnChallenge);
     lab.sim
@@ -274,7 +260,7 @@ async fn retry_info_and_an_http_date_cool_the_bucket_down_that_long() {
             retry_after_secs: hour,
         },
     );
-    let mut child = team(&lab, "gemini", &["g1", "g2"]).await;
+    let mut child = lab.team("gemini", &["g1", "g2"], &[]).await;
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -300,7 +286,7 @@ async fn retry_info_and_an_http_date_cool_the_bucket_down_that_long() {
             retry_after_secs: hour,
         },
     );
-    let mut child = team(&lab, "anthropic", &["w1", "w2"]).await;
+    let mut child = lab.team("anthropic", &["w1", "w2"], &[]).await;
     child.ask("hello", "anthropic", "w2").await;
     let run = child.finish().await;
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
