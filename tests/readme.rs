@@ -53,15 +53,19 @@ fn tour() -> (Vec<String>, Vec<String>) {
     (typed, printed)
 }
 
-/// What of a printed line does not change from run to run: times, minutes left, ports and
-/// device codes do.
+/// What of a printed line does not change from run to run: times (of expiry, of a cooldown's
+/// end, of a window's reset), minutes left, ports and device codes do.
 fn stable_part(line: &str) -> Option<&str> {
     if line.contains("PORT") || line.starts_with("Device code:") || line.starts_with("Enter code:")
     {
         return None;
     }
-    if line.contains("(expires in") || line.contains("(until") {
+    if line.contains("(expires in") || line.contains("(until") || line.contains("(resets") {
         return line.split(" (").next();
+    }
+    // "anthropic/work1 rate limited until 14:05; using work2".
+    if let Some((before, _)) = line.split_once(" until ") {
+        return Some(before);
     }
     Some(line)
 }
