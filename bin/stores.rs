@@ -18,7 +18,7 @@ use llxprt_application::settings::{StorageBackend, StorageSettings};
 use llxprt_domain::{BucketId, BucketName, OAuthProvider, Token};
 use llxprt_seal::{KeyFile, StorageKey};
 use llxprt_store_encrypted::EncryptedTokenStore;
-use llxprt_store_file::FileTokenStore;
+use llxprt_store_file::{FileTokenStore, DEFAULT_REVALIDATE_AFTER};
 use llxprt_store_keyring::{Keyring, KeyringTokenStore};
 
 /// The variable naming the storage key file; it outranks `storage.key_file`.
@@ -65,9 +65,12 @@ impl Stores {
         self.home.join("oauth")
     }
 
-    fn file_store(&self) -> OpenedStore {
+    /// The file store; `revalidate_after` as in [`FileTokenStore::with_revalidate_after`].
+    fn file_store(&self, revalidate_after: Duration) -> OpenedStore {
         OpenedStore {
-            store: Arc::new(FileTokenStore::new(self.oauth_dir())),
+            store: Arc::new(
+                FileTokenStore::new(self.oauth_dir()).with_revalidate_after(revalidate_after),
+            ),
             info: info(
                 StorageBackend::File,
                 StorageBackend::File,
@@ -123,10 +126,14 @@ impl Stores {
         Ok((loaded.key, file.path().display().to_string()))
     }
 
-    async fn choose(&self, backend: StorageBackend) -> Result<OpenedStore, StoreError> {
+    async fn choose(
+        &self,
+        backend: StorageBackend,
+        revalidate_after: Duration,
+    ) -> Result<OpenedStore, StoreError> {
         let keyring = Keyring::for_home(&self.home);
         match backend {
-            StorageBackend::File => Ok(self.file_store()),
+            StorageBackend::File => Ok(self.file_store(revalidate_after)),
             StorageBackend::Postgres => match &self.team {
                 Some((store, address)) => Ok(OpenedStore {
                     store: store.clone(),
@@ -212,13 +219,18 @@ impl StoreCatalog for Stores {
         {
             return Ok(current);
         }
-        let chosen = self.choose(self.settings.backend).await?;
+        // The store every request goes through: a token it read or wrote is served from memory
+        // for a second, without a `stat` (README, "Performance").
+        let chosen = self
+            .choose(self.settings.backend, DEFAULT_REVALIDATE_AFTER)
+            .await?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(chosen.clone());
         Ok(chosen)
     }
 
     async fn open(&self, backend: StorageBackend) -> Result<OpenedStore, StoreError> {
-        self.choose(backend).await
+        // Checked on every load: `/storage migrate` reads back from the file what it copied.
+        self.choose(backend, Duration::ZERO).await
     }
 
     fn switch_to(&self, store: OpenedStore) {

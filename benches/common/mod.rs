@@ -160,6 +160,13 @@ impl Rig {
     /// `POST {base}/v1/messages` with the body and headers Anthropic's chat client sends, on a
     /// bare `reqwest` client; returns the answer's body.
     pub(crate) async fn bare_post(&self, token: &Token) -> Vec<u8> {
+        let (status, body) = self.bare_post_answer(token).await;
+        assert!(status.is_success(), "{status}");
+        body
+    }
+
+    /// The same bare POST, whatever its answer (a forced `429`): its status and whole body.
+    pub(crate) async fn bare_post_answer(&self, token: &Token) -> (reqwest::StatusCode, Vec<u8>) {
         let url = format!("{}/v1/messages", self.settings.providers.anthropic.base_url);
         let response = self
             .bare
@@ -172,8 +179,11 @@ impl Rig {
             .send()
             .await
             .expect("the simulator answers");
-        assert!(response.status().is_success(), "{}", response.status());
-        response.bytes().await.expect("the body arrives").to_vec()
+        let status = response.status();
+        (
+            status,
+            response.bytes().await.expect("the body arrives").to_vec(),
+        )
     }
 }
 
