@@ -135,15 +135,34 @@ impl TokenStore for FileTokenStore {
             return Ok(Some(token));
         }
         let arrived = file.reads_started.load(Ordering::SeqCst);
-        let mut last = file.last_read.lock().await;
         // A read that began after this call did is as good as one of its own; one that began
-        // earlier might predate a write this caller must see.
-        if let Some((number, result)) = &*last {
-            if *number > arrived {
-                return result.clone();
+        // earlier might predate a write this caller must see. Callers that overlap share one
+        // read and all wake when it ends, rather than passing a lock one by one.
+        let (number, published) = loop {
+            if let Some(result) = file.finished_read_since(arrived) {
+                return result;
             }
-        }
-        let number = file.reads_started.fetch_add(1, Ordering::SeqCst) + 1;
+            match file.join_or_start_read(arrived) {
+                SharedRead::Join(number, mut running) => {
+                    match running.wait_for(Option::is_some).await {
+                        Ok(result) => {
+                            if let Some(result) = &*result {
+                                return result.clone();
+                            }
+                        }
+                        // The reader was cancelled before it ended: read again.
+                        Err(_) => file.abandon_read(number),
+                    }
+                }
+                // Too early for this caller: once it ends, the next read is shared.
+                SharedRead::After(number, mut running) => {
+                    if running.wait_for(Option::is_some).await.is_err() {
+                        file.abandon_read(number);
+                    }
+                }
+                SharedRead::Start(number, published) => break (number, published),
+            }
+        };
         let writes = file.writes.load(Ordering::SeqCst);
         let (dir, settle_time, owned_path, owned_bucket) = (
             self.dir.clone(),
@@ -160,7 +179,9 @@ impl TokenStore for FileTokenStore {
             file.keep_unless_written_since(writes, token.clone().map(|t| Kept::read(t, identity)));
             token
         });
-        *last = Some((number, result.clone()));
+        file.finish_read(number, &result);
+        // Nobody may be waiting; that is no failure.
+        let _ = published.send(Some(result.clone()));
         result
     }
 
@@ -290,14 +311,72 @@ struct TokenFile {
     reads_started: AtomicU64,
     /// How many saves and deletes this store has begun on the file.
     writes: AtomicU64,
-    /// Held across a read, so that overlapping loads queue for one read instead of each making
-    /// its own; holds the last read's number and result.
-    last_read: tokio::sync::Mutex<Option<(u64, LoadResult)>>,
+    /// The read running now, if any: its number and where its result will be published, so
+    /// that overlapping loads share it instead of each making its own.
+    reading: Mutex<Option<(u64, tokio::sync::watch::Receiver<Option<LoadResult>>)>>,
+    /// The last finished read's number and result.
+    last_read: Mutex<Option<(u64, LoadResult)>>,
 }
 
 type LoadResult = Result<Option<Token>, StoreError>;
 
+/// What a load does about the file's read: join one that began after it arrived, or start one.
+enum SharedRead {
+    Join(u64, tokio::sync::watch::Receiver<Option<LoadResult>>),
+    After(u64, tokio::sync::watch::Receiver<Option<LoadResult>>),
+    Start(u64, tokio::sync::watch::Sender<Option<LoadResult>>),
+}
+
 impl TokenFile {
+    /// The result of the last finished read, if that read began after a caller arrived when
+    /// `arrived` reads had begun.
+    fn finished_read_since(&self, arrived: u64) -> Option<LoadResult> {
+        let last = lock(&self.last_read);
+        last.as_ref()
+            .filter(|(number, _)| *number > arrived)
+            .map(|(_, result)| result.clone())
+    }
+
+    /// Joins the running read if it began after the caller arrived, waits for it to end if it
+    /// began earlier, or registers a new one when none runs.
+    fn join_or_start_read(&self, arrived: u64) -> SharedRead {
+        let mut reading = lock(&self.reading);
+        if let Some((number, running)) = reading.as_ref() {
+            return if *number > arrived {
+                SharedRead::Join(*number, running.clone())
+            } else {
+                SharedRead::After(*number, running.clone())
+            };
+        }
+        let number = self.reads_started.fetch_add(1, Ordering::SeqCst) + 1;
+        let (published, running) = tokio::sync::watch::channel(None);
+        *reading = Some((number, running));
+        SharedRead::Start(number, published)
+    }
+
+    /// Keeps a finished read's result (unless a later read finished first) and stops offering
+    /// the read to new callers.
+    fn finish_read(&self, number: u64, result: &LoadResult) {
+        {
+            let mut last = lock(&self.last_read);
+            if last.as_ref().is_none_or(|(kept, _)| *kept < number) {
+                *last = Some((number, result.clone()));
+            }
+        }
+        self.abandon_read(number);
+    }
+
+    /// Stops offering read `number` to new callers (it ended, or its caller was cancelled).
+    fn abandon_read(&self, number: u64) {
+        let mut reading = lock(&self.reading);
+        if reading
+            .as_ref()
+            .is_some_and(|(running, _)| *running == number)
+        {
+            *reading = None;
+        }
+    }
+
     /// The kept token, if the directory is still private and the token file is still the one
     /// it was read from. These are two `stat`s of local paths, done here rather than on a
     /// blocking thread, whose hand-over alone would cost several times as much.
@@ -357,6 +436,11 @@ impl TokenFile {
     fn kept(&self) -> std::sync::MutexGuard<'_, Option<Kept>> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Poisoning is ignored: every change made under these locks is one assignment.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A token held in memory between loads.
@@ -767,6 +851,25 @@ mod tests {
         store.load(&bucket()).await.unwrap();
         let mode = fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, DIR_MODE);
+    }
+
+    #[tokio::test]
+    async fn a_load_cancelled_in_its_read_leaves_no_one_waiting_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileTokenStore::new(dir.path().join("oauth"));
+        store.save(&bucket(), &token("at-1")).await.unwrap();
+        let cancelled = {
+            let store = store.clone();
+            tokio::spawn(async move { store.load(&bucket()).await })
+        };
+        // It starts its read and waits for it on a blocking thread; then it is dropped.
+        tokio::task::yield_now().await;
+        cancelled.abort();
+        assert!(cancelled.await.is_err_and(|e| e.is_cancelled()));
+        let later = tokio::time::timeout(Duration::from_secs(10), store.load(&bucket()))
+            .await
+            .expect("a later load does not wait for the cancelled read forever");
+        assert_eq!(later.unwrap().unwrap().access_token.expose(), "at-1");
     }
 
     #[tokio::test]
