@@ -428,13 +428,22 @@ impl HealthStore for FileHealthStore {
 
     async fn record(&self, changes: &[(BucketId, BucketHealth)]) -> Result<(), PersistenceError> {
         let changes = changes.to_vec();
+        self.update(move |file| apply_health(file, &changes)).await
+    }
+
+    async fn record_with_limits(
+        &self,
+        changes: &[(BucketId, BucketHealth)],
+        latest: &[(BucketId, Option<ReportedLimits>)],
+    ) -> Result<(), PersistenceError> {
+        if changes.is_empty() && latest.is_empty() {
+            return Ok(());
+        }
+        // One locked, fsynced write for both.
+        let (changes, latest) = (changes.to_vec(), latest.to_vec());
         self.update(move |file| {
-            for (bucket, health) in &changes {
-                match Entry::from_health(*health) {
-                    Some(entry) => file.buckets.insert(bucket.to_string(), entry),
-                    None => file.buckets.remove(&bucket.to_string()),
-                };
-            }
+            apply_health(file, &changes);
+            apply_limits(file, &latest);
         })
         .await
     }
@@ -448,23 +457,35 @@ impl HealthStore for FileHealthStore {
         latest: &[(BucketId, Option<ReportedLimits>)],
     ) -> Result<(), PersistenceError> {
         let latest = latest.to_vec();
-        self.update(move |file| {
-            for (bucket, limits) in &latest {
-                let key = bucket.to_string();
-                match limits {
-                    None => {
-                        file.limits.remove(&key);
-                    }
-                    Some(limits) => {
-                        let kept = file.limits.get(&key).cloned().map(LimitsEntry::limits);
-                        if limits.replaces(kept.as_ref()) {
-                            file.limits.insert(key, LimitsEntry::from_limits(limits));
-                        }
-                    }
+        self.update(move |file| apply_limits(file, &latest)).await
+    }
+}
+
+/// Records each bucket's new health in the file (a usable bucket has no entry).
+fn apply_health(file: &mut HealthFile, changes: &[(BucketId, BucketHealth)]) {
+    for (bucket, health) in changes {
+        match Entry::from_health(*health) {
+            Some(entry) => file.buckets.insert(bucket.to_string(), entry),
+            None => file.buckets.remove(&bucket.to_string()),
+        };
+    }
+}
+
+/// Keeps each bucket's latest limits in the file, unless the kept ones were seen later.
+fn apply_limits(file: &mut HealthFile, latest: &[(BucketId, Option<ReportedLimits>)]) {
+    for (bucket, limits) in latest {
+        let key = bucket.to_string();
+        match limits {
+            None => {
+                file.limits.remove(&key);
+            }
+            Some(limits) => {
+                let kept = file.limits.get(&key).cloned().map(LimitsEntry::limits);
+                if limits.replaces(kept.as_ref()) {
+                    file.limits.insert(key, LimitsEntry::from_limits(limits));
                 }
             }
-        })
-        .await
+        }
     }
 }
 

@@ -46,4 +46,24 @@ pub trait HealthStore: Send + Sync {
         &self,
         latest: &[(BucketId, Option<ReportedLimits>)],
     ) -> Result<(), PersistenceError>;
+
+    /// [`record`](Self::record) and [`record_limits`](Self::record_limits) at once, what a
+    /// request learned; a store that can write both in one go (one locked write of a file)
+    /// overrides it.
+    ///
+    /// # Errors
+    /// [`PersistenceError`] when either cannot be written.
+    async fn record_with_limits(
+        &self,
+        changes: &[(BucketId, BucketHealth)],
+        latest: &[(BucketId, Option<ReportedLimits>)],
+    ) -> Result<(), PersistenceError> {
+        if !changes.is_empty() {
+            self.record(changes).await?;
+        }
+        if !latest.is_empty() {
+            self.record_limits(latest).await?;
+        }
+        Ok(())
+    }
 }

@@ -261,19 +261,6 @@ impl ChatService {
         }
     }
 
-    /// Records changed health for other processes; a failure only loses the hint.
-    async fn save_shared_health(&self, changes: &[(BucketId, BucketHealth)]) {
-        let Some(store) = &self.shared_health else {
-            return;
-        };
-        if changes.is_empty() {
-            return;
-        }
-        if let Err(error) = store.record(changes).await {
-            tracing::warn!(%error, "could not save the buckets' health");
-        }
-    }
-
     /// What this process knows about a bucket's health (rate limits, needed logins).
     pub fn health(&self, bucket: &BucketId) -> BucketHealth {
         self.health_map()
@@ -323,11 +310,15 @@ impl ChatService {
         if let Some(pending) = pending {
             let _ = pending.await;
         }
-        self.save_shared_health(&[(bucket.clone(), BucketHealth::Usable)])
-            .await;
         if let Some(store) = &self.shared_health {
-            if let Err(error) = store.record_limits(&[(bucket.clone(), None)]).await {
-                tracing::warn!(%error, "could not forget the bucket's limits");
+            let forgotten = store
+                .record_with_limits(
+                    &[(bucket.clone(), BucketHealth::Usable)],
+                    &[(bucket.clone(), None)],
+                )
+                .await;
+            if let Err(error) = forgotten {
+                tracing::warn!(%error, "could not forget the bucket's health and limits");
             }
         }
     }
@@ -378,15 +369,8 @@ impl ChatService {
             if let Some(previous) = previous {
                 let _ = previous.await;
             }
-            if !changes.is_empty() {
-                if let Err(error) = store.record(&changes).await {
-                    tracing::warn!(%error, "could not save the buckets' health");
-                }
-            }
-            if !limits.is_empty() {
-                if let Err(error) = store.record_limits(&limits).await {
-                    tracing::warn!(%error, "could not save the buckets' limits");
-                }
+            if let Err(error) = store.record_with_limits(&changes, &limits).await {
+                tracing::warn!(%error, "could not save the buckets' health and limits");
             }
         }));
     }

@@ -44,7 +44,8 @@ macro_rules! health_store_contract_tests {
             usable_clears_a_bucket_and_nothing_else,
             concurrent_health_records_all_land,
             limits_come_back_as_recorded_and_none_forgets_one_bucket,
-            older_limits_never_replace_newer_ones
+            older_limits_never_replace_newer_ones,
+            health_and_limits_recorded_together_both_land
         );
     };
 }
@@ -365,4 +366,30 @@ pub async fn older_limits_never_replace_newer_ones<S: HealthStore + 'static>(sto
         .await
         .unwrap();
     assert_eq!(store.load_limits().await.unwrap().get(&a), Some(&newest));
+}
+
+/// `record_with_limits` lands the health and the limits it is given, and forgets what `Usable`
+/// and `None` say to forget.
+pub async fn health_and_limits_recorded_together_both_land<S: HealthStore + 'static>(store: S) {
+    let a = bucket(OAuthProvider::Anthropic, "work1");
+    let cooling = BucketHealth::CoolingUntil {
+        until: UnixSeconds(9_000),
+        cause: CooldownCause::RateLimited,
+    };
+    let figures = reported(100.0, 50.0, 3_000);
+    store
+        .record_with_limits(
+            &[(a.clone(), cooling)],
+            &[(a.clone(), Some(figures.clone()))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.load().await.unwrap().get(&a), Some(&cooling));
+    assert_eq!(store.load_limits().await.unwrap().get(&a), Some(&figures));
+    store
+        .record_with_limits(&[(a.clone(), BucketHealth::Usable)], &[(a.clone(), None)])
+        .await
+        .unwrap();
+    assert!(store.load().await.unwrap().is_empty());
+    assert!(store.load_limits().await.unwrap().is_empty());
 }
