@@ -862,10 +862,12 @@ mod tests {
             let store = store.clone();
             tokio::spawn(async move { store.load(&bucket()).await })
         };
-        // It starts its read and waits for it on a blocking thread; then it is dropped.
+        // It starts its read and waits for it on a blocking thread; then it is dropped (on a
+        // loaded machine the read may already have ended: then nothing was cancelled, and the
+        // later load must still answer).
         tokio::task::yield_now().await;
         cancelled.abort();
-        assert!(cancelled.await.is_err_and(|e| e.is_cancelled()));
+        let _ = cancelled.await;
         let later = tokio::time::timeout(Duration::from_secs(10), store.load(&bucket()))
             .await
             .expect("a later load does not wait for the cancelled read forever");
